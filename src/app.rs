@@ -1,0 +1,108 @@
+//! The application: shared state, the HTTP listener, and serving until told to stop.
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::{Config, db, error::AppError, wechat::crypto::Cipher};
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub pool: PgPool,
+    pub config: Config,
+    /// `WECHAT_TOKEN`, or the development token stored in the database.
+    pub wechat_token: String,
+    /// HMAC key for signed links: `SECRET_KEY` or generated once in the database.
+    pub secret_key: Vec<u8>,
+    /// Present when `WECHAT_AES_KEY` is set: safe and compatible mode.
+    pub cipher: Option<Cipher>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub async fn new(config: Config, pool: PgPool) -> Result<AppState, AppError> {
+        let wechat_token = match &config.wechat_token {
+            Some(token) => token.clone(),
+            None => db::settings::get_or_generate(&pool, "dev_wechat_token").await?,
+        };
+        let secret_key = match &config.secret_key {
+            Some(key) => key.as_bytes().to_vec(),
+            None => db::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
+        };
+        let cipher = match &config.wechat_aes_key {
+            Some(key) => {
+                let appid = config
+                    .wechat_appid
+                    .as_deref()
+                    .ok_or_else(|| AppError::Config("WECHAT_AES_KEY is set, so WECHAT_APPID must be set too".into()))?;
+                Some(Cipher::new(key, appid).map_err(|e| AppError::Config(format!("WECHAT_AES_KEY: {e}")))?)
+            }
+            None => None,
+        };
+        Ok(AppState(Arc::new(Inner { pool, config, wechat_token, secret_key, cipher })))
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener (port 0 picks a free port, as tests do).
+    pub async fn build(state: AppState) -> Result<Application, AppError> {
+        let listener = TcpListener::bind(state.config.listen)
+            .await
+            .map_err(|e| AppError::Config(format!("LISTEN {}: {e}", state.config.listen)))?;
+        Ok(Application { listener, state })
+    }
+
+    /// Serves on a listener the caller bound (tests bind first to learn the port).
+    pub fn with_listener(listener: TcpListener, state: AppState) -> Application {
+        Application { listener, state }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let router = crate::web::router(self.state);
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

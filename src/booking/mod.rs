@@ -1,0 +1,11 @@
+//! The booking rules (SPEC §3) and every SQL statement about activities,
+//! students and tickets. No HTTP and no XML here: callers pass a connection
+//! (usually their transaction) and get plain outcomes back.
+
+pub mod activities;
+pub mod students;
+pub mod tickets;
+
+pub use activities::{Activity, NewActivity};
+pub use students::Student;
+pub use tickets::Ticket;

@@ -1,0 +1,181 @@
+//! The handler layer: what a WeChat message means, the booking call it makes,
+//! and the reply. Adding a command is a row in `commands` and an arm here.
+
+pub mod commands;
+pub mod replies;
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use crate::{
+    AppState,
+    booking::{
+        activities, students,
+        tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
+    },
+    error::AppError,
+    links::{self, Purpose},
+    local_time,
+    wechat::{
+        message::Message,
+        reply::{Article, Reply},
+    },
+};
+use commands::Command;
+
+/// At most this many activities in one `抢啥` reply (WeChat cuts long texts).
+const LIST_LIMIT: usize = 6;
+
+/// Answers one message, using `conn` (the caller's transaction) for every read and write.
+pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Reply, AppError> {
+    let openid = msg.from_user.as_str();
+    let text = |s: String| Ok(Reply::Text(s));
+    match commands::parse(msg) {
+        Command::Help => text(replies::HELP.into()),
+        Command::Unknown => text(replies::UNKNOWN.into()),
+        Command::Silent => Ok(Reply::Success),
+        Command::Welcome => text(replies::welcome(&bind_url(state, openid))),
+        Command::Bind => match students::bound(conn, openid).await? {
+            Some(student) => text(replies::already_bound(&student.student_id)),
+            None => text(replies::bind_link(&bind_url(state, openid))),
+        },
+        Command::Unbind => match students::unbind(conn, openid).await? {
+            Some(student) => text(replies::unbound(&student.student_id)),
+            None => text(replies::NOT_BOUND_TO_UNBIND.into()),
+        },
+        Command::ListActivities => list_activities(state, conn).await,
+        Command::Book(None) => text(replies::BOOK_NEEDS_KEY.into()),
+        Command::Book(Some(activity)) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            book(state, conn, activity, &student.student_id).await
+        }
+        Command::MyTickets(key) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            my_tickets(state, conn, openid, &student.student_id, key).await
+        }
+        Command::Cancel(None) => text(replies::CANCEL_NEEDS_KEY.into()),
+        Command::Cancel(Some(key)) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            let which = TicketRef::StudentAndKey { student_id: &student.student_id, key: &key };
+            Ok(Reply::Text(match tickets::cancel(conn, which).await? {
+                CancelOutcome::Cancelled(ticket) => replies::cancelled(&ticket.activity_name),
+                CancelOutcome::NoSuchActivity => replies::no_such_activity(&key),
+                CancelOutcome::NothingToCancel => replies::NOTHING_TO_CANCEL.into(),
+                CancelOutcome::TooLate(ticket) if ticket.status == "used" => replies::ALREADY_USED.into(),
+                CancelOutcome::TooLate(_) => replies::STARTED.into(),
+            }))
+        }
+    }
+}
+
+async fn book(
+    state: &AppState,
+    conn: &mut PgConnection,
+    activity: ActivityRef,
+    student_id: &str,
+) -> Result<Reply, AppError> {
+    let tz = state.config.timezone;
+    let outcome = tickets::book(conn, &activity, student_id).await?;
+    Ok(match outcome {
+        BookOutcome::Booked(ticket) => ticket_article(state, &ticket, replies::booked_title(&ticket.activity_name)),
+        BookOutcome::AlreadyHolds(ticket) => Reply::Text(replies::already_holds(&ticket_url(state, &ticket.code))),
+        BookOutcome::NoSuchActivity => Reply::Text(match activity {
+            ActivityRef::Key(key) => replies::no_such_activity(&key),
+            ActivityRef::Id(_) => replies::NO_SUCH_MENU_ACTIVITY.into(),
+        }),
+        BookOutcome::NotOpenYet { opens_at } => Reply::Text(replies::not_open_yet(&local_time::short(opens_at, tz))),
+        BookOutcome::Closed => Reply::Text(replies::CLOSED.into()),
+        BookOutcome::SoldOut => Reply::Text(replies::SOLD_OUT.into()),
+    })
+}
+
+async fn list_activities(state: &AppState, conn: &mut PgConnection) -> Result<Reply, AppError> {
+    let tz = state.config.timezone;
+    let list = activities::bookable(conn).await?;
+    if list.is_empty() {
+        return Ok(Reply::Text(replies::NO_ACTIVITIES.into()));
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut out = String::from("可以抢票的活动：\n");
+    for a in list.iter().take(LIST_LIMIT) {
+        let state_line = if now < a.book_start {
+            format!("{} 开抢", local_time::short(a.book_start, tz))
+        } else if a.remaining == 0 {
+            "已抢完".to_string()
+        } else {
+            format!("剩余 {} 张，{} 截止", a.remaining, local_time::short(a.book_end, tz))
+        };
+        let url = format!("{}/activities/{}", state.config.public_url, a.id);
+        out.push_str(&format!("\n【{}】代号 {}\n{}\n{}\n", a.name, a.key, state_line, replies::link(&url, "查看详情")));
+    }
+    out.push_str("\n发送「抢票 代号」即可抢票。");
+    Ok(Reply::Text(out))
+}
+
+async fn my_tickets(
+    state: &AppState,
+    conn: &mut PgConnection,
+    openid: &str,
+    student_id: &str,
+    key: Option<String>,
+) -> Result<Reply, AppError> {
+    let tz = state.config.timezone;
+    if let Some(key) = key {
+        return Ok(match tickets::live_for_student_and_key(conn, student_id, &key).await? {
+            Some(ticket) => ticket_article(state, &ticket, format!("我的票：{}", ticket.activity_name)),
+            None => Reply::Text(replies::no_ticket_for(&key)),
+        });
+    }
+    let list = tickets::live_for_student(conn, student_id).await?;
+    if list.is_empty() {
+        return Ok(Reply::Text(replies::NO_TICKETS.into()));
+    }
+    let mut out = String::from("你的票：\n");
+    for t in list.iter().take(LIST_LIMIT) {
+        let status = if t.status == "used" { "已检票" } else { "有效" };
+        out.push_str(&format!(
+            "\n【{}】{}\n{} · {}\n{}\n",
+            t.activity_name,
+            status,
+            local_time::short(t.start_at, tz),
+            t.place,
+            replies::link(&ticket_url(state, &t.code), "查看电子票")
+        ));
+    }
+    out.push_str(&format!("\n{}", replies::link(&my_tickets_url(state, openid), "全部票")));
+    Ok(Reply::Text(out))
+}
+
+fn ticket_article(state: &AppState, ticket: &Ticket, title: String) -> Reply {
+    let tz = state.config.timezone;
+    Reply::News(Article {
+        title,
+        description: replies::booked_description(&local_time::short(ticket.start_at, tz), &ticket.place),
+        pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
+        url: ticket_url(state, &ticket.code),
+    })
+}
+
+pub fn ticket_url(state: &AppState, code: &str) -> String {
+    format!("{}/tickets/{code}", state.config.public_url)
+}
+
+fn signed_url(state: &AppState, path: &str, purpose: Purpose, openid: &str) -> String {
+    let expires = OffsetDateTime::now_utc().unix_timestamp() + purpose.lifetime();
+    let query = links::sign(&state.secret_key, purpose, openid, expires);
+    format!("{}{path}?{query}", state.config.public_url)
+}
+
+pub fn bind_url(state: &AppState, openid: &str) -> String {
+    signed_url(state, "/bind", Purpose::Bind, openid)
+}
+
+pub fn my_tickets_url(state: &AppState, openid: &str) -> String {
+    signed_url(state, "/my/tickets", Purpose::MyTickets, openid)
+}

@@ -1,0 +1,79 @@
+//! Every sentence the account says. One place, so the voice stays the same.
+
+pub const HELP: &str = "欢迎使用抢票服务！可以发送：\n\
+· 绑定 —— 绑定学号（抢票前先绑定）\n\
+· 抢啥 —— 看看有哪些活动可以抢\n\
+· 抢票 活动代号 —— 抢一张票，例如：抢票 concert\n\
+· 查票 —— 查看我的票\n\
+· 退票 活动代号 —— 退掉这张票\n\
+· 解绑 —— 解除学号绑定\n\
+也可以直接点下方菜单。";
+
+pub const UNKNOWN: &str = "没看懂这条消息。发送「帮助」看看我能做什么。";
+pub const BUSY: &str = "现在抢票的人太多了，请稍后再试一次。";
+pub const BOOK_NEEDS_KEY: &str = "请在「抢票」后面加上活动代号，例如：抢票 concert。发送「抢啥」查看可以抢的活动。";
+pub const CANCEL_NEEDS_KEY: &str = "请在「退票」后面加上活动代号，例如：退票 concert。发送「查票」查看你的票。";
+pub const NO_SUCH_MENU_ACTIVITY: &str = "这个活动不存在或已下线。发送「抢啥」查看可以抢的活动。";
+pub const CLOSED: &str = "这个活动的抢票已经结束了。";
+pub const SOLD_OUT: &str = "票已经抢完了，下次早点来！";
+pub const NOTHING_TO_CANCEL: &str = "你没有这个活动可以退的票。";
+pub const ALREADY_USED: &str = "这张票已经检票入场，不能再退了。";
+pub const STARTED: &str = "活动已经开始，不能再退票了。";
+pub const NOT_BOUND_TO_UNBIND: &str = "你还没有绑定学号，不需要解绑。";
+pub const NO_ACTIVITIES: &str = "现在没有可以抢票的活动，过几天再来看看吧。";
+pub const NO_TICKETS: &str = "你还没有票。发送「抢啥」看看有什么活动。";
+
+pub fn link(url: &str, text: &str) -> String {
+    format!("<a href=\"{url}\">{text}</a>")
+}
+
+pub fn welcome(bind_url: &str) -> String {
+    format!(
+        "欢迎关注！抢票前请先{}。\n发送「抢啥」看看有什么活动，发送「帮助」查看全部命令。",
+        link(bind_url, "绑定学号")
+    )
+}
+
+pub fn not_bound(bind_url: &str) -> String {
+    format!("你还没有绑定学号，请先{}，再来抢票。", link(bind_url, "点这里绑定"))
+}
+
+pub fn bind_link(bind_url: &str) -> String {
+    format!("请{}（链接 30 分钟内有效）。", link(bind_url, "点这里绑定学号"))
+}
+
+pub fn already_bound(student_id: &str) -> String {
+    format!("你已绑定学号 {student_id}。如需更换，请先发送「解绑」。")
+}
+
+pub fn unbound(student_id: &str) -> String {
+    format!("已解除学号 {student_id} 的绑定。已抢到的票仍然属于这个学号，重新绑定后可以继续查看。")
+}
+
+pub fn no_such_activity(key: &str) -> String {
+    format!("没有代号为「{key}」的活动。发送「抢啥」查看可以抢的活动。")
+}
+
+pub fn not_open_yet(opens_at: &str) -> String {
+    format!("这个活动还没开始抢票，{opens_at} 开抢，到时再来！")
+}
+
+pub fn already_holds(ticket_url: &str) -> String {
+    format!("你已经有这个活动的票了，{}。", link(ticket_url, "点这里查看"))
+}
+
+pub fn booked_title(activity: &str) -> String {
+    format!("抢票成功：{activity}")
+}
+
+pub fn booked_description(start: &str, place: &str) -> String {
+    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。")
+}
+
+pub fn cancelled(activity: &str) -> String {
+    format!("已退掉「{activity}」的票，名额已经释放。")
+}
+
+pub fn no_ticket_for(key: &str) -> String {
+    format!("你没有「{key}」的票。发送「查票」查看你的全部票。")
+}

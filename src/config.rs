@@ -1,0 +1,164 @@
+//! Settings from the environment (and `.env`), with every default in one place.
+
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use regex::Regex;
+use time_tz::TimeZone;
+
+use crate::error::AppError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudentVerify {
+    /// Any student ID matching `STUDENT_ID_PATTERN` may bind.
+    Open,
+    /// The ID must be in the imported roster and the name must match.
+    Roster,
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    /// `None` means: use the development token stored in the database.
+    pub wechat_token: Option<String>,
+    pub wechat_appid: Option<String>,
+    pub wechat_secret: Option<String>,
+    pub wechat_aes_key: Option<String>,
+    pub wechat_api_base: String,
+    pub secret_key: Option<String>,
+    pub student_verify: StudentVerify,
+    pub student_id_pattern: Regex,
+    pub timezone: &'static time_tz::Tz,
+}
+
+// Secrets never reach logs, so Debug shows only whether they are set.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Config")
+            .field("database_url", &set(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("wechat_token", &set(&self.wechat_token))
+            .field("wechat_appid", &self.wechat_appid)
+            .field("wechat_secret", &set(&self.wechat_secret))
+            .field("wechat_aes_key", &set(&self.wechat_aes_key))
+            .field("wechat_api_base", &self.wechat_api_base)
+            .field("secret_key", &set(&self.secret_key))
+            .field("student_verify", &self.student_verify)
+            .field("student_id_pattern", &self.student_id_pattern.as_str())
+            .field("timezone", &self.timezone.name())
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Config, AppError> {
+        let _ = dotenvy::dotenv();
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from any variable source; tests pass a map.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, AppError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let bad = |name: &str, why: String| AppError::Config(format!("{name}: {why}"));
+
+        let listen: SocketAddr = get("LISTEN")
+            .unwrap_or_else(|| "127.0.0.1:8000".into())
+            .parse()
+            .map_err(|e| bad("LISTEN", format!("not an address:port ({e})")))?;
+        let public_url =
+            get("PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
+        if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(bad("PUBLIC_URL", "must start with http:// or https://".into()));
+        }
+        let wechat_aes_key = get("WECHAT_AES_KEY");
+        if let Some(key) = &wechat_aes_key
+            && key.len() != 43
+        {
+            return Err(bad("WECHAT_AES_KEY", "must be the 43-character EncodingAESKey".into()));
+        }
+        let student_verify = match get("STUDENT_VERIFY").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("open") => StudentVerify::Open,
+            Some("roster") => StudentVerify::Roster,
+            Some(other) => {
+                return Err(bad("STUDENT_VERIFY", format!("`{other}` is neither open nor roster")));
+            }
+        };
+        let pattern = get("STUDENT_ID_PATTERN").unwrap_or_else(|| "^[0-9]{10}$".into());
+        let student_id_pattern =
+            Regex::new(&pattern).map_err(|e| bad("STUDENT_ID_PATTERN", format!("not a regular expression ({e})")))?;
+        let tz_name = get("TIMEZONE").unwrap_or_else(|| "Asia/Shanghai".into());
+        let timezone = time_tz::timezones::get_by_name(&tz_name)
+            .ok_or_else(|| bad("TIMEZONE", format!("unknown time zone `{tz_name}`")))?;
+
+        Ok(Config {
+            database_url: get("DATABASE_URL"),
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
+            listen,
+            public_url,
+            wechat_token: get("WECHAT_TOKEN"),
+            wechat_appid: get("WECHAT_APPID"),
+            wechat_secret: get("WECHAT_SECRET"),
+            wechat_aes_key,
+            wechat_api_base: get("WECHAT_API_BASE")
+                .unwrap_or_else(|| "https://api.weixin.qq.com".into())
+                .trim_end_matches('/')
+                .to_string(),
+            secret_key: get("SECRET_KEY"),
+            student_verify,
+            student_id_pattern,
+            timezone,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, AppError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.public_url, "http://127.0.0.1:8000");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.wechat_api_base, "https://api.weixin.qq.com");
+        assert_eq!(c.student_verify, StudentVerify::Open);
+        assert!(c.student_id_pattern.is_match("2024010001"));
+        assert!(!c.student_id_pattern.is_match("20240100011"));
+        assert_eq!(c.timezone.name(), "Asia/Shanghai");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (var, value) in [
+            ("LISTEN", "nowhere"),
+            ("STUDENT_VERIFY", "maybe"),
+            ("TIMEZONE", "Mars/Base"),
+            ("WECHAT_AES_KEY", "short"),
+            ("STUDENT_ID_PATTERN", "("),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let c = config(&[("WECHAT_SECRET", "s3cr3t-value"), ("SECRET_KEY", "k3y-value"), ("WECHAT_TOKEN", "t0ken")])
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && !shown.contains("k3y") && !shown.contains("t0ken"), "{shown}");
+    }
+}

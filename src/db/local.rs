@@ -1,0 +1,293 @@
+//! The embedded default: a PostgreSQL cluster under `DATA_DIR`, started from the
+//! installed server binaries and reached over a Unix socket inside its own
+//! directory, so it never competes for a TCP port with anything.
+
+use std::{
+    ffi::OsStr,
+    os::unix::{fs::PermissionsExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use crate::error::AppError;
+
+/// How to run the server: durable for the product, fast and disposable for tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Durable,
+    Throwaway,
+}
+
+/// A cluster directory and the binaries that serve it.
+#[derive(Debug, Clone)]
+pub struct LocalCluster {
+    bin_dir: PathBuf,
+    dir: PathBuf,
+    /// When we are root, the server runs as this (uid, gid): initdb refuses root.
+    run_as: Option<(u32, u32)>,
+    durability: Durability,
+}
+
+/// A running server. `stop` stops it only if this process started it, so a CLI
+/// command run beside `serve` leaves the server's database alone.
+#[derive(Debug)]
+pub struct RunningCluster {
+    cluster: LocalCluster,
+    started_here: bool,
+}
+
+impl LocalCluster {
+    pub fn new(dir: &Path, durability: Durability) -> Result<LocalCluster, AppError> {
+        let bin_dir = find_bin_dir()?;
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        // The server refuses socket paths longer than the kernel's sun_path (108 bytes).
+        let socket = dir.join(".s.PGSQL.5432");
+        if socket.as_os_str().len() >= 104 {
+            return Err(AppError::LocalPostgres(format!(
+                "the path {} is too long for a Unix socket; set DATA_DIR to a shorter path",
+                dir.display()
+            )));
+        }
+        let run_as = if unsafe { libc::geteuid() } == 0 { Some(postgres_user()?) } else { None };
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(LocalCluster { bin_dir, dir, run_as, durability })
+    }
+
+    /// The directory holding the server's socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Initialises the cluster on first use and starts it unless it already runs.
+    pub fn start(self) -> Result<RunningCluster, AppError> {
+        if !self.dir.join("PG_VERSION").exists() {
+            self.initdb()?;
+        }
+        self.write_settings()?;
+        if self.is_running() {
+            tracing::info!(dir = %self.dir.display(), "reusing the local PostgreSQL already running");
+            return Ok(RunningCluster { cluster: self, started_here: false });
+        }
+        let log = self.dir.join("server.log");
+        let out = self.run(
+            "pg_ctl",
+            [
+                OsStr::new("start"),
+                OsStr::new("-w"),
+                OsStr::new("-t"),
+                OsStr::new("60"),
+                OsStr::new("-s"),
+                OsStr::new("-D"),
+                self.dir.as_os_str(),
+                OsStr::new("-l"),
+                log.as_os_str(),
+            ],
+        )?;
+        if !out.status.success() {
+            // Another process may have started it between our check and our start.
+            if self.is_running() {
+                return Ok(RunningCluster { cluster: self, started_here: false });
+            }
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            return Err(AppError::LocalPostgres(format!(
+                "pg_ctl start failed: {}{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                tail.into_iter().rev().map(|l| format!("\n  {l}")).collect::<String>()
+            )));
+        }
+        tracing::info!(dir = %self.dir.display(), "started local PostgreSQL");
+        Ok(RunningCluster { cluster: self, started_here: true })
+    }
+
+    fn initdb(&self) -> Result<(), AppError> {
+        tracing::info!(dir = %self.dir.display(), "initialising local PostgreSQL cluster");
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("-D"),
+            self.dir.as_os_str(),
+            OsStr::new("-U"),
+            OsStr::new("postgres"),
+            // Only the socket inside this 0700 directory reaches the server.
+            OsStr::new("--auth=trust"),
+            OsStr::new("-E"),
+            OsStr::new("UTF8"),
+            OsStr::new("--locale=C.UTF-8"),
+        ];
+        if self.durability == Durability::Throwaway {
+            args.push(OsStr::new("--no-sync"));
+        }
+        let out = self.run("initdb", args)?;
+        if !out.status.success() {
+            return Err(AppError::LocalPostgres(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let conf = self.dir.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str("\ninclude_if_exists = 'wechat-ticket.conf'\n");
+        std::fs::write(&conf, text)?;
+        Ok(())
+    }
+
+    /// Written at every start so a moved `DATA_DIR` still finds its socket.
+    fn write_settings(&self) -> Result<(), AppError> {
+        let dir = self.dir.to_string_lossy().replace('\'', "''");
+        let mut text = format!(
+            "# Written by wechat-ticket at every start.\n\
+             listen_addresses = ''\n\
+             unix_socket_directories = '{dir}'\n\
+             unix_socket_permissions = 0700\n\
+             max_connections = 300\n"
+        );
+        if self.durability == Durability::Throwaway {
+            text.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
+        }
+        let path = self.dir.join("wechat-ticket.conf");
+        std::fs::write(&path, text)?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        }
+        Ok(())
+    }
+
+    fn is_running(&self) -> bool {
+        self.run("pg_ctl", [OsStr::new("status"), OsStr::new("-D"), self.dir.as_os_str()])
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    fn run<I, S>(&self, program: &str, args: I) -> Result<Output, AppError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        cmd.args(args).current_dir(&self.dir).env_remove("PGDATA");
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid).env("HOME", &self.dir);
+        }
+        cmd.output().map_err(|e| AppError::LocalPostgres(format!("cannot run {program}: {e}")))
+    }
+}
+
+impl RunningCluster {
+    pub fn socket_dir(&self) -> &Path {
+        self.cluster.socket_dir()
+    }
+
+    /// Stops the server if this process started it (also done on drop).
+    pub fn stop(&mut self) {
+        if !std::mem::take(&mut self.started_here) {
+            return;
+        }
+        let dir = self.cluster.dir.as_os_str();
+        match self.cluster.run(
+            "pg_ctl",
+            [
+                OsStr::new("stop"),
+                OsStr::new("-w"),
+                OsStr::new("-s"),
+                OsStr::new("-m"),
+                OsStr::new("fast"),
+                OsStr::new("-D"),
+                dir,
+            ],
+        ) {
+            Ok(out) if out.status.success() => tracing::info!("stopped local PostgreSQL"),
+            Ok(out) => {
+                tracing::warn!(stderr = %String::from_utf8_lossy(&out.stderr).trim(), "pg_ctl stop failed")
+            }
+            Err(e) => tracing::warn!(error = %e, "pg_ctl stop failed"),
+        }
+    }
+
+    /// Makes a throwaway cluster die with this process, even when the test
+    /// harness exits without running destructors: a small watcher waits for our
+    /// pid to vanish, then stops the server and removes its directory.
+    pub fn stop_and_remove_when_process_exits(mut self) -> Result<(), AppError> {
+        // The watcher owns the server from now on; dropping us must not stop it.
+        self.started_here = false;
+        let pg_ctl = self.cluster.bin_dir.join("pg_ctl");
+        let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; "$2" stop -s -m immediate -D "$3" >/dev/null 2>&1; rm -rf "$3""#;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg("watcher").arg(std::process::id().to_string()).arg(pg_ctl).arg(&self.cluster.dir);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        // Its own session, so a Ctrl-C aimed at the tests does not kill it first.
+        cmd.process_group(0);
+        cmd.spawn().map_err(|e| AppError::LocalPostgres(format!("cannot start cleanup watcher: {e}")))?;
+        Ok(())
+    }
+}
+
+impl Drop for RunningCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `PG_BIN`, then `pg_ctl` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
+fn find_bin_dir() -> Result<PathBuf, AppError> {
+    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        let dir = PathBuf::from(dir);
+        if has_all(&dir) {
+            return Ok(dir);
+        }
+        return Err(AppError::LocalPostgres(format!(
+            "PG_BIN={} does not contain initdb, pg_ctl and postgres",
+            dir.display()
+        )));
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let pg_ctl = dir.join("pg_ctl");
+            if pg_ctl.is_file() {
+                // Debian links /usr/local/bin/pg_ctl into the versioned directory.
+                let real = pg_ctl.canonicalize().unwrap_or(pg_ctl);
+                if let Some(real_dir) = real.parent().filter(|d| has_all(d)) {
+                    return Ok(real_dir.to_path_buf());
+                }
+                if has_all(&dir) {
+                    return Ok(dir);
+                }
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .filter(|(_, dir)| has_all(dir))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, dir)| dir).ok_or_else(|| {
+        AppError::LocalPostgres(
+            "no PostgreSQL server binaries found: install them (Debian: apt-get install postgresql), \
+             set PG_BIN to their directory, or set DATABASE_URL"
+                .into(),
+        )
+    })
+}
+
+fn postgres_user() -> Result<(u32, u32), AppError> {
+    // SAFETY: getpwnam returns a pointer into static storage or null; we copy the ids out at once.
+    let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+    if pw.is_null() {
+        return Err(AppError::LocalPostgres(
+            "running as root, but there is no `postgres` system user to run PostgreSQL as \
+             (install Debian's postgresql package, or run as a normal user, or set DATABASE_URL)"
+                .into(),
+        ));
+    }
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok((uid, gid))
+}

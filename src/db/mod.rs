@@ -1,0 +1,90 @@
+//! The connection pool, migrations, and the managed local PostgreSQL.
+
+pub mod local;
+pub mod messages;
+pub mod settings;
+
+use std::time::Duration;
+
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::{config::Config, error::AppError};
+pub use local::{Durability, LocalCluster, RunningCluster};
+
+/// The database name used inside the managed cluster.
+pub const LOCAL_DATABASE: &str = "wechat_ticket";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Connection options for a database inside a managed cluster.
+pub fn local_options(socket_dir: &std::path::Path, database: &str) -> PgConnectOptions {
+    PgConnectOptions::new().socket(socket_dir).username("postgres").database(database).application_name("wechat-ticket")
+}
+
+/// The database `serve` and every CLI command use: `DATABASE_URL`, or the
+/// managed cluster under `DATA_DIR` (started if it is not running yet).
+pub async fn open(config: &Config) -> Result<(PgPool, Option<RunningCluster>), AppError> {
+    if let Some(url) = &config.database_url {
+        let options: PgConnectOptions = url.parse().map_err(|e| AppError::Config(format!("DATABASE_URL: {e}")))?;
+        return Ok((pool(options.application_name("wechat-ticket")).await?, None));
+    }
+    let dir = config.data_dir.join("postgres");
+    let cluster = tokio::task::spawn_blocking(move || LocalCluster::new(&dir, Durability::Durable)?.start())
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+    let result = async {
+        create_database_if_missing(local_options(cluster.socket_dir(), "postgres"), LOCAL_DATABASE).await?;
+        pool(local_options(cluster.socket_dir(), LOCAL_DATABASE)).await
+    }
+    .await;
+    match result {
+        Ok(pool) => Ok((pool, Some(cluster))),
+        // Dropping the handle stops a server we started.
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn pool(options: PgConnectOptions) -> Result<PgPool, AppError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(pool_size())
+        .min_connections(1)
+        // Well inside WeChat's 5-second rule: better a quick "busy" than a dropped reply.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// `DATABASE_POOL_SIZE`, else a size that keeps a small server's cores busy
+/// without making PostgreSQL juggle more backends than it can run.
+pub fn pool_size() -> u32 {
+    std::env::var("DATABASE_POOL_SIZE").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(16)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), AppError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+pub async fn create_database_if_missing(admin: PgConnectOptions, name: &str) -> Result<(), AppError> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut conn = admin.connect().await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match sqlx::query(&sql).execute(&mut conn).await {
+            Ok(_) => {}
+            // Two commands starting at once: the other one created it.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! Values generated once and shared by every instance through the database.
+
+use rand::Rng;
+use sqlx::PgPool;
+
+use crate::error::AppError;
+
+/// Returns the stored value of `name`, generating and storing a random one
+/// first if there is none. Safe when several instances start at once.
+pub async fn get_or_generate(pool: &PgPool, name: &str) -> Result<String, AppError> {
+    let candidate = hex::encode(rand::rng().random::<[u8; 32]>());
+    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+        .bind(name)
+        .bind(&candidate)
+        .execute(pool)
+        .await?;
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(pool).await?)
+}

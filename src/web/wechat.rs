@@ -1,0 +1,166 @@
+//! `GET /wechat` (server verification) and `POST /wechat` (messages), per SPEC §2.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::Deserialize;
+
+use crate::{
+    AppState, bot,
+    db::messages,
+    error::AppError,
+    wechat::{crypto, message, reply, signature},
+};
+
+/// WeChat's messages are a few hundred bytes; anything near this is not WeChat.
+const MAX_BODY: usize = 64 * 1024;
+
+/// WeChat gives up after 5 s and retries; answer well before that.
+const DEADLINE: Duration = Duration::from_millis(4000);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/wechat", get(verify_server).post(receive))
+}
+
+#[derive(Deserialize)]
+struct SignedQuery {
+    signature: Option<String>,
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    echostr: Option<String>,
+    encrypt_type: Option<String>,
+    msg_signature: Option<String>,
+}
+
+impl SignedQuery {
+    fn timestamp(&self) -> &str {
+        self.timestamp.as_deref().unwrap_or_default()
+    }
+    fn nonce(&self) -> &str {
+        self.nonce.as_deref().unwrap_or_default()
+    }
+    fn signed_by(&self, token: &str) -> bool {
+        match (&self.signature, &self.timestamp, &self.nonce) {
+            (Some(sig), Some(ts), Some(nonce)) => signature::verify(token, ts, nonce, sig),
+            _ => false,
+        }
+    }
+}
+
+fn plain(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+}
+
+async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuery>) -> Response {
+    if !q.signed_by(&state.wechat_token) {
+        return plain(StatusCode::FORBIDDEN, "bad signature");
+    }
+    plain(StatusCode::OK, q.echostr.unwrap_or_default())
+}
+
+async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, body: Body) -> Response {
+    if !q.signed_by(&state.wechat_token) {
+        return plain(StatusCode::FORBIDDEN, "bad signature");
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return plain(StatusCode::BAD_REQUEST, "body too large or unreadable");
+    };
+    let Ok(body) = std::str::from_utf8(&bytes) else {
+        return plain(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+
+    let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+    let inner = if encrypted {
+        match open_envelope(&state, &q, body) {
+            Ok(xml) => xml,
+            Err((status, why)) => return plain(status, why),
+        }
+    } else {
+        body.to_string()
+    };
+    let msg = match message::parse(&inner) {
+        Ok(msg) => msg,
+        Err(e) => {
+            tracing::debug!(error = %e, "malformed WeChat message");
+            return plain(StatusCode::BAD_REQUEST, "malformed message");
+        }
+    };
+
+    let xml = match tokio::time::timeout(DEADLINE, answer_once(&state, &msg)).await {
+        Ok(Ok(xml)) => xml,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not answer a WeChat message");
+            busy_reply(&msg)
+        }
+        Err(_) => {
+            tracing::warn!("a WeChat message missed the deadline");
+            busy_reply(&msg)
+        }
+    };
+
+    let out = match (&state.cipher, encrypted) {
+        (Some(cipher), true) if xml != "success" => {
+            crypto::reply_envelope(cipher, &state.wechat_token, &xml, q.timestamp(), q.nonce())
+        }
+        _ => xml,
+    };
+    let content_type = if out == "success" { "text/plain; charset=utf-8" } else { "application/xml; charset=utf-8" };
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], out).into_response()
+}
+
+/// Checks `msg_signature` over the `Encrypt` element and decrypts it.
+fn open_envelope(state: &AppState, q: &SignedQuery, body: &str) -> Result<String, (StatusCode, &'static str)> {
+    let Some(cipher) = &state.cipher else {
+        return Err((StatusCode::BAD_REQUEST, "encrypted messages need WECHAT_AES_KEY"));
+    };
+    let envelope = message::parse_envelope(body).map_err(|_| (StatusCode::BAD_REQUEST, "malformed envelope"))?;
+    let Some(encrypt) = envelope.encrypt else {
+        return Err((StatusCode::BAD_REQUEST, "no Encrypt element"));
+    };
+    let signed = q
+        .msg_signature
+        .as_deref()
+        .is_some_and(|sig| signature::verify_msg(&state.wechat_token, q.timestamp(), q.nonce(), &encrypt, sig));
+    if !signed {
+        return Err((StatusCode::FORBIDDEN, "bad msg_signature"));
+    }
+    cipher.decrypt(&encrypt).map_err(|e| {
+        tracing::debug!(error = %e, "undecryptable WeChat message");
+        (StatusCode::BAD_REQUEST, "cannot decrypt")
+    })
+}
+
+/// Handles a message at most once, whichever instance or retry gets it first:
+/// the handling and the record of its reply commit together, and a loser of
+/// that race rolls its handling back and answers with the winner's reply.
+async fn answer_once(state: &AppState, msg: &message::Message) -> Result<String, AppError> {
+    let key = msg.dedup_key();
+    let mut tx = state.pool.begin().await?;
+    let answer = bot::handle(state, &mut tx, msg).await?;
+    let xml = reply::render(&answer, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
+    if messages::record(&mut tx, &key, &xml).await? {
+        tx.commit().await?;
+        return Ok(xml);
+    }
+    tx.rollback().await?;
+    messages::stored_reply(&mut *state.pool.acquire().await?, &key)
+        .await?
+        .ok_or_else(|| AppError::Internal("a recorded reply vanished".into()))
+}
+
+/// Not recorded, so WeChat's retry gets a real second chance.
+fn busy_reply(msg: &message::Message) -> String {
+    reply::render(
+        &reply::Reply::Text(bot::replies::BUSY.into()),
+        &msg.from_user,
+        &msg.to_user,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real server over HTTP on a real PostgreSQL.
+//! One test binary, so the whole suite shares one throwaway cluster.
+
+mod common;
+
+mod serve_binary;
+mod wechat_endpoint;

@@ -1,0 +1,144 @@
+//! The product as an operator runs it: the `wechat-ticket` binary with no
+//! DATABASE_URL starts its own PostgreSQL under DATA_DIR, stops it on SIGTERM,
+//! and keeps the data for the next start.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use wechat_ticket::wechat::signature;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wechat-ticket");
+
+/// Kills the server if a test fails half-way, so no orphan outlives the test.
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(data_dir: &Path, port: u16) -> Server {
+    let child = Command::new(BIN)
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", data_dir)
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("WECHAT_TOKEN", "binary-token")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run wechat-ticket");
+    Server(Some(child))
+}
+
+async fn wait_healthy(port: u16) {
+    wechat_ticket::install_crypto_provider();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await
+            && resp.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not become healthy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn terminate(mut server: Server) {
+    let mut child = server.0.take().expect("a running server");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN).env_remove("DATABASE_URL").env("DATA_DIR", data_dir).args(args).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_runs_its_own_postgres_and_keeps_data_across_restarts() {
+    let data = tempdir();
+    let port = free_port();
+    let server = start(&data, port);
+    wait_healthy(port).await;
+
+    let sig = signature::sign(&["binary-token", "1410685589", "test"]);
+    let echo = reqwest::get(format!(
+        "http://127.0.0.1:{port}/wechat?signature={sig}&timestamp=1410685589&nonce=test&echostr=hello"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(echo.status(), 200);
+    assert_eq!(echo.text().await.unwrap(), "hello");
+    let wrong = reqwest::get(format!(
+        "http://127.0.0.1:{port}/wechat?signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443fe&timestamp=1410685589&nonce=test&echostr=hello"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(wrong.status(), 403);
+
+    // Something to survive the restart: the secret key generated at first start.
+    let cluster = data.join("postgres");
+    assert!(cluster.join("postmaster.pid").exists(), "the managed server runs under DATA_DIR");
+    let migrate = cli(&data, &["migrate"]);
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(cluster.join("postmaster.pid").exists(), "a CLI command beside serve leaves its server running");
+
+    terminate(server);
+    assert!(!cluster.join("postmaster.pid").exists(), "stopping the app stops its PostgreSQL");
+
+    let server = start(&data, port);
+    wait_healthy(port).await;
+    let echo = reqwest::get(format!(
+        "http://127.0.0.1:{port}/wechat?signature={sig}&timestamp=1410685589&nonce=test&echostr=again"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(echo.text().await.unwrap(), "again");
+    terminate(server);
+    assert!(!cluster.join("postmaster.pid").exists());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[test]
+fn missing_binaries_give_one_clear_line() {
+    let data = tempdir();
+    let out = Command::new(BIN)
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", &data)
+        .env("PG_BIN", "/nonexistent")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.starts_with("wechat-ticket:")).expect("an error line");
+    assert!(line.contains("PG_BIN"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wt-bin-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
