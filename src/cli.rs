@@ -2,7 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::{AppState, Application, Config, db, error::AppError};
+use crate::{
+    AppState, Application, Config,
+    booking::{NewActivity, activities, students},
+    db,
+    error::AppError,
+    local_time,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "wechat-ticket", version, about = "Campus event ticketing over a WeChat Official Account")]
@@ -17,6 +23,50 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Create, list and publish activities.
+    #[command(subcommand)]
+    Activity(ActivityCommand),
+    /// Manage the student roster (STUDENT_VERIFY=roster).
+    #[command(subcommand)]
+    Roster(RosterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ActivityCommand {
+    /// Create an activity. Times are RFC 3339 or `YYYY-MM-DD HH:MM` in TIMEZONE.
+    Create {
+        /// Short key students type: `抢票 <key>`.
+        key: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        place: String,
+        #[arg(long)]
+        capacity: i32,
+        #[arg(long)]
+        book_start: String,
+        #[arg(long)]
+        book_end: String,
+        #[arg(long)]
+        start: String,
+        #[arg(long)]
+        end: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Publish at once (otherwise it stays a draft).
+        #[arg(long)]
+        publish: bool,
+    },
+    /// One line per activity: id, key, status, booked/capacity, name.
+    List,
+    /// Publish a draft.
+    Publish { key: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RosterCommand {
+    /// Import `student_id,name` rows from a CSV file.
+    Import { file: std::path::PathBuf },
 }
 
 pub async fn run() -> Result<(), AppError> {
@@ -32,7 +82,107 @@ pub async fn run() -> Result<(), AppError> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Activity(command) => {
+            let tz = config.timezone;
+            with_database(&config, move |conn| Box::pin(activity(tz, conn, command))).await
+        }
+        Command::Roster(RosterCommand::Import { file }) => {
+            let bytes =
+                std::fs::read(&file).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", file.display())))?;
+            let rows = crate::roster::parse(&bytes)?;
+            with_database(&config, |conn| {
+                Box::pin(async move {
+                    let written = students::import_roster(conn, &rows).await?;
+                    println!("imported {written} roster rows; roster now has {}", students::roster_count(conn).await?);
+                    Ok(())
+                })
+            })
+            .await
+        }
     }
+}
+
+type Job<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AppError>> + Send + 'a>>;
+
+/// Runs a shell command's work on the same database `serve` uses, migrated.
+async fn with_database<F>(config: &Config, work: F) -> Result<(), AppError>
+where
+    F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> Job<'c>,
+{
+    let (pool, cluster) = db::open(config).await?;
+    db::migrate(&pool).await?;
+    let result = async {
+        let mut tx = pool.begin().await?;
+        work(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    pool.close().await;
+    drop(cluster);
+    result
+}
+
+async fn activity(
+    tz: &'static time_tz::Tz,
+    conn: &mut sqlx::PgConnection,
+    command: ActivityCommand,
+) -> Result<(), AppError> {
+    match command {
+        ActivityCommand::Create {
+            key,
+            name,
+            place,
+            capacity,
+            book_start,
+            book_end,
+            start,
+            end,
+            description,
+            publish,
+        } => {
+            let time = |flag: &str, text: &str| {
+                local_time::parse(text, tz)
+                    .ok_or_else(|| AppError::Invalid(format!("--{flag} `{text}`: use RFC 3339 or `YYYY-MM-DD HH:MM`")))
+            };
+            let new = NewActivity {
+                key: key.to_ascii_lowercase(),
+                name,
+                place,
+                description,
+                book_start: time("book-start", &book_start)?,
+                book_end: time("book-end", &book_end)?,
+                start_at: time("start", &start)?,
+                end_at: time("end", &end)?,
+                capacity,
+                publish,
+            };
+            let a = activities::create(conn, &new).await?;
+            println!("{}\t{}\t{}\tcreated", a.id, a.key, a.status);
+        }
+        ActivityCommand::List => {
+            for a in activities::all(conn).await? {
+                println!(
+                    "{}\t{}\t{}\t{}/{}\t{}\t{}",
+                    a.id,
+                    a.key,
+                    a.status,
+                    a.capacity - a.remaining,
+                    a.capacity,
+                    local_time::full(a.book_start, tz),
+                    a.name
+                );
+            }
+        }
+        ActivityCommand::Publish { key } => {
+            let a = activities::publish(conn, &key).await.map_err(|e| match e {
+                AppError::NotFound => AppError::Invalid(format!("no activity with key `{key}`")),
+                other => other,
+            })?;
+            println!("{}\t{}\t{}", a.id, a.key, a.status);
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), AppError> {

@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod links;
 pub mod local_time;
+pub mod roster;
 pub mod telemetry;
 pub mod web;
 pub mod wechat;

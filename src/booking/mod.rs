@@ -3,6 +3,7 @@
 //! (usually their transaction) and get plain outcomes back.
 
 pub mod activities;
+pub mod images;
 pub mod students;
 pub mod tickets;
 

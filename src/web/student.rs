@@ -1,3 +1,366 @@
-pub fn router() -> axum::Router<crate::AppState> {
-    axum::Router::new()
+//! Student pages (SPEC §4): phone-sized, Chinese, no JavaScript. The bind page
+//! and "my tickets" open from signed links; a ticket page opens by its code,
+//! which is the ticket's bearer secret.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{Path, Query, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    booking::{
+        Activity, activities, images,
+        students::{self, BindOutcome},
+        tickets::{self, CancelOutcome, Ticket, TicketRef},
+    },
+    config::StudentVerify,
+    error::AppError,
+    links::{self, LinkError, Purpose},
+    local_time,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/bind", get(bind_page).post(bind_submit))
+        .route("/activities/{id}", get(activity_page))
+        .route("/tickets/{code}", get(ticket_page))
+        .route("/tickets/{code}/cancel", post(cancel_ticket))
+        .route("/my/tickets", get(my_tickets_page))
+        .route("/images/{id}", get(image))
+}
+
+/// The parts of a signed link, carried from the link into the bind form.
+#[derive(Deserialize, Clone, Default)]
+struct LinkParts {
+    #[serde(default)]
+    o: String,
+    #[serde(default)]
+    e: String,
+    #[serde(default)]
+    s: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/message.html")]
+struct MessagePage {
+    title: String,
+    message: String,
+    ok: bool,
+}
+
+fn message_page(status: StatusCode, title: &str, message: impl Into<String>, ok: bool) -> Response {
+    (status, MessagePage { title: title.into(), message: message.into(), ok }).into_response()
+}
+
+/// Opens a signed link, or answers with the page that says why it will not open.
+fn open_link(state: &AppState, purpose: Purpose, link: &LinkParts) -> Result<String, Response> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    links::verify(&state.secret_key, purpose, &link.o, &link.e, &link.s, now).map_err(|e| match e {
+        LinkError::Tampered => message_page(
+            StatusCode::FORBIDDEN,
+            "链接无效",
+            "这个链接不完整或被改动过。请回到公众号重新获取链接。",
+            false,
+        ),
+        LinkError::Expired => message_page(
+            StatusCode::GONE,
+            "链接已过期",
+            "这个链接已经过期了。请回到公众号重新发送「绑定」或「查票」获取新链接。",
+            false,
+        ),
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/bind.html")]
+struct BindPage {
+    link: LinkParts,
+    roster: bool,
+    student_id: String,
+    name: String,
+    error: Option<String>,
+}
+
+async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
+    let openid = match open_link(&state, Purpose::Bind, &link) {
+        Ok(openid) => openid,
+        Err(page) => return Ok(page),
+    };
+    if let Some(student) = students::bound(&mut *state.pool.acquire().await?, &openid).await? {
+        return Ok(already_bound_page(&student.student_id));
+    }
+    let roster = state.config.student_verify == StudentVerify::Roster;
+    Ok(BindPage { link, roster, student_id: String::new(), name: String::new(), error: None }.into_response())
+}
+
+fn already_bound_page(student_id: &str) -> Response {
+    message_page(
+        StatusCode::OK,
+        "已绑定",
+        format!("你已绑定学号 {student_id}。如需更换，请在公众号里发送「解绑」后重新绑定。"),
+        true,
+    )
+}
+
+#[derive(Deserialize)]
+struct BindForm {
+    #[serde(flatten)]
+    link: LinkParts,
+    #[serde(default)]
+    student_id: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) -> Result<Response, AppError> {
+    let openid = match open_link(&state, Purpose::Bind, &form.link) {
+        Ok(openid) => openid,
+        Err(page) => return Ok(page),
+    };
+    let roster = state.config.student_verify == StudentVerify::Roster;
+    let student_id = form.student_id.trim().to_string();
+    let name = form.name.trim().to_string();
+    let refuse = |error: &str| {
+        let page = BindPage {
+            link: form.link.clone(),
+            roster,
+            student_id: student_id.clone(),
+            name: name.clone(),
+            error: Some(error.to_string()),
+        };
+        Ok((StatusCode::BAD_REQUEST, page).into_response())
+    };
+    if !state.config.student_id_pattern.is_match(&student_id) || student_id.chars().count() > 32 {
+        return refuse("学号格式不正确，请检查后重新输入。");
+    }
+    let mut tx = state.pool.begin().await?;
+    let name = if roster {
+        match students::roster_name(&mut tx, &student_id).await? {
+            None => return refuse("名单里没有这个学号。如有疑问请联系活动组织者。"),
+            Some(listed) if listed != name => return refuse("学号和姓名不匹配，请检查后重新输入。"),
+            Some(listed) => Some(listed),
+        }
+    } else {
+        Some(name.clone()).filter(|n| !n.is_empty() && n.chars().count() <= 64)
+    };
+    let outcome = students::bind(&mut tx, &openid, &student_id, name.as_deref()).await?;
+    tx.commit().await?;
+    Ok(match outcome {
+        BindOutcome::Bound(student) => message_page(
+            StatusCode::OK,
+            "绑定成功",
+            format!("已绑定学号 {}。回到公众号，发送「抢啥」看看有什么活动吧！", student.student_id),
+            true,
+        ),
+        BindOutcome::AlreadyBound(student) => already_bound_page(&student.student_id),
+        BindOutcome::TakenByAnother => {
+            return Ok((
+                StatusCode::CONFLICT,
+                BindPage {
+                    link: form.link.clone(),
+                    roster,
+                    student_id: student_id.clone(),
+                    name: name.unwrap_or_default(),
+                    error: Some("这个学号已被另一个微信账号绑定。如有疑问请联系活动组织者。".into()),
+                },
+            )
+                .into_response());
+        }
+    })
+}
+
+/// An activity as its page shows it.
+struct ActivityView {
+    activity: Activity,
+    poster_url: Option<String>,
+    book_start: String,
+    book_end: String,
+    start_at: String,
+    end_at: String,
+    /// What a student can do now, in one line.
+    booking_state: String,
+}
+
+impl ActivityView {
+    fn new(activity: Activity, tz: &time_tz::Tz) -> ActivityView {
+        let now = OffsetDateTime::now_utc();
+        let booking_state = if activity.status == "archived" || now >= activity.book_end {
+            "抢票已结束".to_string()
+        } else if now < activity.book_start {
+            format!("{} 开抢", local_time::short(activity.book_start, tz))
+        } else if activity.remaining == 0 {
+            "票已抢完".to_string()
+        } else {
+            format!("正在抢票，剩余 {} 张", activity.remaining)
+        };
+        ActivityView {
+            poster_url: activity.poster_id.map(|id| format!("/images/{id}")),
+            book_start: local_time::full(activity.book_start, tz),
+            book_end: local_time::full(activity.book_end, tz),
+            start_at: local_time::full(activity.start_at, tz),
+            end_at: local_time::full(activity.end_at, tz),
+            booking_state,
+            activity,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/activity.html")]
+struct ActivityPage {
+    view: ActivityView,
+}
+
+async fn activity_page(State(state): State<AppState>, Path(id): Path<String>) -> Result<ActivityPage, AppError> {
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let activity = activities::by_id(&mut *state.pool.acquire().await?, id).await?;
+    // Drafts are not public yet.
+    let activity = activity.filter(|a| a.status != "draft").ok_or(AppError::NotFound)?;
+    Ok(ActivityPage { view: ActivityView::new(activity, state.config.timezone) })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/ticket.html")]
+struct TicketPage {
+    ticket: Ticket,
+    status_label: &'static str,
+    start_at: String,
+    place: String,
+    booked_at: String,
+    checked_in_at: Option<String>,
+    qr_svg: String,
+    notice: Option<String>,
+}
+
+fn status_label(status: &str) -> &'static str {
+    match status {
+        "valid" => "有效",
+        "used" => "已检票",
+        _ => "已退票",
+    }
+}
+
+#[derive(Deserialize)]
+struct TicketQuery {
+    cancelled: Option<String>,
+}
+
+async fn ticket_page(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    Query(q): Query<TicketQuery>,
+) -> Result<Response, AppError> {
+    let ticket = tickets::by_code(&mut *state.pool.acquire().await?, &code).await?.ok_or(AppError::NotFound)?;
+    let tz = state.config.timezone;
+    let url = crate::bot::ticket_url(&state, &ticket.code);
+    let qr_svg = qrcode::QrCode::new(url.as_bytes())
+        .map_err(|e| AppError::Internal(format!("QR code: {e}")))?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(240, 240)
+        .build();
+    let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
+    let page = TicketPage {
+        status_label: status_label(&ticket.status),
+        start_at: local_time::full(ticket.start_at, tz),
+        place: ticket.place.clone(),
+        booked_at: local_time::full(ticket.booked_at, tz),
+        checked_in_at: ticket.checked_in_at.map(|t| local_time::full(t, tz)),
+        qr_svg,
+        notice,
+        ticket,
+    };
+    // The page is the ticket: no caching by shared proxies.
+    Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())
+}
+
+async fn cancel_ticket(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, AppError> {
+    let mut tx = state.pool.begin().await?;
+    let outcome = tickets::cancel(&mut tx, TicketRef::Code(&code)).await?;
+    tx.commit().await?;
+    Ok(match outcome {
+        CancelOutcome::Cancelled(t) => Redirect::to(&format!("/tickets/{}?cancelled=1", t.code)).into_response(),
+        CancelOutcome::TooLate(t) if t.status == "used" => {
+            message_page(StatusCode::CONFLICT, "不能退票", "这张票已经检票入场，不能再退了。", false)
+        }
+        CancelOutcome::TooLate(_) => {
+            message_page(StatusCode::CONFLICT, "不能退票", "活动已经开始，不能再退票了。", false)
+        }
+        CancelOutcome::NothingToCancel | CancelOutcome::NoSuchActivity => {
+            match tickets::by_code(&mut *state.pool.acquire().await?, &code).await? {
+                Some(_) => message_page(StatusCode::CONFLICT, "不能退票", "这张票已经退掉了。", false),
+                None => return Err(AppError::NotFound),
+            }
+        }
+    })
+}
+
+struct TicketLine {
+    code: String,
+    activity_name: String,
+    start_at: String,
+    place: String,
+    status_label: &'static str,
+    status: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/my_tickets.html")]
+struct MyTicketsPage {
+    student_id: String,
+    tickets: Vec<TicketLine>,
+}
+
+async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
+    let openid = match open_link(&state, Purpose::MyTickets, &link) {
+        Ok(openid) => openid,
+        Err(page) => return Ok(page),
+    };
+    let mut conn = state.pool.acquire().await?;
+    let Some(student) = students::bound(&mut conn, &openid).await? else {
+        return Ok(message_page(
+            StatusCode::OK,
+            "还没有绑定学号",
+            "你还没有绑定学号。请在公众号里发送「绑定」。",
+            false,
+        ));
+    };
+    let tz = state.config.timezone;
+    let tickets = tickets::live_for_student(&mut conn, &student.student_id)
+        .await?
+        .into_iter()
+        .map(|t| TicketLine {
+            status_label: status_label(&t.status),
+            start_at: local_time::full(t.start_at, tz),
+            code: t.code,
+            activity_name: t.activity_name,
+            place: t.place,
+            status: t.status,
+        })
+        .collect();
+    Ok(MyTicketsPage { student_id: student.student_id, tickets }.into_response())
+}
+
+/// Posters, from the database so every instance serves the same bytes. An
+/// image never changes under its id, so it may be cached for good.
+async fn image(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, AppError> {
+    let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+    let (content_type, bytes) = images::get(&mut *state.pool.acquire().await?, id).await?.ok_or(AppError::NotFound)?;
+    let content_type = HeaderValue::from_str(&content_type).map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable")),
+        ],
+        bytes,
+    )
+        .into_response())
 }

@@ -4,4 +4,5 @@
 mod common;
 
 mod serve_binary;
+mod student_journey;
 mod wechat_endpoint;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use quick_xml::events::Event as XmlEvent;
-use wechat_ticket::wechat::{crypto::Cipher, message, signature};
+use wechat_ticket::wechat::{crypto::Cipher, message, reply, signature};
 
 use super::{AES_KEY, APPID, TOKEN, TestApp};
 
@@ -23,9 +23,10 @@ pub fn text_with_id(from: &str, content: &str, msg_id: u64) -> String {
     format!(
         "<xml><ToUserName><![CDATA[gh_123456789abc]]></ToUserName>\
          <FromUserName><![CDATA[{from}]]></FromUserName><CreateTime>{}</CreateTime>\
-         <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>\
+         <MsgType><![CDATA[text]]></MsgType><Content>{}</Content>\
          <MsgId>{msg_id}</MsgId></xml>",
-        now()
+        now(),
+        reply::cdata(content)
     )
 }
 
