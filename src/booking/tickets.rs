@@ -125,18 +125,20 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, student_id: &
     }
 }
 
-/// Takes one place from a slot row. First from a slot no one else holds
-/// (SKIP LOCKED keeps a rush from queueing on one row); only when every slot
-/// with places is busy does it wait for one. Returns None when sold out.
+/// Takes one place from a slot row that no one else holds (SKIP LOCKED keeps
+/// a rush from queueing on one row). It never waits for a row lock: a
+/// transaction that waits while holding a row it locked and found emptied can
+/// deadlock with another doing the same. When every slot with places is held
+/// by bookings in flight, it backs off briefly and looks again, since those
+/// may roll back. Returns None when sold out.
 async fn take_place(conn: &mut PgConnection, activity_id: i64) -> Result<Option<i16>, AppError> {
-    for wait in [false, true, true, true] {
-        let lock = if wait { "FOR UPDATE" } else { "FOR UPDATE SKIP LOCKED" };
-        let slot: Option<i16> = sqlx::query_scalar(&format!(
+    for attempt in 0..TAKE_ATTEMPTS {
+        let slot: Option<i16> = sqlx::query_scalar(
             "UPDATE activity_slots SET remaining = remaining - 1 \
              WHERE activity_id = $1 AND slot = (SELECT slot FROM activity_slots \
-                 WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 {lock}) \
-             RETURNING slot"
-        ))
+                 WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING slot",
+        )
         .bind(activity_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -151,11 +153,16 @@ async fn take_place(conn: &mut PgConnection, activity_id: i64) -> Result<Option<
         if !any_left {
             return Ok(None);
         }
+        let jitter = rand::rng().random_range(1..=5);
+        tokio::time::sleep(std::time::Duration::from_millis((attempt + 1).min(10) * jitter)).await;
     }
-    // Places exist but were taken from under us four times: answer sold out
+    // Places exist but stayed held for the whole back-off: answer sold out
     // rather than keep a student waiting past WeChat's deadline.
     Ok(None)
 }
+
+/// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).
+const TAKE_ATTEMPTS: u64 = 30;
 
 async fn give_back(conn: &mut PgConnection, activity_id: i64, slot: i16) -> Result<(), AppError> {
     sqlx::query("UPDATE activity_slots SET remaining = remaining + 1 WHERE activity_id = $1 AND slot = $2")

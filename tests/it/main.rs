@@ -3,6 +3,7 @@
 
 mod common;
 
+mod rush;
 mod serve_binary;
 mod student_journey;
 mod wechat_endpoint;

@@ -102,6 +102,13 @@ pub async fn fresh_database() -> PgConnectOptions {
     server.admin.clone().database(&name)
 }
 
+/// Warnings and errors from the app show in a failing test's output; `RUST_LOG` widens it.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+}
+
 /// Settings a test may change before the app starts.
 #[derive(Clone, Default)]
 pub struct Settings {
@@ -141,6 +148,7 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 
 /// Another instance on the same database (the multi-instance tests).
 pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
+    init_logs();
     wechat_ticket::install_crypto_provider();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
