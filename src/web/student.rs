@@ -61,10 +61,15 @@ fn message_page(status: StatusCode, title: &str, message: impl Into<String>, ok:
     (status, MessagePage { title: title.into(), message: message.into(), ok }).into_response()
 }
 
-/// Opens a signed link, or answers with the page that says why it will not open.
-fn open_link(state: &AppState, purpose: Purpose, link: &LinkParts) -> Result<String, Response> {
+/// Opens a signed link: the openid it was made for.
+fn open_link(state: &AppState, purpose: Purpose, link: &LinkParts) -> Result<String, LinkError> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    links::verify(&state.secret_key, purpose, &link.o, &link.e, &link.s, now).map_err(|e| match e {
+    links::verify(&state.secret_key, purpose, &link.o, &link.e, &link.s, now)
+}
+
+/// The page that says why a signed link will not open.
+fn link_refused(e: LinkError) -> Response {
+    match e {
         LinkError::Tampered => message_page(
             StatusCode::FORBIDDEN,
             "链接无效",
@@ -77,7 +82,7 @@ fn open_link(state: &AppState, purpose: Purpose, link: &LinkParts) -> Result<Str
             "这个链接已经过期了。请回到公众号重新发送「绑定」或「查票」获取新链接。",
             false,
         ),
-    })
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -93,7 +98,7 @@ struct BindPage {
 async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
     let openid = match open_link(&state, Purpose::Bind, &link) {
         Ok(openid) => openid,
-        Err(page) => return Ok(page),
+        Err(e) => return Ok(link_refused(e)),
     };
     if let Some(student) = students::bound(&mut *state.pool.acquire().await?, &openid).await? {
         return Ok(already_bound_page(&student.student_id));
@@ -124,7 +129,7 @@ struct BindForm {
 async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) -> Result<Response, AppError> {
     let openid = match open_link(&state, Purpose::Bind, &form.link) {
         Ok(openid) => openid,
-        Err(page) => return Ok(page),
+        Err(e) => return Ok(link_refused(e)),
     };
     let roster = state.config.student_verify == StudentVerify::Roster;
     let student_id = form.student_id.trim().to_string();
@@ -322,7 +327,7 @@ struct MyTicketsPage {
 async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
     let openid = match open_link(&state, Purpose::MyTickets, &link) {
         Ok(openid) => openid,
-        Err(page) => return Ok(page),
+        Err(e) => return Ok(link_refused(e)),
     };
     let mut conn = state.pool.acquire().await?;
     let Some(student) = students::bound(&mut conn, &openid).await? else {

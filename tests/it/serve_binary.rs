@@ -99,8 +99,78 @@ async fn serve_runs_its_own_postgres_and_keeps_data_across_restarts() {
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     assert!(cluster.join("postmaster.pid").exists(), "a CLI command beside serve leaves its server running");
 
+    // The admin's shell tools work beside the running server, on its database.
+    let created = cli(
+        &data,
+        &[
+            "activity",
+            "create",
+            "concert",
+            "--name",
+            "新年音乐会",
+            "--place",
+            "新清华学堂",
+            "--capacity",
+            "300",
+            "--book-start",
+            "2030-01-01 12:00",
+            "--book-end",
+            "2030-01-02 12:00",
+            "--start",
+            "2030-01-03 19:00",
+            "--end",
+            "2030-01-03T21:00:00+08:00",
+        ],
+    );
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let refused = cli(
+        &data,
+        &[
+            "activity",
+            "create",
+            "bad",
+            "--name",
+            "x",
+            "--place",
+            "y",
+            "--capacity",
+            "1",
+            "--book-start",
+            "tomorrow",
+            "--book-end",
+            "2030-01-02 12:00",
+            "--start",
+            "2030-01-03 19:00",
+            "--end",
+            "2030-01-03 21:00",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--book-start"), "says which value is wrong");
+    let published = cli(&data, &["activity", "publish", "concert"]);
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let missing = cli(&data, &["activity", "publish", "nosuch"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nosuch"));
+    let roster_file = data.join("roster.csv");
+    std::fs::write(&roster_file, "\u{feff}学号,姓名\n2024010001,张三\n2024010002,李四\n").unwrap();
+    let imported = cli(&data, &["roster", "import", roster_file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("roster now has 2"));
+
     terminate(server);
     assert!(!cluster.join("postmaster.pid").exists(), "stopping the app stops its PostgreSQL");
+
+    // A command with no server running starts the cluster for itself and stops it again.
+    let listed = cli(&data, &["activity", "list"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let line = listed.lines().next().expect("one activity");
+    let mut fields = line.split('\t');
+    assert!(fields.next().unwrap().parse::<i64>().is_ok(), "{line}");
+    assert_eq!(fields.next(), Some("concert"));
+    assert!(line.contains("published") && line.contains("0/300") && line.contains("2030-01-01 12:00"), "{line}");
+    assert!(!cluster.join("postmaster.pid").exists(), "the command stopped the server it started");
 
     let server = start(&data, port);
     wait_healthy(port).await;

@@ -234,7 +234,7 @@ async fn a_student_id_bound_to_someone_else_is_refused() {
 async fn roster_mode_needs_the_listed_id_and_matching_name() {
     let app = spawn_app_with(Settings::default().set("STUDENT_VERIFY", "roster")).await;
     let rows = wechat_ticket::roster::parse("学号,姓名\n2024010001,张三\n".as_bytes()).unwrap();
-    wechat_ticket::booking::students::import_roster(&mut *app.pool.acquire().await.unwrap(), &rows).await.unwrap();
+    wechat_ticket::booking::students::import_roster(&mut app.pool.acquire().await.unwrap(), &rows).await.unwrap();
     let link = app.say(&wx::text("oRoster", "绑定")).await.links()[0].clone();
     let page = app.http.get(&link).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("name=\"name\"") && page.contains("required"), "roster mode asks for the name");

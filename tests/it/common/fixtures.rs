@@ -35,7 +35,7 @@ impl TestApp {
             capacity,
             publish: true,
         };
-        activities::create(&mut *self.pool.acquire().await.unwrap(), &new).await.unwrap()
+        activities::create(&mut self.pool.acquire().await.unwrap(), &new).await.unwrap()
     }
 
     /// Binds a student the way a student does: `绑定` → open the link → submit the form.
