@@ -4,6 +4,8 @@
 //! `booking` (rules and SQL) → PostgreSQL; `web` serves the HTTP side.
 
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod booking;
 pub mod bot;
 pub mod cli;

@@ -45,6 +45,11 @@ pub fn parse(text: &str, tz: &Tz) -> Option<OffsetDateTime> {
     naive.assume_timezone(tz).take_first()
 }
 
+/// `2026-11-30T19:00`: the value of an `<input type="datetime-local">`.
+pub fn input(at: OffsetDateTime, tz: &Tz) -> String {
+    full(at, tz).replacen(' ', "T", 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,9 @@ use uuid::Uuid;
 
 use crate::error::AppError;
 
-/// Places are split over at most this many slot rows (see `activity_slots`).
-const MAX_SLOTS: i32 = 32;
+/// Places are split over this many slot rows (see `activity_slots`): enough
+/// that a rush rarely finds them all locked, few enough to scan in a moment.
+const SLOTS: i32 = 32;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Activity {
@@ -54,26 +55,10 @@ pub(crate) const COLUMNS: &str = "a.id, a.key, a.name, a.place, a.description, a
 
 /// Checks what the database also checks, to say which rule was broken in words.
 pub fn validate(new: &NewActivity) -> Result<(), AppError> {
-    let key_ok = !new.key.is_empty()
-        && new.key.len() <= 32
-        && new.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && new.key.as_bytes()[0].is_ascii_alphanumeric();
-    if !key_ok {
-        return Err(AppError::Invalid("活动代号只能用小写字母、数字、- 和 _，以字母或数字开头，最多 32 个字符".into()));
+    match check_fields(new).0.first() {
+        None => Ok(()),
+        Some((field, message)) => Err(AppError::Invalid(format!("{field}: {message}"))),
     }
-    if new.name.trim().is_empty() || new.name.chars().count() > 100 {
-        return Err(AppError::Invalid("活动名称不能为空，最多 100 个字".into()));
-    }
-    if new.place.trim().is_empty() || new.place.chars().count() > 100 {
-        return Err(AppError::Invalid("活动地点不能为空，最多 100 个字".into()));
-    }
-    if !(new.book_start < new.book_end && new.book_end <= new.start_at && new.start_at < new.end_at) {
-        return Err(AppError::Invalid("时间顺序应为：抢票开始 < 抢票结束 ≤ 活动开始 < 活动结束".into()));
-    }
-    if !(1..=1_000_000).contains(&new.capacity) {
-        return Err(AppError::Invalid("票数应在 1 到 1000000 之间".into()));
-    }
-    Ok(())
 }
 
 pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activity, AppError> {
@@ -106,18 +91,18 @@ pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activi
 }
 
 /// Sets the free places of an activity, spread evenly over its slot rows.
-/// The caller holds the activity (a new row, or slot rows locked) so no
-/// booking runs in between.
+/// Every activity has the same slot rows for life, so a ticket's slot always
+/// exists when its place is given back. The caller holds the activity (a new
+/// row, or all slot rows locked) so no booking runs in between.
 async fn spread_places(conn: &mut PgConnection, activity_id: i64, free: i32) -> Result<(), AppError> {
-    let slots = free.clamp(1, MAX_SLOTS);
-    sqlx::query("DELETE FROM activity_slots WHERE activity_id = $1").bind(activity_id).execute(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO activity_slots (activity_id, slot, remaining) \
-         SELECT $1, s, $2 / $3 + CASE WHEN s < $2 % $3 THEN 1 ELSE 0 END FROM generate_series(0, $3 - 1) AS s",
+         SELECT $1, s, $2 / $3 + CASE WHEN s < $2 % $3 THEN 1 ELSE 0 END FROM generate_series(0, $3 - 1) AS s \
+         ON CONFLICT (activity_id, slot) DO UPDATE SET remaining = EXCLUDED.remaining",
     )
     .bind(activity_id)
     .bind(free)
-    .bind(slots)
+    .bind(SLOTS)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -168,4 +153,176 @@ pub async fn publish(conn: &mut PgConnection, key: &str) -> Result<Activity, App
             by_id(conn, activity.id).await?.ok_or(AppError::NotFound)
         }
     }
+}
+
+/// An activity with its ticket counts, for the admin list.
+#[derive(Debug, Clone, FromRow)]
+pub struct Summary {
+    #[sqlx(flatten)]
+    pub activity: Activity,
+    pub booked: i64,
+    pub checked_in: i64,
+}
+
+pub async fn summaries(conn: &mut PgConnection) -> Result<Vec<Summary>, AppError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, \
+         (SELECT count(*) FROM tickets t WHERE t.activity_id = a.id AND t.status <> 'cancelled') AS booked, \
+         (SELECT count(*) FROM tickets t WHERE t.activity_id = a.id AND t.status = 'used') AS checked_in \
+         FROM activities a ORDER BY (a.status = 'archived'), a.start_at DESC, a.id DESC"
+    ))
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Why an edit was refused, per field, in words an admin reads.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EditErrors(pub Vec<(&'static str, String)>);
+
+impl EditErrors {
+    pub fn get(&self, field: &str) -> Option<&str> {
+        self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
+    }
+    fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        if self.get(field).is_none() {
+            self.0.push((field, message.into()));
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Field-level checks shared by create and edit (SPEC §5).
+pub fn check_fields(new: &NewActivity) -> EditErrors {
+    let mut errors = EditErrors::default();
+    let key_ok = !new.key.is_empty()
+        && new.key.len() <= 32
+        && new.key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && new.key.as_bytes()[0].is_ascii_alphanumeric();
+    if !key_ok {
+        errors.add("key", "只能用小写字母、数字、- 和 _，以字母或数字开头，最多 32 个字符");
+    }
+    if new.name.trim().is_empty() || new.name.chars().count() > 100 {
+        errors.add("name", "不能为空，最多 100 个字");
+    }
+    if new.place.trim().is_empty() || new.place.chars().count() > 100 {
+        errors.add("place", "不能为空，最多 100 个字");
+    }
+    if new.description.chars().count() > 5000 {
+        errors.add("description", "最多 5000 个字");
+    }
+    if new.book_start >= new.book_end {
+        errors.add("book_end", "抢票结束时间应晚于抢票开始时间");
+    }
+    if new.book_end > new.start_at {
+        errors.add("start_at", "活动开始时间不能早于抢票结束时间");
+    }
+    if new.start_at >= new.end_at {
+        errors.add("end_at", "活动结束时间应晚于开始时间");
+    }
+    if !(1..=1_000_000).contains(&new.capacity) {
+        errors.add("capacity", "票数应在 1 到 1000000 之间");
+    }
+    errors
+}
+
+#[derive(Debug)]
+pub enum EditOutcome {
+    Saved(Activity),
+    Refused(EditErrors),
+}
+
+/// Edits an activity under the rules of SPEC §5: times in order; capacity at
+/// least 1 and never below the tickets already booked; once published, the
+/// key and the booking start stay. The activity row and all its slot rows are
+/// locked (slots in order, as bookings never wait on them) so no booking or
+/// cancel slips in between counting tickets and re-spreading the free places.
+pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Result<EditOutcome, AppError> {
+    let mut new = new.clone();
+    let new = &mut new;
+    let mut errors = check_fields(new);
+    let current: Option<(String, String, OffsetDateTime)> =
+        sqlx::query_as("SELECT status, key, book_start FROM activities WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (status, key, book_start) = current.ok_or(AppError::NotFound)?;
+    sqlx::query("SELECT slot FROM activity_slots WHERE activity_id = $1 ORDER BY slot FOR UPDATE")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let booked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if i64::from(new.capacity) < booked {
+        errors.add("capacity", format!("已经抢出 {booked} 张票，票数不能少于 {booked}"));
+    }
+    if status != "draft" {
+        if new.key != key {
+            errors.add("key", "活动发布后不能再改代号");
+        }
+        // Forms show minutes; a time stored with seconds (from the shell) is
+        // unchanged when the form sends back the same minute.
+        if same_minute(new.book_start, book_start) {
+            new.book_start = book_start;
+        } else {
+            errors.add("book_start", "活动发布后不能再改抢票开始时间");
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(EditOutcome::Refused(errors));
+    }
+    let result = sqlx::query(
+        "UPDATE activities SET key = $2, name = $3, place = $4, description = $5, book_start = $6, book_end = $7, \
+         start_at = $8, end_at = $9, capacity = $10, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&new.key)
+    .bind(new.name.trim())
+    .bind(new.place.trim())
+    .bind(new.description.trim())
+    .bind(new.book_start)
+    .bind(new.book_end)
+    .bind(new.start_at)
+    .bind(new.end_at)
+    .bind(new.capacity)
+    .execute(&mut *conn)
+    .await;
+    if let Err(sqlx::Error::Database(e)) = &result {
+        if e.is_unique_violation() {
+            errors.add("key", format!("代号 {} 已被其他活动使用", new.key));
+            return Ok(EditOutcome::Refused(errors));
+        }
+    }
+    result?;
+    spread_places(conn, id, new.capacity - booked as i32).await?;
+    Ok(EditOutcome::Saved(by_id(conn, id).await?.ok_or(AppError::NotFound)?))
+}
+
+fn same_minute(a: OffsetDateTime, b: OffsetDateTime) -> bool {
+    a.unix_timestamp().div_euclid(60) == b.unix_timestamp().div_euclid(60)
+}
+
+/// Archives an activity: booking closes and it leaves the students' lists.
+pub async fn archive(conn: &mut PgConnection, id: i64) -> Result<Activity, AppError> {
+    sqlx::query("UPDATE activities SET status = 'archived', updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    by_id(conn, id).await?.ok_or(AppError::NotFound)
+}
+
+pub async fn set_poster(conn: &mut PgConnection, id: i64, image: Uuid) -> Result<(), AppError> {
+    let done = sqlx::query("UPDATE activities SET poster_id = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(image)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
 }

@@ -8,3 +8,32 @@ use crate::error::AppError;
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<(String, Vec<u8>)>, AppError> {
     Ok(sqlx::query_as("SELECT content_type, bytes FROM images WHERE id = $1").bind(id).fetch_optional(conn).await?)
 }
+
+/// The image types a poster may be, told by content, never by file name.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
+}
+
+/// Stores an image whose type `sniff` recognised; returns its id.
+pub async fn store(conn: &mut PgConnection, content_type: &str, bytes: &[u8]) -> Result<Uuid, AppError> {
+    use sha2::Digest;
+    let id = Uuid::new_v4();
+    sqlx::query("INSERT INTO images (id, content_type, bytes, sha256) VALUES ($1, $2, $3, $4)")
+        .bind(id)
+        .bind(content_type)
+        .bind(bytes)
+        .bind(hex::encode(sha2::Sha256::digest(bytes)))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}

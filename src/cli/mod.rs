@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::{
-    AppState, Application, Config,
+    AppState, Application, Config, audit,
+    auth::accounts,
     booking::{NewActivity, activities, students},
     db,
     error::AppError,
@@ -26,6 +27,9 @@ pub enum Command {
     /// Create, list and publish activities.
     #[command(subcommand)]
     Activity(ActivityCommand),
+    /// Manage admin accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Manage the student roster (STUDENT_VERIFY=roster).
     #[command(subcommand)]
     Roster(RosterCommand),
@@ -64,6 +68,12 @@ pub enum ActivityCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Add an admin (or set a new password); the password is read from stdin or a prompt.
+    Add { username: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum RosterCommand {
     /// Import `student_id,name` rows from a CSV file.
     Import { file: std::path::PathBuf },
@@ -86,6 +96,18 @@ pub async fn run() -> Result<(), AppError> {
             let tz = config.timezone;
             with_database(&config, move |conn| Box::pin(activity(tz, conn, command))).await
         }
+        Command::Admin(AdminCommand::Add { username }) => {
+            let password = read_password()?;
+            with_database(&config, move |conn| {
+                Box::pin(async move {
+                    let admin = accounts::add(conn, &username, &password).await?;
+                    audit::record(conn, "shell", "添加管理员", &admin.username).await?;
+                    println!("admin `{}` can now log in at /admin", admin.username);
+                    Ok(())
+                })
+            })
+            .await
+        }
         Command::Roster(RosterCommand::Import { file }) => {
             let bytes =
                 std::fs::read(&file).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", file.display())))?;
@@ -98,6 +120,46 @@ pub async fn run() -> Result<(), AppError> {
                 })
             })
             .await
+        }
+    }
+}
+
+/// The password from stdin: one line, typed at a prompt (not echoed) or piped in.
+fn read_password() -> Result<String, AppError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    if terminal {
+        eprint!("password (input hidden): ");
+        let _ = std::io::stderr().flush();
+        set_echo(false);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if terminal {
+        set_echo(true);
+        eprintln!();
+    }
+    read?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        return Err(AppError::Invalid("no password given on stdin".into()));
+    }
+    Ok(password)
+}
+
+/// Turns terminal echo off while a password is typed.
+fn set_echo(on: bool) {
+    // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed termios they fill in.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(libc::STDIN_FILENO, &mut t) == 0 {
+            if on {
+                t.c_lflag |= libc::ECHO;
+            } else {
+                t.c_lflag &= !libc::ECHO;
+            }
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
+mod admin;
 mod student;
 mod wechat;
 
@@ -15,8 +16,8 @@ use axum::{
     routing::get,
 };
 use tower_http::{
-    catch_panic::CatchPanicLayer, services::ServeDir, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
-    trace::TraceLayer,
+    catch_panic::CatchPanicLayer, csrf::CsrfLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer, trace::TraceLayer,
 };
 
 use crate::AppState;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(wechat::router())
         .merge(student::router())
+        .merge(admin::router())
         .nest_service("/static", ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
         .fallback(|| async { crate::AppError::NotFound })
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -34,6 +36,9 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
+        // server sends neither header, so /wechat is unaffected.
+        .layer(CsrfLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
         .layer(CatchPanicLayer::new())
         // Spans name the path only: query strings carry signatures and signed links.

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod admin_console;
 mod rush;
 mod serve_binary;
 mod student_journey;

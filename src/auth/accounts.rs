@@ -1,0 +1,53 @@
+//! Admin users.
+
+use sqlx::{FromRow, PgConnection};
+
+use crate::{auth::passwords, error::AppError};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Admin {
+    pub id: i64,
+    pub username: String,
+}
+
+pub fn valid_username(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Creates an admin, or sets a new password when the username exists.
+pub async fn add(conn: &mut PgConnection, username: &str, password: &str) -> Result<Admin, AppError> {
+    if !valid_username(username) {
+        return Err(AppError::Invalid("username: letters, digits, `_`, `.` and `-`, at most 64".into()));
+    }
+    if password.chars().count() < 8 {
+        return Err(AppError::Invalid("password: at least 8 characters".into()));
+    }
+    let hash = passwords::hash(password.to_string()).await?;
+    Ok(sqlx::query_as(
+        "INSERT INTO admin_users (username, password_hash) VALUES ($1, $2) \
+         ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash RETURNING id, username",
+    )
+    .bind(username)
+    .bind(hash)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The admin whose username and password these are.
+pub async fn check_password(
+    conn: &mut PgConnection,
+    username: &str,
+    password: &str,
+) -> Result<Option<Admin>, AppError> {
+    let row: Option<(i64, String, String)> =
+        sqlx::query_as("SELECT id, username, password_hash FROM admin_users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (admin, stored) = match row {
+        Some((id, username, hash)) => (Some(Admin { id, username }), hash),
+        None => (None, passwords::DUMMY_HASH.to_string()),
+    };
+    let ok = passwords::verify(password.to_string(), stored).await;
+    Ok(admin.filter(|_| ok))
+}

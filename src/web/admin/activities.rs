@@ -1,0 +1,322 @@
+//! Activities: the list with counts, create, edit (SPEC §5 rules), publish,
+//! archive, poster upload.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{DefaultBodyLimit, Multipart, Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use super::AdminSession;
+use crate::{
+    AppState, audit,
+    booking::{
+        Activity, NewActivity,
+        activities::{self, EditErrors, EditOutcome, Summary},
+        images,
+    },
+    error::AppError,
+    local_time,
+};
+
+/// Posters larger than this are refused (phones upload big photos; WeChat shows small ones).
+pub const MAX_POSTER_BYTES: usize = 5 * 1024 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(list))
+        .route("/admin/activities/new", get(new_form))
+        .route("/admin/activities", post(create))
+        .route("/admin/activities/{id}", get(edit_form).post(update))
+        .route("/admin/activities/{id}/publish", post(publish))
+        .route("/admin/activities/{id}/archive", post(archive))
+        .route(
+            "/admin/activities/{id}/poster",
+            // Room for the multipart framing around the largest allowed image.
+            post(upload_poster).layer(DefaultBodyLimit::max(MAX_POSTER_BYTES + 64 * 1024)),
+        )
+}
+
+pub fn parse_id(id: &str) -> Result<i64, AppError> {
+    id.parse().map_err(|_| AppError::NotFound)
+}
+
+struct Row {
+    s: Summary,
+    book_start: String,
+    start_at: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/activities.html")]
+struct ListPage {
+    session: AdminSession,
+    rows: Vec<Row>,
+}
+
+async fn list(State(state): State<AppState>, session: AdminSession) -> Result<ListPage, AppError> {
+    let tz = state.config.timezone;
+    let rows = activities::summaries(&mut *state.pool.acquire().await?)
+        .await?
+        .into_iter()
+        .map(|s| Row {
+            book_start: local_time::full(s.activity.book_start, tz),
+            start_at: local_time::full(s.activity.start_at, tz),
+            s,
+        })
+        .collect();
+    Ok(ListPage { session, rows })
+}
+
+/// What the admin typed, kept as typed so a refused form comes back intact.
+#[derive(Deserialize, Default, Clone)]
+pub struct ActivityForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    place: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    book_start: String,
+    #[serde(default)]
+    book_end: String,
+    #[serde(default)]
+    start_at: String,
+    #[serde(default)]
+    end_at: String,
+    #[serde(default)]
+    capacity: String,
+}
+
+impl ActivityForm {
+    fn from_activity(a: &Activity, tz: &time_tz::Tz) -> ActivityForm {
+        ActivityForm {
+            csrf: String::new(),
+            key: a.key.clone(),
+            name: a.name.clone(),
+            place: a.place.clone(),
+            description: a.description.clone(),
+            book_start: local_time::input(a.book_start, tz),
+            book_end: local_time::input(a.book_end, tz),
+            start_at: local_time::input(a.start_at, tz),
+            end_at: local_time::input(a.end_at, tz),
+            capacity: a.capacity.to_string(),
+        }
+    }
+
+    /// Reads the typed values; unreadable ones become field errors.
+    fn parse(&self, tz: &time_tz::Tz) -> Result<NewActivity, EditErrors> {
+        let mut errors = EditErrors::default();
+        let mut time = |field: &'static str, text: &str| {
+            let at = local_time::parse(text, tz);
+            if at.is_none() {
+                errors.0.push((field, "请按 YYYY-MM-DD HH:MM 填写时间".into()));
+            }
+            at
+        };
+        let times = (
+            time("book_start", &self.book_start),
+            time("book_end", &self.book_end),
+            time("start_at", &self.start_at),
+            time("end_at", &self.end_at),
+        );
+        let capacity = self.capacity.trim().parse::<i32>().ok();
+        if capacity.is_none() {
+            errors.0.push(("capacity", "请填写一个整数".into()));
+        }
+        let (Some(book_start), Some(book_end), Some(start_at), Some(end_at), Some(capacity)) =
+            (times.0, times.1, times.2, times.3, capacity)
+        else {
+            return Err(errors);
+        };
+        let new = NewActivity {
+            key: self.key.trim().to_ascii_lowercase(),
+            name: self.name.trim().to_string(),
+            place: self.place.trim().to_string(),
+            description: self.description.trim().to_string(),
+            book_start,
+            book_end,
+            start_at,
+            end_at,
+            capacity,
+            publish: false,
+        };
+        let errors = activities::check_fields(&new);
+        if errors.is_empty() { Ok(new) } else { Err(errors) }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/activity_form.html")]
+struct FormPage {
+    session: AdminSession,
+    /// None while creating.
+    activity: Option<Activity>,
+    form: ActivityForm,
+    errors: EditErrors,
+    notice: Option<String>,
+}
+
+impl FormPage {
+    fn error(&self, field: &str) -> &str {
+        self.errors.get(field).unwrap_or("")
+    }
+    fn locked(&self, field: &str) -> bool {
+        self.activity.as_ref().is_some_and(|a| a.status != "draft") && (field == "key" || field == "book_start")
+    }
+}
+
+async fn new_form(session: AdminSession) -> FormPage {
+    FormPage { session, activity: None, form: ActivityForm::default(), errors: EditErrors::default(), notice: None }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Form(form): Form<ActivityForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let refuse = |session, form, errors| {
+        let page = FormPage { session, activity: None, form, errors, notice: None };
+        Ok((StatusCode::BAD_REQUEST, page).into_response())
+    };
+    let new = match form.parse(state.config.timezone) {
+        Ok(new) => new,
+        Err(errors) => return refuse(session, form, errors),
+    };
+    let mut tx = state.pool.begin().await?;
+    let activity = match activities::create(&mut tx, &new).await {
+        Ok(a) => a,
+        Err(AppError::Invalid(message)) => return refuse(session, form, EditErrors(vec![("key", message)])),
+        Err(e) => return Err(e),
+    };
+    audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/activities/{}", activity.id)).into_response())
+}
+
+async fn edit_form(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+) -> Result<FormPage, AppError> {
+    let activity =
+        activities::by_id(&mut *state.pool.acquire().await?, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
+    let form = ActivityForm::from_activity(&activity, state.config.timezone);
+    Ok(FormPage { session, activity: Some(activity), form, errors: EditErrors::default(), notice: None })
+}
+
+async fn update(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<ActivityForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let id = parse_id(&id)?;
+    let mut tx = state.pool.begin().await?;
+    let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let outcome = match form.parse(state.config.timezone) {
+        Ok(new) => activities::update(&mut tx, id, &new).await?,
+        Err(errors) => EditOutcome::Refused(errors),
+    };
+    match outcome {
+        EditOutcome::Saved(saved) => {
+            audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
+                .await?;
+            tx.commit().await?;
+            let form = ActivityForm::from_activity(&saved, state.config.timezone);
+            let notice = Some("已保存。".to_string());
+            Ok(FormPage { session, activity: Some(saved), form, errors: EditErrors::default(), notice }.into_response())
+        }
+        EditOutcome::Refused(errors) => {
+            tx.rollback().await?;
+            let page = FormPage { session, activity: Some(activity), form, errors, notice: None };
+            Ok((StatusCode::BAD_REQUEST, page).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let mut tx = state.pool.begin().await?;
+    let activity = activities::by_id(&mut tx, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
+    let published = activities::publish(&mut tx, &activity.key).await?;
+    audit::record(&mut tx, &session.admin.username, "发布活动", &published.key).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+async fn archive(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let mut tx = state.pool.begin().await?;
+    let archived = activities::archive(&mut tx, parse_id(&id)?).await?;
+    audit::record(&mut tx, &session.admin.username, "归档活动", &archived.key).await?;
+    tx.commit().await?;
+    Ok(Redirect::to("/admin").into_response())
+}
+
+async fn upload_poster(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Response, AppError> {
+    let id = parse_id(&id)?;
+    let mut csrf = String::new();
+    let mut poster: Option<Vec<u8>> = None;
+    while let Some(field) = multipart.next_field().await.map_err(|_| poster_refused("上传失败或文件超过 5 MB。"))?
+    {
+        match field.name() {
+            Some("csrf") => csrf = field.text().await.map_err(|_| poster_refused("表单无效。"))?,
+            Some("poster") => {
+                let bytes = field.bytes().await.map_err(|_| poster_refused("上传失败或文件超过 5 MB。"))?;
+                poster = Some(bytes.to_vec());
+            }
+            _ => {}
+        }
+    }
+    session.check_csrf(&csrf)?;
+    let bytes = poster.filter(|b| !b.is_empty()).ok_or_else(|| poster_refused("请选择一张图片。"))?;
+    if bytes.len() > MAX_POSTER_BYTES {
+        return Err(poster_refused("图片不能超过 5 MB。"));
+    }
+    let content_type = images::sniff(&bytes).ok_or_else(|| poster_refused("只能上传 PNG、JPEG、WebP 或 GIF 图片。"))?;
+    let mut tx = state.pool.begin().await?;
+    let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
+    let image = images::store(&mut tx, content_type, &bytes).await?;
+    activities::set_poster(&mut tx, id, image).await?;
+    audit::record(&mut tx, &session.admin.username, "上传海报", &activity.key).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/activities/{id}")).into_response())
+}
+
+fn poster_refused(message: &str) -> AppError {
+    AppError::Invalid(message.to_string())
+}

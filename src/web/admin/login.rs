@@ -1,0 +1,104 @@
+//! Login and logout.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::{
+    Form, Router,
+    extract::{ConnectInfo, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+
+use super::{AdminSession, COOKIE, session_cookie};
+use crate::{
+    AppState, audit,
+    auth::{accounts, sessions, throttle},
+    error::AppError,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/login", get(login_page).post(login)).route("/admin/logout", post(logout))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/login.html")]
+struct LoginPage {
+    username: String,
+    error: Option<&'static str>,
+}
+
+async fn login_page(session: Option<AdminSession>) -> Response {
+    if session.is_some() {
+        return Redirect::to("/admin").into_response();
+    }
+    LoginPage { username: String::new(), error: None }.into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, AppError> {
+    let username = form.username.trim().to_string();
+    // The peer address: a reverse proxy in front makes this the proxy's, which
+    // then throttles everyone behind it together (per-account throttling still holds).
+    let address = peer.ip().to_string();
+    let mut conn = state.pool.acquire().await?;
+    if throttle::is_throttled(&mut conn, &username, &address).await? {
+        let page = LoginPage { username, error: Some("登录失败次数太多，请 15 分钟后再试。") };
+        return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
+    }
+    let Some(admin) = accounts::check_password(&mut conn, &username, &form.password).await? else {
+        throttle::record_failure(&mut conn, &username, &address).await?;
+        let page = LoginPage { username, error: Some("用户名或密码错误。") };
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    };
+    throttle::clear(&mut conn, &admin.username).await?;
+    // A new session id at every login; whatever session the browser had ends.
+    if let Some(old) = session_cookie(&headers) {
+        sessions::end(&mut conn, &old).await?;
+    }
+    let cookie = sessions::start(&mut conn, admin.id).await?;
+    audit::record(&mut conn, &admin.username, "登录", &format!("来自 {address}")).await?;
+    let secure = if state.config.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let set_cookie = format!(
+        "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        sessions::LIFETIME_HOURS * 3600
+    );
+    Ok(([(header::SET_COOKIE, set_cookie)], Redirect::to("/admin")).into_response())
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    session: AdminSession,
+    headers: HeaderMap,
+    Form(form): Form<LogoutForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let mut conn = state.pool.acquire().await?;
+    if let Some(cookie) = session_cookie(&headers) {
+        sessions::end(&mut conn, &cookie).await?;
+    }
+    audit::record(&mut conn, &session.admin.username, "退出登录", "").await?;
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin/login")).into_response())
+}

@@ -1,0 +1,76 @@
+//! The admin console (`/admin`, SPEC §5): server-rendered pages behind a login.
+//! Every state-changing request needs the session's CSRF token in its form, and
+//! the router-wide CSRF layer also refuses cross-origin browser POSTs.
+
+mod activities;
+mod login;
+
+use axum::{
+    Router,
+    extract::{FromRequestParts, OptionalFromRequestParts},
+    http::{HeaderMap, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+};
+use subtle::ConstantTimeEq;
+
+use crate::{
+    AppState,
+    auth::{accounts::Admin, sessions},
+    error::AppError,
+};
+
+pub const COOKIE: &str = "wt_admin";
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(login::router()).merge(activities::router())
+}
+
+/// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.
+pub struct AdminSession {
+    pub admin: Admin,
+    pub csrf_token: String,
+}
+
+impl AdminSession {
+    /// Refuses a state-changing request whose form does not carry this session's token.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), AppError> {
+        if bool::from(self.csrf_token.as_bytes().ct_eq(submitted.as_bytes())) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("表单已过期，请刷新页面后重试。".into()))
+        }
+    }
+}
+
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+impl OptionalFromRequestParts<AppState> for AdminSession {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, AppError> {
+        let Some(cookie) = session_cookie(&parts.headers) else { return Ok(None) };
+        let session = sessions::find(&mut *state.pool.acquire().await?, &cookie).await?;
+        Ok(session.map(|s| AdminSession { admin: s.admin, csrf_token: s.csrf_token }))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        match <AdminSession as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) => Err(Redirect::to("/admin/login").into_response()),
+            Err(e) => Err(e.into_response()),
+        }
+    }
+}
