@@ -23,6 +23,18 @@ pub fn full(at: OffsetDateTime, tz: &Tz) -> String {
     )
 }
 
+/// `2026-11-30 19:00:05`: for exports, where seconds tell a rush apart.
+pub fn precise(at: OffsetDateTime, tz: &Tz) -> String {
+    let local = at.to_timezone(tz);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        full(at, tz).split(' ').next().unwrap_or_default(),
+        local.hour(),
+        local.minute(),
+        local.second()
+    )
+}
+
 /// `HH:MM`, for "already checked in at …".
 pub fn clock(at: OffsetDateTime, tz: &Tz) -> String {
     let local = at.to_timezone(tz);

@@ -3,6 +3,8 @@
 //! (usually their transaction) and get plain outcomes back.
 
 pub mod activities;
+pub mod checkin;
+pub mod export;
 pub mod images;
 pub mod students;
 pub mod tickets;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     AppState, Application, Config, audit,
     auth::accounts,
-    booking::{NewActivity, activities, students},
+    booking::{NewActivity, activities, export, students},
     db,
     error::AppError,
     local_time,
@@ -30,6 +30,16 @@ pub enum Command {
     /// Manage admin accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write an activity's ticket list as CSV or XLSX (to stdout without -o).
+    Export {
+        /// The activity's key.
+        key: String,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long = "output")]
+        output: Option<std::path::PathBuf>,
+    },
     /// Manage the student roster (STUDENT_VERIFY=roster).
     #[command(subcommand)]
     Roster(RosterCommand),
@@ -65,6 +75,12 @@ pub enum ActivityCommand {
     List,
     /// Publish a draft.
     Publish { key: String },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Xlsx,
 }
 
 #[derive(Subcommand, Debug)]
@@ -103,6 +119,34 @@ pub async fn run() -> Result<(), AppError> {
                     let admin = accounts::add(conn, &username, &password).await?;
                     audit::record(conn, "shell", "添加管理员", &admin.username).await?;
                     println!("admin `{}` can now log in at /admin", admin.username);
+                    Ok(())
+                })
+            })
+            .await
+        }
+        Command::Export { key, format, output } => {
+            let tz = config.timezone;
+            with_database(&config, move |conn| {
+                Box::pin(async move {
+                    let activity = activities::by_key(conn, &key)
+                        .await?
+                        .ok_or_else(|| AppError::Invalid(format!("no activity with key `{key}`")))?;
+                    let rows = export::rows(conn, activity.id).await?;
+                    let bytes = match format {
+                        ExportFormat::Csv => export::csv(&rows, tz)?,
+                        ExportFormat::Xlsx => export::xlsx(&rows, tz, &activity.name)?,
+                    };
+                    match output {
+                        Some(path) => {
+                            std::fs::write(&path, &bytes)
+                                .map_err(|e| AppError::Invalid(format!("cannot write {}: {e}", path.display())))?;
+                            eprintln!("{} tickets written to {}", rows.len(), path.display());
+                        }
+                        None => {
+                            use std::io::Write;
+                            std::io::stdout().write_all(&bytes)?;
+                        }
+                    }
                     Ok(())
                 })
             })

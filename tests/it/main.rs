@@ -8,3 +8,4 @@ mod rush;
 mod serve_binary;
 mod student_journey;
 mod wechat_endpoint;
+mod checkin_export;

@@ -3,6 +3,8 @@
 //! the router-wide CSRF layer also refuses cross-origin browser POSTs.
 
 mod activities;
+mod checkin;
+mod export;
 mod login;
 
 use axum::{
@@ -22,7 +24,7 @@ use crate::{
 pub const COOKIE: &str = "wt_admin";
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(login::router()).merge(activities::router())
+    Router::new().merge(login::router()).merge(activities::router()).merge(checkin::router()).merge(export::router())
 }
 
 /// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.

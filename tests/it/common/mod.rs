@@ -188,6 +188,22 @@ impl TestApp {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
 
+    /// A `DATABASE_URL` for this test's database, for running the binary against it.
+    pub fn database_url(&self) -> String {
+        let db = self.db.get_database().expect("a database name");
+        match std::env::var("DATABASE_URL") {
+            Ok(url) => {
+                let (base, query) = url.split_once('?').map_or((url.as_str(), None), |(b, q)| (b, Some(q)));
+                let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+                format!("{server}/{db}{}", query.map(|q| format!("?{q}")).unwrap_or_default())
+            }
+            Err(_) => {
+                let socket = self.db.get_socket().expect("the throwaway cluster's socket directory");
+                format!("postgres://postgres@localhost/{db}?host={}", socket.display())
+            }
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -1,0 +1,113 @@
+//! Check-in at the door: a valid ticket becomes used, once.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+
+use crate::{
+    booking::tickets::{self, Ticket},
+    error::AppError,
+};
+
+#[derive(Debug)]
+pub enum CheckinOutcome {
+    CheckedIn(Ticket),
+    AlreadyUsed(Ticket, OffsetDateTime),
+    Cancelled(Ticket),
+    /// A real ticket, for another activity.
+    OtherActivity(Ticket),
+    UnknownTicket,
+    /// A student ID with no live ticket for this activity.
+    NoTicketForStudent(String),
+}
+
+/// What the door staff typed or scanned: a ticket URL, a bare code, or a student ID.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Presented {
+    Code(String),
+    StudentId(String),
+    Nothing,
+}
+
+pub fn read_input(input: &str) -> Presented {
+    let input = input.trim();
+    if input.is_empty() {
+        return Presented::Nothing;
+    }
+    // A scanned QR code is the ticket URL: take the code after `/tickets/`.
+    let candidate = match input.rfind("/tickets/") {
+        Some(at) => input[at + "/tickets/".len()..].split(['?', '#', '/']).next().unwrap_or_default(),
+        None => input,
+    };
+    if tickets::looks_like_code(candidate) || input.contains("/tickets/") {
+        Presented::Code(candidate.to_string())
+    } else {
+        Presented::StudentId(input.to_string())
+    }
+}
+
+pub async fn check_in(conn: &mut PgConnection, activity_id: i64, input: &str) -> Result<CheckinOutcome, AppError> {
+    let code = match read_input(input) {
+        Presented::Nothing => return Ok(CheckinOutcome::UnknownTicket),
+        Presented::Code(code) => code,
+        Presented::StudentId(student_id) => {
+            // The student's ticket for this activity only; a live one if there is one.
+            let code: Option<String> = sqlx::query_scalar(
+                "SELECT code FROM tickets WHERE activity_id = $1 AND student_id = $2 \
+                 ORDER BY (status <> 'cancelled') DESC, booked_at DESC LIMIT 1",
+            )
+            .bind(activity_id)
+            .bind(&student_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            match code {
+                Some(code) => code,
+                None => return Ok(CheckinOutcome::NoTicketForStudent(student_id)),
+            }
+        }
+    };
+    let Some(ticket) = tickets::by_code(conn, &code).await? else {
+        return Ok(CheckinOutcome::UnknownTicket);
+    };
+    if ticket.activity_id != activity_id {
+        return Ok(CheckinOutcome::OtherActivity(ticket));
+    }
+    // Only a valid ticket turns used; two scanners at once cannot both succeed.
+    let done =
+        sqlx::query("UPDATE tickets SET status = 'used', checked_in_at = now() WHERE code = $1 AND status = 'valid'")
+            .bind(&code)
+            .execute(&mut *conn)
+            .await?;
+    let ticket = tickets::by_code(conn, &code).await?.ok_or(AppError::NotFound)?;
+    Ok(match (done.rows_affected(), ticket.status.as_str(), ticket.checked_in_at) {
+        (1, _, _) => CheckinOutcome::CheckedIn(ticket),
+        (_, "used", Some(at)) => CheckinOutcome::AlreadyUsed(ticket, at),
+        _ => CheckinOutcome::Cancelled(ticket),
+    })
+}
+
+/// (booked, checked in) for the check-in page's counter.
+pub async fn counts(conn: &mut PgConnection, activity_id: i64) -> Result<(i64, i64), AppError> {
+    Ok(sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status <> 'cancelled'), count(*) FILTER (WHERE status = 'used') \
+         FROM tickets WHERE activity_id = $1",
+    )
+    .bind(activity_id)
+    .fetch_one(conn)
+    .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_codes_and_student_ids() {
+        let code = "AbCdEfGhIjKlMnOpQrSt_-";
+        assert_eq!(read_input(&format!("https://t.example/tickets/{code}")), Presented::Code(code.into()));
+        assert_eq!(read_input(&format!(" https://t.example/tickets/{code}?x=1#y ")), Presented::Code(code.into()));
+        assert_eq!(read_input(code), Presented::Code(code.into()));
+        assert_eq!(read_input("2024010001"), Presented::StudentId("2024010001".into()));
+        assert_eq!(read_input("https://t.example/tickets/short"), Presented::Code("short".into()));
+        assert_eq!(read_input("   "), Presented::Nothing);
+    }
+}
