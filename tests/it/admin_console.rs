@@ -262,3 +262,32 @@ const PNG: &[u8] = &[
     0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00, 0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00,
     0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
 ];
+
+#[tokio::test]
+async fn the_roster_page_imports_a_csv_and_the_audit_log_shows_who_did_what() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("grace").await;
+    let upload = |bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.clone())
+            .part("roster", reqwest::multipart::Part::bytes(bytes).file_name("roster.csv"));
+        let req = app.http.post(app.url("/admin/roster")).multipart(form);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, page) =
+        upload("\u{feff}student_id,name\n2024010001,张三\n2024010002,李四\n".as_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<strong id=\"roster-count\">2</strong>"), "{page}");
+    let (status, page) = upload(b"2024010003\n".to_vec()).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("第 1 行应有两列"), "{page}");
+    let (status, _) = upload(vec![0xff, 0xfe, 0x00]).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.count("SELECT count(*) FROM roster").await, 2, "refused files change nothing");
+
+    let audit = app.get("/admin/audit").await.text().await.unwrap();
+    assert!(audit.contains("grace") && audit.contains("导入名单") && audit.contains("登录"), "{audit}");
+}

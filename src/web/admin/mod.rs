@@ -6,6 +6,7 @@ mod activities;
 mod checkin;
 mod export;
 mod login;
+mod roster;
 
 use axum::{
     Router,
@@ -24,7 +25,12 @@ use crate::{
 pub const COOKIE: &str = "wt_admin";
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(login::router()).merge(activities::router()).merge(checkin::router()).merge(export::router())
+    Router::new()
+        .merge(login::router())
+        .merge(activities::router())
+        .merge(checkin::router())
+        .merge(export::router())
+        .merge(roster::router())
 }
 
 /// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.
