@@ -106,3 +106,24 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
 }
+
+/// Forgets what is no longer needed, every ten minutes: de-duplication records
+/// older than WeChat's retries, expired admin sessions. Any number of
+/// instances may run it; the deletes are idempotent.
+pub async fn housekeeping(pool: PgPool) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        let result = async {
+            let mut conn = pool.acquire().await?;
+            let messages = db::messages::forget_old(&mut conn).await?;
+            let sessions = crate::auth::sessions::forget_expired(&mut conn).await?;
+            Ok::<_, AppError>((messages, sessions))
+        }
+        .await;
+        match result {
+            Ok((messages, sessions)) => tracing::debug!(messages, sessions, "housekeeping"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}

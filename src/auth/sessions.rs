@@ -43,7 +43,6 @@ pub async fn start(conn: &mut PgConnection, admin_id: i64) -> Result<String, App
         .bind(admin_id)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()").execute(conn).await?;
     Ok(cookie)
 }
 
@@ -61,4 +60,8 @@ pub async fn find(conn: &mut PgConnection, cookie: &str) -> Result<Option<Sessio
 pub async fn end(conn: &mut PgConnection, cookie: &str) -> Result<(), AppError> {
     sqlx::query("DELETE FROM admin_sessions WHERE id = $1").bind(digest(cookie)).execute(conn).await?;
     Ok(())
+}
+
+pub async fn forget_expired(conn: &mut PgConnection) -> Result<u64, AppError> {
+    Ok(sqlx::query("DELETE FROM admin_sessions WHERE expires_at < now()").execute(conn).await?.rows_affected())
 }

@@ -1,5 +1,7 @@
 //! The command line: `serve` (the default), `migrate`, and the admin's shell tools.
 
+mod demo;
+
 use clap::{Parser, Subcommand};
 
 use crate::{
@@ -21,7 +23,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve HTTP (the default when no command is given).
-    Serve,
+    Serve {
+        /// Seed sample activities and an `admin` account (password printed once).
+        #[arg(long)]
+        demo: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Create, list and publish activities.
@@ -99,8 +105,8 @@ pub async fn run() -> Result<(), AppError> {
     let cli = Cli::parse();
     crate::install_crypto_provider();
     let config = Config::from_env()?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    match cli.command.unwrap_or(Command::Serve { demo: false }) {
+        Command::Serve { demo } => serve(config, demo).await,
         Command::Migrate => {
             let (pool, _cluster) = db::open(&config).await?;
             db::migrate(&pool).await?;
@@ -291,12 +297,18 @@ async fn activity(
     Ok(())
 }
 
-async fn serve(config: Config) -> Result<(), AppError> {
+async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     tracing::info!(?config, "starting");
     let (pool, cluster) = db::open(&config).await?;
     db::migrate(&pool).await?;
+    if demo {
+        let mut tx = pool.begin().await?;
+        demo::seed(&mut tx).await?;
+        tx.commit().await?;
+    }
     let state = AppState::new(config, pool.clone()).await?;
     let app = Application::build(state.clone()).await?;
+    let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
     let addr = app.local_addr();
     let mode = if state.cipher.is_some() { "safe or compatible (AES)" } else { "plaintext" };
     if state.config.wechat_token.is_none() {
@@ -306,6 +318,7 @@ async fn serve(config: Config) -> Result<(), AppError> {
     println!("wechat-ticket listening on http://{addr}");
     println!("WeChat server URL: {}/wechat  (message mode: {mode})", state.config.public_url);
     let result = app.run_until(crate::app::shutdown_signal()).await;
+    housekeeping.abort();
     pool.close().await;
     drop(cluster);
     result

@@ -212,3 +212,45 @@ fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_demo_seeds_activities_and_an_admin_who_can_log_in() {
+    use std::io::{BufRead, BufReader};
+    let data = tempdir();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", &data)
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .args(["serve", "--demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(Some(child));
+    // Keep draining stdout for the server's whole life: a closed pipe would fail its prints.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("password `").nth(1) {
+                let _ = tx.send(rest.split('`').next().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let password = rx.recv_timeout(Duration::from_secs(60)).expect("the demo admin's password is printed");
+    wait_healthy(port).await;
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = http
+        .post(format!("http://127.0.0.1:{port}/admin/login"))
+        .form(&[("username", "admin"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200, "followed the redirect to /admin");
+    let page = login.text().await.unwrap();
+    assert!(page.contains("新年音乐会") && page.contains("露天电影之夜"), "{page}");
+    terminate(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
