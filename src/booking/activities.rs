@@ -291,11 +291,11 @@ pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Resu
     .bind(new.capacity)
     .execute(&mut *conn)
     .await;
-    if let Err(sqlx::Error::Database(e)) = &result {
-        if e.is_unique_violation() {
-            errors.add("key", format!("代号 {} 已被其他活动使用", new.key));
-            return Ok(EditOutcome::Refused(errors));
-        }
+    if let Err(sqlx::Error::Database(e)) = &result
+        && e.is_unique_violation()
+    {
+        errors.add("key", format!("代号 {} 已被其他活动使用", new.key));
+        return Ok(EditOutcome::Refused(errors));
     }
     result?;
     spread_places(conn, id, new.capacity - booked as i32).await?;

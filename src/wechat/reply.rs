@@ -52,6 +52,47 @@ pub fn render(reply: &Reply, to_user: &str, from_user: &str, create_time: i64) -
     }
 }
 
+/// Reads a passive reply back (the admin simulator shows replies as WeChat
+/// draws them). `None` for anything that is not a text or news reply.
+pub fn parse(xml: &str) -> Option<Reply> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Raw {
+        msg_type: Option<String>,
+        content: Option<String>,
+        articles: Option<Articles>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Articles {
+        item: Option<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Item {
+        title: Option<String>,
+        description: Option<String>,
+        pic_url: Option<String>,
+        url: Option<String>,
+    }
+    if xml.trim() == "success" {
+        return Some(Reply::Success);
+    }
+    let raw: Raw = quick_xml::de::from_str(xml).ok()?;
+    match raw.msg_type.as_deref()? {
+        "text" => Some(Reply::Text(raw.content.unwrap_or_default())),
+        "news" => {
+            let item = raw.articles?.item?;
+            Some(Reply::News(Article {
+                title: item.title.unwrap_or_default(),
+                description: item.description.unwrap_or_default(),
+                pic_url: item.pic_url.filter(|p| !p.is_empty()),
+                url: item.url.unwrap_or_default(),
+            }))
+        }
+        _ => None,
+    }
+}
+
 /// Wraps `text` in a CDATA section that stays well-formed whatever it holds.
 ///
 /// A literal `]]>` would end the section early, so it is split across two
@@ -76,6 +117,29 @@ fn xml_chars(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(text)
     } else {
         Cow::Owned(text.chars().filter(|&c| allowed(c)).collect())
+    }
+}
+
+#[cfg(test)]
+mod parse_back {
+    use super::*;
+
+    #[test]
+    fn rendered_replies_parse_back() {
+        for reply in [
+            Reply::Text("你好 ]]> <a href=\"x\">链接</a>".into()),
+            Reply::News(Article {
+                title: "抢票成功".into(),
+                description: "d".into(),
+                pic_url: None,
+                url: "http://u/?a=1&b=2".into(),
+            }),
+            Reply::Success,
+        ] {
+            assert_eq!(parse(&render(&reply, "o", "gh", 1)), Some(reply));
+        }
+        assert_eq!(parse("<xml><MsgType>image</MsgType></xml>"), None);
+        assert_eq!(parse("not xml"), None);
     }
 }
 

@@ -291,3 +291,24 @@ async fn the_roster_page_imports_a_csv_and_the_audit_log_shows_who_did_what() {
     let audit = app.get("/admin/audit").await.text().await.unwrap();
     assert!(audit.contains("grace") && audit.contains("导入名单") && audit.contains("登录"), "{audit}");
 }
+
+#[tokio::test]
+async fn the_simulator_chats_through_the_real_wechat_route() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("henry").await;
+    let a = app.activity("simshow", 10, Window::Open).await;
+    let page = app.get("/admin/simulator").await.text().await.unwrap();
+    assert!(page.contains(&format!("value=\"BOOK_{}\"", a.id)), "the menu bar offers the activity: {page}");
+
+    let (status, page) =
+        app.admin_post("/admin/simulator", &[("csrf", &csrf), ("text", "帮助"), ("transcript", "[]")]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("抢票 活动代号"), "{page}");
+    let transcript = crate::common::admin::hidden_value(&page, "transcript").unwrap();
+    let click = format!("BOOK_{}", a.id);
+    let (_, page) =
+        app.admin_post("/admin/simulator", &[("csrf", &csrf), ("click", &click), ("transcript", &transcript)]).await;
+    assert!(page.contains("抢票 活动代号"), "the transcript keeps earlier bubbles");
+    assert!(page.contains("还没有绑定学号") && page.contains("target=\"_blank\">点这里绑定</a>"), "{page}");
+    assert_eq!(app.count("SELECT count(*) FROM wechat_messages").await, 2, "both went through /wechat");
+}

@@ -7,6 +7,7 @@ mod checkin;
 mod export;
 mod login;
 mod roster;
+mod simulator;
 
 use axum::{
     Router,
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(checkin::router())
         .merge(export::router())
         .merge(roster::router())
+        .merge(simulator::router())
 }
 
 /// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.

@@ -41,3 +41,18 @@ pub fn csrf_in(page: &str) -> Option<String> {
     let start = page.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
     Some(page[start..].split('"').next()?.to_string())
 }
+
+/// The (HTML-unescaped) value of a hidden input.
+pub fn hidden_value(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let raw = page[start..].split('"').next()?;
+    Some(
+        raw.replace("&quot;", "\"")
+            .replace("&#34;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
