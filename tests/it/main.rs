@@ -4,6 +4,7 @@
 mod common;
 
 mod admin_console;
+mod browser;
 mod rush;
 mod serve_binary;
 mod student_journey;

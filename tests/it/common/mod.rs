@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod browser;
 pub mod fixtures;
 pub mod wx;
 

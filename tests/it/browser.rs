@@ -1,0 +1,169 @@
+//! The admin console in a real browser (headless Chromium over WebDriver), as
+//! an organiser uses it: log in, create an activity, upload its poster and
+//! publish it, look at the menu page, check tickets in at the door, download
+//! the ticket list. A screenshot of each step lands in `target/browser-screenshots/`.
+//!
+//! Skipped (with a message) where Chromium and chromedriver are not installed,
+//! unless `CI=true`.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use wechat_ticket::local_time;
+
+use crate::common::{
+    admin::PASSWORD,
+    browser::{self, Browser},
+    spawn_app, wx,
+};
+
+/// The whole journey, bounded: a hung browser fails the test rather than the CI job.
+const WHOLE_TEST: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn an_organiser_runs_an_activity_in_the_browser() {
+    let Some(browser) = Browser::start().await else { return };
+    tokio::time::timeout(WHOLE_TEST, journey(&browser)).await.expect("the browser journey within 90 s");
+    browser.close().await;
+}
+
+async fn journey(b: &Browser) {
+    let app = spawn_app().await;
+    app.add_admin("organiser").await;
+
+    // 1. /admin sends a visitor to the login page; logging in leads back to the list.
+    b.goto(&app.url("/admin")).await;
+    b.find("#username").await;
+    assert_eq!(b.path().await, "/admin/login");
+    b.shot("login").await;
+    b.type_into("#username", "organiser").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click_and_wait(r#"form[action="/admin/login"] button[type=submit]"#).await;
+    assert_eq!(b.path().await, "/admin");
+    assert!(b.text(".topbar").await.contains("organiser"), "the admin's name in the top bar");
+    assert!(b.text("main").await.contains("还没有活动"));
+    b.shot("logged-in").await;
+
+    // 2. Create an activity whose booking window is open now, so students can book it below.
+    let tz = app.state.config.timezone;
+    let now = OffsetDateTime::now_utc();
+    let at = |hours: i64| local_time::input(now + time::Duration::hours(hours), tz);
+    b.goto(&app.url("/admin/activities/new")).await;
+    b.type_into("#key", "concert").await;
+    b.type_into("#name", "新年音乐会").await;
+    b.type_into("#place", "新清华学堂").await;
+    b.set_value("#book_start", &at(-1)).await;
+    b.set_value("#book_end", &at(1)).await;
+    b.set_value("#start_at", &at(2)).await;
+    b.set_value("#end_at", &at(4)).await;
+    b.type_into("#capacity", "100").await;
+    b.type_into("#description", "欢迎大家来听新年音乐会。").await;
+    b.shot("new-activity").await;
+    b.click_and_wait(r#"form[action="/admin/activities"] button[type=submit]"#).await;
+    let path = b.path().await;
+    let id: i64 = match path.strip_prefix("/admin/activities/").and_then(|id| id.parse().ok()) {
+        Some(id) => id,
+        None => b.fail(format!("creating should lead to the edit page, not {path}")).await,
+    };
+    assert!(b.text("main h1").await.contains("新年音乐会"));
+    assert!(b.text("main").await.contains("草稿"));
+
+    // The poster: a real PNG file chosen in the file input.
+    let poster = std::env::temp_dir().join(format!("wt-poster-{}-{id}.png", std::process::id()));
+    std::fs::write(&poster, browser::png(160, 90)).unwrap();
+    b.find(r#"input[name=poster]"#).await.send_keys(poster.to_str().unwrap()).await.expect("choose the poster file");
+    let poster_form = format!(r#"form[action="/admin/activities/{id}/poster"]"#);
+    b.click_and_wait(&format!("{poster_form} button[type=submit]")).await;
+    let _ = std::fs::remove_file(&poster);
+    assert_eq!(b.path().await, format!("/admin/activities/{id}"), "back on the edit page after the upload");
+    assert!(b.image_loaded("img.poster").await, "the uploaded poster shows on the edit page");
+    b.shot("poster-uploaded").await;
+
+    // Publish (the 发布 button on the edit page); the list shows it as published.
+    let publish = format!(r#"form[action="/admin/activities/{id}/publish"] button[type=submit]"#);
+    assert_eq!(b.text(&publish).await, "发布");
+    b.click_and_wait(&publish).await;
+    assert_eq!(b.path().await, "/admin");
+    let row = format!(r#"//tr[td/a[@href="/admin/activities/{id}"]]"#);
+    let row = b.client.find(fantoccini::Locator::XPath(&row)).await.expect("the activity's row in the list");
+    let row_text = row.text().await.unwrap();
+    assert!(row_text.contains("新年音乐会") && row_text.contains("已发布"), "{row_text}");
+    assert!(row_text.contains("0 / 100"), "booked / capacity: {row_text}");
+    assert!(b.find_all(&format!(r#"form[action="/admin/activities/{id}/publish"]"#)).await.is_empty());
+    b.shot("published").await;
+
+    b.goto(&app.url(&format!("/admin/activities/{id}"))).await;
+    assert!(b.text("main").await.contains("已发布"));
+    assert!(b.image_loaded("img.poster").await, "the poster on the edit page after publishing");
+    b.goto(&app.url(&format!("/activities/{id}"))).await;
+    assert!(b.text("body").await.contains("新年音乐会"));
+    assert!(b.image_loaded("img.poster").await, "the poster on the student page");
+    b.shot("student-page").await;
+
+    // 3. The menu page.
+    // GUARD(menu page): while /admin/menu does not exist yet (404) this step only
+    // says so. Remove the `if` once the page is in, keeping the assertions.
+    let menu_status = b.fetch_status("/admin/menu").await;
+    if menu_status == 404 {
+        println!("GUARD(menu page): /admin/menu answers 404 (not written yet); menu step not checked");
+    } else {
+        assert_eq!(menu_status, 200, "/admin/menu");
+        b.goto(&app.url("/admin/menu")).await;
+        assert!(b.text("main").await.contains("菜单"), "the menu page's content (not just the top bar)");
+        b.shot("menu").await;
+    }
+
+    // 4. Check-in at the door. Two students book through the real WeChat endpoint.
+    let openids = app.bound_students(31, 2).await;
+    let mut codes = Vec::new();
+    for openid in &openids {
+        match app.say(&wx::click(openid, &format!("BOOK_{id}"))).await {
+            wx::Reply::News { url, .. } => codes.push(url.rsplit('/').next().unwrap().to_string()),
+            other => panic!("booking should answer with the ticket: {other:?}"),
+        }
+    }
+    let student_ids: Vec<String> = (0..2).map(|i| format!("{:05}{i:05}", 31)).collect();
+
+    b.goto(&app.url(&format!("/admin/activities/{id}/checkin"))).await;
+    assert!(b.text("main h1").await.contains("新年音乐会"));
+    let check_in = |input: String| async move {
+        b.type_into("#checkin-input", &input).await;
+        b.click_and_wait("#checkin-submit").await;
+        let good = !b.find_all(".result.good").await.is_empty();
+        let bad = !b.find_all(".result.bad").await.is_empty();
+        if good == bad {
+            b.fail(format!("exactly one of .result.good / .result.bad after checking in {input}")).await;
+        }
+        (good, b.text(".result").await)
+    };
+    let (good, text) = check_in(codes[0].clone()).await;
+    assert!(good && text.contains("检票成功") && text.contains(&student_ids[0]), "{text}");
+    b.shot("checkin-good").await;
+    let (good, text) = check_in(codes[0].clone()).await;
+    assert!(!good && text.contains("已检票"), "the same ticket again: {text}");
+    b.shot("checkin-again").await;
+    let (good, text) = check_in(student_ids[1].clone()).await;
+    assert!(good && text.contains("检票成功") && text.contains(&student_ids[1]), "by student ID: {text}");
+    assert_eq!(b.text("#checked-in").await, "2");
+    b.shot("checkin-student-id").await;
+
+    // 5. Downloads from the list page.
+    b.goto(&app.url("/admin")).await;
+    b.find(&format!(r#"a[href="/admin/activities/{id}/export.csv"]"#)).await.click().await.expect("click CSV");
+    let csv = b.downloaded("concert-tickets.csv").await;
+    assert!(csv.starts_with("\u{feff}".as_bytes()), "the CSV starts with the UTF-8 BOM");
+    let text = String::from_utf8(csv).expect("UTF-8");
+    for student_id in &student_ids {
+        assert!(text.contains(student_id), "{student_id} in the CSV:\n{text}");
+    }
+    b.find(&format!(r#"a[href="/admin/activities/{id}/export.xlsx"]"#)).await.click().await.expect("click XLSX");
+    let xlsx = b.downloaded("concert-tickets.xlsx").await;
+    assert!(xlsx.starts_with(b"PK\x03\x04"), "the XLSX is a zip");
+    // The list's counts after the check-ins.
+    let row = format!(r#"//tr[td/a[@href="/admin/activities/{id}"]]"#);
+    let row_text = b.client.find(fantoccini::Locator::XPath(&row)).await.expect("the row").text().await.unwrap();
+    assert!(row_text.contains("2 / 100"), "{row_text}");
+    b.shot("exported").await;
+
+    app.stop().await;
+}
