@@ -21,7 +21,7 @@ pub struct Row {
     pub cancelled_at: Option<OffsetDateTime>,
 }
 
-/// Every ticket of an activity, cancelled ones included, in booking order.
+/// Every ticket of an activity, cancelled ones included, in the order they were booked.
 /// The name is the bound student's, else the roster's.
 pub async fn rows(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<Row>, AppError> {
     Ok(sqlx::query_as(
@@ -29,7 +29,7 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<Row>,
          t.cancelled_at FROM tickets t \
          LEFT JOIN students s ON s.student_id = t.student_id \
          LEFT JOIN roster r ON r.student_id = t.student_id \
-         WHERE t.activity_id = $1 ORDER BY t.booked_at, t.id",
+         WHERE t.activity_id = $1 ORDER BY t.id",
     )
     .bind(activity_id)
     .fetch_all(conn)

@@ -165,6 +165,8 @@ struct FormPage {
     form: ActivityForm,
     errors: EditErrors,
     notice: Option<String>,
+    /// The zone form times are read in (`TIMEZONE`).
+    timezone: &'static str,
 }
 
 impl FormPage {
@@ -176,8 +178,21 @@ impl FormPage {
     }
 }
 
-async fn new_form(session: AdminSession) -> FormPage {
-    FormPage { session, activity: None, form: ActivityForm::default(), errors: EditErrors::default(), notice: None }
+fn zone(state: &AppState) -> &'static str {
+    use time_tz::TimeZone;
+    state.config.timezone.name()
+}
+
+async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormPage {
+    let timezone = zone(&state);
+    FormPage {
+        session,
+        activity: None,
+        form: ActivityForm::default(),
+        errors: EditErrors::default(),
+        notice: None,
+        timezone,
+    }
 }
 
 async fn create(
@@ -187,7 +202,7 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let page = FormPage { session, activity: None, form, errors, notice: None };
+        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state) };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
     let new = match form.parse(state.config.timezone) {
@@ -213,7 +228,8 @@ async fn edit_form(
     let activity =
         activities::by_id(&mut *state.pool.acquire().await?, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
-    Ok(FormPage { session, activity: Some(activity), form, errors: EditErrors::default(), notice: None })
+    let timezone = zone(&state);
+    Ok(FormPage { session, activity: Some(activity), form, errors: EditErrors::default(), notice: None, timezone })
 }
 
 async fn update(
@@ -237,11 +253,14 @@ async fn update(
             tx.commit().await?;
             let form = ActivityForm::from_activity(&saved, state.config.timezone);
             let notice = Some("已保存。".to_string());
-            Ok(FormPage { session, activity: Some(saved), form, errors: EditErrors::default(), notice }.into_response())
+            let timezone = zone(&state);
+            let errors = EditErrors::default();
+            Ok(FormPage { session, activity: Some(saved), form, errors, notice, timezone }.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
-            let page = FormPage { session, activity: Some(activity), form, errors, notice: None };
+            let page =
+                FormPage { session, activity: Some(activity), form, errors, notice: None, timezone: zone(&state) };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }
