@@ -20,6 +20,9 @@ pub enum AppError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("wechat protocol: {0}")]
     Wechat(#[from] WechatError),
+    /// A WeChat API call failed; the message is a sentence for the admin.
+    #[error("{0}")]
+    WechatApi(#[from] crate::wechat::api::ApiError),
     #[error("not found")]
     NotFound,
     #[error("bad request: {0}")]

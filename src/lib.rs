@@ -14,6 +14,7 @@ pub mod db;
 pub mod error;
 pub mod links;
 pub mod local_time;
+pub mod menu;
 pub mod roster;
 pub mod telemetry;
 pub mod web;

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default), `migrate`, and the admin's shell tools.
 
 mod demo;
+mod menu;
 
 use clap::{Parser, Subcommand};
 
@@ -49,6 +50,9 @@ pub enum Command {
     /// Manage the student roster (STUDENT_VERIFY=roster).
     #[command(subcommand)]
     Roster(RosterCommand),
+    /// Show the custom menu on WeChat, or compose and push a new one.
+    #[command(subcommand)]
+    Menu(menu::MenuCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,6 +162,7 @@ pub async fn run() -> Result<(), AppError> {
             })
             .await
         }
+        Command::Menu(command) => menu::run(&config, command).await,
         Command::Roster(RosterCommand::Import { file }) => {
             let bytes =
                 std::fs::read(&file).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", file.display())))?;

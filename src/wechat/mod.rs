@@ -6,7 +6,9 @@
 //! ciphertext and this layer can be tested against WeChat's published vectors
 //! on its own.
 
+pub mod api;
 pub mod crypto;
+pub mod menu;
 pub mod message;
 pub mod reply;
 pub mod signature;

@@ -8,5 +8,6 @@ mod browser;
 mod rush;
 mod serve_binary;
 mod student_journey;
+mod wechat_api;
 mod wechat_endpoint;
 mod checkin_export;

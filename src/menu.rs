@@ -1,0 +1,190 @@
+//! The account's custom menu (SPEC §5): "抢票" with up to five chosen
+//! activities, "查票", and a service button. Plain functions, shared by the
+//! admin menu page and `wechat-ticket menu`: choose activities, compose,
+//! validate, push. The click keys are the ones `bot::commands` understands.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::{
+    Config,
+    booking::{Activity, activities},
+    db::access_token::{PgTokenStore, WechatApi},
+    error::AppError,
+    wechat::{
+        api::{ApiClient, ApiError, Credentials},
+        menu::{self, Button, MAX_SUB_BUTTONS, MAX_SUB_NAME_BYTES, Menu},
+    },
+};
+
+/// As many activities as fit under one button.
+pub const MAX_ACTIVITIES: usize = MAX_SUB_BUTTONS;
+
+/// The menu for `chosen` activities, in the order given (a repeat is dropped).
+/// With none chosen, "抢票" lists what can be booked instead.
+pub fn compose(chosen: &[Activity]) -> Result<Menu, AppError> {
+    let mut unique: Vec<&Activity> = Vec::new();
+    for activity in chosen {
+        if !unique.iter().any(|a| a.id == activity.id) {
+            unique.push(activity);
+        }
+    }
+    if unique.len() > MAX_ACTIVITIES {
+        return Err(too_many(unique.len()));
+    }
+    let book = if unique.is_empty() {
+        Button::click("抢票", "LIST_ACTIVITIES")
+    } else {
+        let subs = unique
+            .iter()
+            .map(|a| Button::click(menu::fit_name(&a.name, MAX_SUB_NAME_BYTES), format!("BOOK_{}", a.id)))
+            .collect();
+        Button::parent("抢票", subs)
+    };
+    let menu = Menu {
+        button: vec![
+            book,
+            Button::click("查票", "MY_TICKETS"),
+            Button::parent(
+                "服务",
+                vec![
+                    Button::click("活动列表", "LIST_ACTIVITIES"),
+                    Button::click("绑定学号", "BIND"),
+                    Button::click("帮助", "HELP"),
+                ],
+            ),
+        ],
+    };
+    validate(&menu)?;
+    Ok(menu)
+}
+
+/// WeChat's limits, as an error the admin reads.
+pub fn validate(menu: &Menu) -> Result<(), AppError> {
+    menu::validate(menu).map_err(|e| AppError::Invalid(e.to_string()))
+}
+
+fn too_many(n: usize) -> AppError {
+    AppError::Invalid(format!("「抢票」下最多放 {MAX_ACTIVITIES} 个活动，现在选了 {n} 个"))
+}
+
+/// The activities named by key or numeric id, in that order. Only published
+/// activities: a student clicking a draft or archived one would get "no such activity".
+pub async fn choose(conn: &mut PgConnection, keys_or_ids: &[String]) -> Result<Vec<Activity>, AppError> {
+    if keys_or_ids.len() > MAX_ACTIVITIES {
+        return Err(too_many(keys_or_ids.len()));
+    }
+    let mut chosen = Vec::new();
+    for wanted in keys_or_ids {
+        let wanted = wanted.trim();
+        let mut found = activities::by_key(conn, wanted).await?;
+        if found.is_none()
+            && let Ok(id) = wanted.parse::<i64>()
+        {
+            found = activities::by_id(conn, id).await?;
+        }
+        let activity = found.ok_or_else(|| AppError::Invalid(format!("没有代号或编号为「{wanted}」的活动")))?;
+        match activity.status.as_str() {
+            "published" => chosen.push(activity),
+            "archived" => {
+                return Err(AppError::Invalid(format!("活动「{}」已归档，不能放进菜单", activity.name)));
+            }
+            _ => return Err(AppError::Invalid(format!("活动「{}」还没有发布，不能放进菜单", activity.name))),
+        }
+    }
+    Ok(chosen)
+}
+
+/// The choice when the admin makes none: the published activities whose
+/// booking opens soonest (or is open now), at most five.
+pub async fn default_choice(conn: &mut PgConnection) -> Result<Vec<Activity>, AppError> {
+    let mut bookable = activities::bookable(conn).await?;
+    bookable.truncate(MAX_ACTIVITIES);
+    Ok(bookable)
+}
+
+/// `WECHAT_APPID` and `WECHAT_SECRET`, or an error naming the missing one.
+pub fn credentials(config: &Config) -> Result<Credentials, ApiError> {
+    Credentials::new(config.wechat_appid.as_deref(), config.wechat_secret.as_deref())
+}
+
+/// The WeChat API client, sharing its token with every instance through `pool`.
+pub fn wechat_api(config: &Config, pool: PgPool) -> Result<WechatApi, ApiError> {
+    ApiClient::new(&config.wechat_api_base, credentials(config)?, PgTokenStore::new(pool))
+}
+
+/// The menu on WeChat now (`None`: the account has no menu).
+pub async fn current(api: &WechatApi) -> Result<Option<Menu>, AppError> {
+    Ok(api.get_menu().await?)
+}
+
+/// Checks `menu` against WeChat's limits, then makes it the account's menu.
+pub async fn push(api: &WechatApi, menu: &Menu) -> Result<(), AppError> {
+    validate(menu)?;
+    api.create_menu(menu).await?;
+    tracing::info!(buttons = menu.button.len(), "custom menu pushed to WeChat");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    fn activity(id: i64, name: &str) -> Activity {
+        let now = OffsetDateTime::now_utc();
+        Activity {
+            id,
+            key: format!("a{id}"),
+            name: name.into(),
+            place: "新清华学堂".into(),
+            description: String::new(),
+            poster_id: None,
+            book_start: now,
+            book_end: now,
+            start_at: now,
+            end_at: now,
+            capacity: 10,
+            status: "published".into(),
+            remaining: 10,
+        }
+    }
+
+    #[test]
+    fn chosen_activities_go_under_the_book_button_with_names_cut() {
+        let long = "清华大学学生艺术团二零二五年新年音乐会暨优秀节目展演专场";
+        let menu = compose(&[activity(7, "话剧《雷雨》"), activity(3, long)]).unwrap();
+        assert_eq!(
+            serde_json::to_value(&menu).unwrap(),
+            json!({"button": [
+                {"name": "抢票", "sub_button": [
+                    {"name": "话剧《雷雨》", "type": "click", "key": "BOOK_7"},
+                    {"name": "清华大学学生艺术团二零二五年新年音乐会…", "type": "click", "key": "BOOK_3"},
+                ]},
+                {"name": "查票", "type": "click", "key": "MY_TICKETS"},
+                {"name": "服务", "sub_button": [
+                    {"name": "活动列表", "type": "click", "key": "LIST_ACTIVITIES"},
+                    {"name": "绑定学号", "type": "click", "key": "BIND"},
+                    {"name": "帮助", "type": "click", "key": "HELP"},
+                ]},
+            ]})
+        );
+    }
+
+    #[test]
+    fn no_activity_makes_book_a_list_button() {
+        let menu = compose(&[]).unwrap();
+        assert_eq!(menu.button[0], Button::click("抢票", "LIST_ACTIVITIES"));
+    }
+
+    #[test]
+    fn more_than_five_is_refused_and_repeats_count_once() {
+        let six: Vec<Activity> = (1..=6).map(|id| activity(id, "音乐会")).collect();
+        let err = compose(&six).unwrap_err().to_string();
+        assert!(err.contains("最多放 5 个") && err.contains("选了 6 个"), "{err}");
+        let repeated: Vec<Activity> = [1, 2, 1, 3, 4, 5, 5].iter().map(|&id| activity(id, "音乐会")).collect();
+        let keys: Vec<String> =
+            compose(&repeated).unwrap().button[0].sub_button.iter().map(|b| b.key.clone().unwrap()).collect();
+        assert_eq!(keys, ["BOOK_1", "BOOK_2", "BOOK_3", "BOOK_4", "BOOK_5"]);
+    }
+}

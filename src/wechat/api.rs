@@ -1,0 +1,421 @@
+//! The WeChat server API (`WECHAT_API_BASE`): the `access_token` and the custom menu.
+//!
+//! WeChat allows a limited number of token fetches a day, and a new token
+//! invalidates the old one a few minutes later, so every instance must share
+//! one token: where it is kept is the caller's business ([`TokenStore`]), and
+//! the store must let only one refresh run at a time across instances.
+//! Neither the AppSecret nor a token is ever logged (both travel in query
+//! strings, so transport errors are stripped of their URL too).
+
+use std::{future::Future, sync::OnceLock, time::Duration};
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::menu::Menu;
+
+/// A stored token counts as expired this long before WeChat says it does,
+/// so no call goes out with a token that dies in flight.
+pub const EXPIRY_MARGIN: time::Duration = time::Duration::minutes(5);
+/// Pauses before the retries of a call WeChat answered with `-1` (system busy).
+const BUSY_BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
+
+/// The Official Account's AppID and AppSecret.
+#[derive(Clone)]
+pub struct Credentials {
+    appid: String,
+    secret: String,
+}
+
+impl Credentials {
+    /// Both must be set; which is missing is named in the error.
+    pub fn new(appid: Option<&str>, secret: Option<&str>) -> Result<Credentials, ApiError> {
+        match (appid, secret) {
+            (Some(appid), Some(secret)) => Ok(Credentials { appid: appid.into(), secret: secret.into() }),
+            (None, Some(_)) => Err(ApiError::MissingCredentials("WECHAT_APPID")),
+            (Some(_), None) => Err(ApiError::MissingCredentials("WECHAT_SECRET")),
+            (None, None) => Err(ApiError::MissingCredentials("WECHAT_APPID 和 WECHAT_SECRET")),
+        }
+    }
+
+    pub fn appid(&self) -> &str {
+        &self.appid
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("appid", &self.appid).field("secret", &"<set>").finish()
+    }
+}
+
+/// An `access_token` and when WeChat said it expires.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl AccessToken {
+    /// Still good for a call made now (with [`EXPIRY_MARGIN`] to spare).
+    pub fn is_fresh(&self) -> bool {
+        OffsetDateTime::now_utc() + EXPIRY_MARGIN < self.expires_at
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken").field("token", &"<hidden>").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// What a refresh decided once it held the lock.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// Another caller refreshed while we waited: its token is good.
+    Reused(AccessToken),
+    /// A new token from WeChat: the store keeps it.
+    Fetched(AccessToken),
+}
+
+pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where the shared token lives (PostgreSQL in this app).
+pub trait TokenStore: Send + Sync {
+    /// The stored token of `appid`, if any, read without waiting for a refresh.
+    fn current(&self, appid: &str) -> impl Future<Output = Result<Option<AccessToken>, StoreError>> + Send;
+
+    /// Runs `refresh` with the stored token while holding a lock that every
+    /// instance respects, and stores what it fetched before releasing it. So
+    /// callers that queued behind a refresh see its token and reuse it.
+    fn refresh_locked<F, Fut>(
+        &self,
+        appid: &str,
+        refresh: F,
+    ) -> impl Future<Output = Result<AccessToken, ApiError>> + Send
+    where
+        F: FnOnce(Option<AccessToken>) -> Fut + Send,
+        Fut: Future<Output = Result<Refreshed, ApiError>> + Send;
+}
+
+/// What went wrong talking to WeChat, in words an admin can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(
+        "没有设置 {0}，不能调用微信接口（如推送菜单）：请在环境变量或 .env 里填上公众号的 AppID（WECHAT_APPID）和 AppSecret（WECHAT_SECRET）"
+    )]
+    MissingCredentials(&'static str),
+    /// WeChat answered with a non-zero `errcode`.
+    #[error("{}", explain(*.errcode, .errmsg))]
+    Wechat { errcode: i64, errmsg: String },
+    #[error("连不上微信接口服务器：{0}")]
+    Unreachable(String),
+    #[error("微信接口的回复看不懂：{0}")]
+    BadReply(String),
+    #[error("读写共享的 access_token 失败：{0}")]
+    Storage(StoreError),
+}
+
+impl ApiError {
+    /// WeChat's `errcode`, when WeChat refused the call.
+    pub fn errcode(&self) -> Option<i64> {
+        match self {
+            ApiError::Wechat { errcode, .. } => Some(*errcode),
+            _ => None,
+        }
+    }
+
+    /// The token was refused as invalid (`40001`, `40014`) or expired (`42001`):
+    /// worth one refresh, e.g. after someone fetched a token by hand elsewhere.
+    fn token_rejected(&self) -> bool {
+        matches!(self.errcode(), Some(40001 | 40014 | 42001))
+    }
+}
+
+/// An `errcode` as a sentence: what happened and what to do, then WeChat's own words.
+fn explain(errcode: i64, errmsg: &str) -> String {
+    let (what, todo) = match errcode {
+        -1 => ("微信系统繁忙", "请稍后再试"),
+        40001 | 40014 | 42001 => (
+            "微信不认这个 access_token",
+            "刷新后仍然失败：请确认 AppSecret 没有被重置，且没有别的程序在用同一个公众号取 token",
+        ),
+        40013 => ("AppID 无效", "请检查 WECHAT_APPID 是否是这个公众号的 AppID"),
+        40125 => ("AppSecret 无效", "请检查 WECHAT_SECRET，或在公众平台「基本配置」里重置后更新"),
+        40164 => ("本服务器的 IP 不在公众号的 IP 白名单中", "请在公众平台「基本配置」里添加"),
+        45009 => ("今天调用这个接口的次数已经用完", "请明天再试，或在公众平台清零接口调用次数"),
+        46003 => ("公众号现在没有自定义菜单", "推送一个菜单即可"),
+        48001 => ("公众号没有这个接口的权限", "未认证的订阅号不能用自定义菜单接口，请确认公众号类型和认证状态"),
+        40016 => ("菜单按钮个数不对", "一级按钮要有 1 到 3 个"),
+        40017 => ("菜单按钮类型不对", "请检查菜单内容"),
+        40018 => ("菜单按钮名字太长", "一级按钮最多 16 字节，请检查菜单内容"),
+        40019 => ("菜单按钮的 key 太长", "最多 128 字节，请检查菜单内容"),
+        40020 => ("菜单按钮的链接太长", "最多 1024 字节，请检查菜单内容"),
+        40021 => ("菜单版本号不对", "请检查菜单内容"),
+        40022 => ("子菜单级数不对", "子按钮下不能再有按钮"),
+        40023 => ("子菜单按钮个数不对", "每个一级按钮下要有 1 到 5 个子按钮"),
+        40024 => ("子菜单按钮类型不对", "请检查菜单内容"),
+        40025 => ("子菜单按钮名字太长", "子按钮最多 60 字节，请检查菜单内容"),
+        40026 => ("子菜单按钮的 key 太长", "最多 128 字节，请检查菜单内容"),
+        40027 => ("子菜单按钮的链接太长", "最多 1024 字节，请检查菜单内容"),
+        _ => ("微信接口返回了错误", "请对照微信的全局返回码说明"),
+    };
+    format!("{what}（{errcode}），{todo}。微信原话：{errmsg}")
+}
+
+/// A client for one Official Account, sharing its token through `S`.
+pub struct ApiClient<S> {
+    http: reqwest::Client,
+    base: String,
+    credentials: Credentials,
+    store: S,
+}
+
+impl<S: TokenStore> ApiClient<S> {
+    /// `base` is `WECHAT_API_BASE` (`https://api.weixin.qq.com` in production).
+    pub fn new(base: &str, credentials: Credentials, store: S) -> Result<ApiClient<S>, ApiError> {
+        Ok(ApiClient { http: shared_http()?, base: base.trim_end_matches('/').to_string(), credentials, store })
+    }
+
+    /// The menu on WeChat now; `None` when the account has none (`46003`).
+    pub async fn get_menu(&self) -> Result<Option<Menu>, ApiError> {
+        #[derive(Deserialize)]
+        struct Reply {
+            menu: Menu,
+        }
+        let url = self.url("cgi-bin/menu/get");
+        match self.call("menu/get", |token| self.http.get(&url).query(&[("access_token", token)])).await {
+            Ok(value) => {
+                let reply: Reply = serde_json::from_value(value).map_err(|e| ApiError::BadReply(e.to_string()))?;
+                Ok(Some(reply.menu))
+            }
+            Err(e) if e.errcode() == Some(46003) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces the menu. The caller validates it first ([`super::menu::validate`]).
+    pub async fn create_menu(&self, menu: &Menu) -> Result<(), ApiError> {
+        let url = self.url("cgi-bin/menu/create");
+        self.call("menu/create", |token| self.http.post(&url).query(&[("access_token", token)]).json(menu)).await?;
+        Ok(())
+    }
+
+    /// Removes the menu (and every conditional menu).
+    pub async fn delete_menu(&self) -> Result<(), ApiError> {
+        let url = self.url("cgi-bin/menu/delete");
+        self.call("menu/delete", |token| self.http.get(&url).query(&[("access_token", token)])).await?;
+        Ok(())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// One API call with the shared token: on a rejected token, one refresh
+    /// and one retry; on `-1`, a short backoff (inside [`busy_retry`]).
+    async fn call(
+        &self,
+        api: &'static str,
+        request: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
+        let token = self.token(None).await?;
+        match busy_retry(api, || send(request(&token.token))).await {
+            Err(e) if e.token_rejected() => {
+                tracing::warn!(api, errcode = e.errcode(), "WeChat refused the access_token; refreshing it once");
+                let fresh = self.token(Some(&token.token)).await?;
+                busy_retry(api, || send(request(&fresh.token))).await
+            }
+            other => other,
+        }
+    }
+
+    /// A fresh token: the stored one, else one refreshed under the store's
+    /// lock. `rejected` is a token WeChat just refused, never to be reused.
+    async fn token(&self, rejected: Option<&str>) -> Result<AccessToken, ApiError> {
+        let appid = self.credentials.appid();
+        if rejected.is_none()
+            && let Some(token) = self.store.current(appid).await.map_err(ApiError::Storage)?
+            && token.is_fresh()
+        {
+            return Ok(token);
+        }
+        self.store
+            .refresh_locked(appid, |stored| async move {
+                match stored {
+                    // Someone refreshed while we waited for the lock.
+                    Some(token) if token.is_fresh() && Some(token.token.as_str()) != rejected => {
+                        Ok(Refreshed::Reused(token))
+                    }
+                    _ => busy_retry("token", || self.fetch_token()).await.map(Refreshed::Fetched),
+                }
+            })
+            .await
+    }
+
+    async fn fetch_token(&self) -> Result<AccessToken, ApiError> {
+        #[derive(Deserialize)]
+        struct Reply {
+            access_token: String,
+            expires_in: i64,
+        }
+        let request = self.http.get(self.url("cgi-bin/token")).query(&[
+            ("grant_type", "client_credential"),
+            ("appid", &self.credentials.appid),
+            ("secret", &self.credentials.secret),
+        ]);
+        let reply: Reply = serde_json::from_value(send(request).await?)
+            .map_err(|e| ApiError::BadReply(format!("cgi-bin/token: {e}")))?;
+        tracing::info!(expires_in = reply.expires_in, "fetched a new WeChat access_token");
+        Ok(AccessToken {
+            token: reply.access_token,
+            expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(reply.expires_in),
+        })
+    }
+}
+
+/// Runs `attempt`, again after each pause of [`BUSY_BACKOFF`] while WeChat answers `-1`.
+async fn busy_retry<T, F, Fut>(api: &'static str, mut attempt: F) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    for pause in BUSY_BACKOFF {
+        match attempt().await {
+            Err(e) if e.errcode() == Some(-1) => {
+                tracing::warn!(api, pause_ms = pause.as_millis() as u64, "WeChat is busy (-1); retrying");
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
+/// Sends one request; a non-zero `errcode` becomes [`ApiError::Wechat`].
+async fn send(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
+    let response = request.send().await.map_err(unreachable)?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(ApiError::BadReply(format!("HTTP {status}")));
+    }
+    // WeChat labels JSON as text/plain at times, so the body is parsed whatever its type.
+    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadReply(format!("不是 JSON（{e}）")))?;
+    match value.get("errcode").and_then(Value::as_i64) {
+        None | Some(0) => Ok(value),
+        Some(errcode) => {
+            let errmsg = value.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
+            // "No menu" is an answer, not a failure.
+            if errcode == 46003 {
+                tracing::debug!(errcode, errmsg, "WeChat API refused a call");
+            } else {
+                tracing::warn!(errcode, errmsg, "WeChat API refused a call");
+            }
+            Err(ApiError::Wechat { errcode, errmsg })
+        }
+    }
+}
+
+/// A transport failure in words, without the URL (its query holds the secret or token).
+fn unreachable(e: reqwest::Error) -> ApiError {
+    if e.is_timeout() {
+        return ApiError::Unreachable(format!(
+            "超时（连接限 {} 秒，整个请求限 {} 秒）",
+            CONNECT_TIMEOUT.as_secs(),
+            CALL_TIMEOUT.as_secs()
+        ));
+    }
+    let e = e.without_url();
+    let mut words = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        words.push_str(&format!("：{cause}"));
+        source = cause.source();
+    }
+    ApiError::Unreachable(words)
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One HTTP client for the process, so calls reuse connections to WeChat
+/// even though a page builds an [`ApiClient`] per request.
+fn shared_http() -> Result<reqwest::Client, ApiError> {
+    static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
+    if let Some(http) = HTTP.get() {
+        return Ok(http.clone());
+    }
+    // reqwest panics without a process-wide rustls provider.
+    crate::install_crypto_provider();
+    let http = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT)
+        .build()
+        .map_err(|e| ApiError::Unreachable(format!("无法创建 HTTP 客户端：{e}")))?;
+    Ok(HTTP.get_or_init(|| http).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_sentences_with_wechats_own_words() {
+        let err = ApiError::Wechat { errcode: 40164, errmsg: "invalid ip 1.2.3.4, not in whitelist".into() };
+        assert_eq!(
+            err.to_string(),
+            "本服务器的 IP 不在公众号的 IP 白名单中（40164），请在公众平台「基本配置」里添加。\
+             微信原话：invalid ip 1.2.3.4, not in whitelist"
+        );
+        for (code, words) in [
+            (40013, "AppID 无效"),
+            (40125, "AppSecret 无效"),
+            (45009, "次数已经用完"),
+            (48001, "没有这个接口的权限"),
+            (40018, "名字太长"),
+            (40025, "子菜单按钮名字太长"),
+            (99999, "微信接口返回了错误（99999）"),
+        ] {
+            let shown = ApiError::Wechat { errcode: code, errmsg: "raw words".into() }.to_string();
+            assert!(
+                shown.contains(words) && shown.contains(&code.to_string()) && shown.ends_with("raw words"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let named =
+            |appid: Option<&str>, secret: Option<&str>| Credentials::new(appid, secret).unwrap_err().to_string();
+        assert!(named(None, Some("s")).starts_with("没有设置 WECHAT_APPID，"));
+        assert!(named(Some("wx1"), None).starts_with("没有设置 WECHAT_SECRET，"));
+        assert!(named(None, None).starts_with("没有设置 WECHAT_APPID 和 WECHAT_SECRET，"));
+        let credentials = Credentials::new(Some("wx1"), Some("s3cr3t")).unwrap();
+        assert!(!format!("{credentials:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_token_is_stale_five_minutes_before_it_expires() {
+        let token = |minutes: i64| AccessToken {
+            token: "t0ken".into(),
+            expires_at: OffsetDateTime::now_utc() + time::Duration::minutes(minutes),
+        };
+        assert!(token(6).is_fresh());
+        assert!(!token(4).is_fresh());
+        assert!(!token(-1).is_fresh());
+        assert!(!format!("{:?}", token(6)).contains("t0ken"));
+    }
+
+    #[test]
+    fn only_token_errors_earn_a_refresh() {
+        for code in [40001, 40014, 42001] {
+            assert!(ApiError::Wechat { errcode: code, errmsg: String::new() }.token_rejected());
+        }
+        for code in [-1, 40013, 40125, 40164, 45009, 46003] {
+            assert!(!ApiError::Wechat { errcode: code, errmsg: String::new() }.token_rejected());
+        }
+    }
+}

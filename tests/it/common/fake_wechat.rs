@@ -1,0 +1,168 @@
+//! A fake WeChat API server on 127.0.0.1: it issues tokens for the test
+//! account, keeps one menu, records every request, and answers from a script
+//! when a test wants a particular error.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Query, State},
+    http::{StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use super::{APPID, Settings};
+
+pub const SECRET: &str = "test-app-secret";
+pub const TOKEN_PATH: &str = "/cgi-bin/token";
+pub const CREATE_PATH: &str = "/cgi-bin/menu/create";
+pub const GET_PATH: &str = "/cgi-bin/menu/get";
+
+/// One request as the fake received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub body: Option<Value>,
+}
+
+#[derive(Default)]
+struct Fake {
+    requests: Vec<Recorded>,
+    /// Replies to give instead of the normal behaviour, per path, in order.
+    scripted: HashMap<String, VecDeque<Value>>,
+    issued: u32,
+    valid: HashSet<String>,
+    expired: HashSet<String>,
+    menu: Option<Value>,
+    token_delay: Duration,
+}
+
+#[derive(Clone)]
+pub struct FakeWechat {
+    pub base: String,
+    fake: Arc<Mutex<Fake>>,
+}
+
+impl FakeWechat {
+    pub async fn start() -> FakeWechat {
+        let fake = Arc::new(Mutex::new(Fake::default()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let router = Router::new().fallback(answer).with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        FakeWechat { base, fake }
+    }
+
+    /// `settings` pointed at this fake, with the test account's AppID and AppSecret.
+    pub fn settings(&self, settings: Settings) -> Settings {
+        settings.set("WECHAT_API_BASE", &self.base).set("WECHAT_APPID", APPID).set("WECHAT_SECRET", SECRET)
+    }
+
+    /// The next request to `path` gets `reply` (several calls queue up).
+    pub fn script(&self, path: &str, reply: Value) {
+        self.fake.lock().unwrap().scripted.entry(path.into()).or_default().push_back(reply);
+    }
+
+    /// Every token issued so far is now answered with `42001` (expired).
+    pub fn expire_tokens(&self) {
+        let mut fake = self.fake.lock().unwrap();
+        let valid: Vec<String> = fake.valid.drain().collect();
+        fake.expired.extend(valid);
+    }
+
+    /// Token requests take this long to answer, so concurrent callers overlap.
+    pub fn slow_tokens(&self, delay: Duration) {
+        self.fake.lock().unwrap().token_delay = delay;
+    }
+
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.fake.lock().unwrap().requests.iter().filter(|r| r.path == path).cloned().collect()
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.requests(path).len()
+    }
+
+    pub fn total_requests(&self) -> usize {
+        self.fake.lock().unwrap().requests.len()
+    }
+
+    /// The menu last created, as it was posted.
+    pub fn menu(&self) -> Option<Value> {
+        self.fake.lock().unwrap().menu.clone()
+    }
+}
+
+fn error(errcode: i64, errmsg: &str) -> Response {
+    Json(json!({"errcode": errcode, "errmsg": errmsg})).into_response()
+}
+
+async fn answer(
+    State(fake): State<Arc<Mutex<Fake>>>,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let body = serde_json::from_slice(&body).ok();
+    let (scripted, delay) = {
+        let mut f = fake.lock().unwrap();
+        f.requests.push(Recorded { path: path.clone(), query: query.clone(), body: body.clone() });
+        (f.scripted.get_mut(&path).and_then(VecDeque::pop_front), f.token_delay)
+    };
+    if let Some(reply) = scripted {
+        return Json(reply).into_response();
+    }
+    let param = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    if path == TOKEN_PATH {
+        if param("grant_type") != "client_credential" {
+            return error(40002, "invalid grant_type");
+        }
+        if param("appid") != APPID {
+            return error(40013, "invalid appid");
+        }
+        if param("secret") != SECRET {
+            return error(40125, "invalid appsecret");
+        }
+        tokio::time::sleep(delay).await;
+        let mut f = fake.lock().unwrap();
+        f.issued += 1;
+        let token = format!("ACCESS_TOKEN_{}", f.issued);
+        f.valid.insert(token.clone());
+        return Json(json!({"access_token": token, "expires_in": 7200})).into_response();
+    }
+    let mut f = fake.lock().unwrap();
+    let token = param("access_token");
+    if f.expired.contains(token) {
+        return error(42001, "access_token expired");
+    }
+    if !f.valid.contains(token) {
+        return error(40001, "invalid credential, access_token is invalid or not latest");
+    }
+    match path.as_str() {
+        CREATE_PATH => match body {
+            Some(menu) => {
+                f.menu = Some(menu);
+                error(0, "ok")
+            }
+            None => error(40016, "invalid button size"),
+        },
+        GET_PATH => match &f.menu {
+            Some(menu) => Json(json!({"menu": menu})).into_response(),
+            None => error(46003, "menu no exist"),
+        },
+        "/cgi-bin/menu/delete" => {
+            f.menu = None;
+            error(0, "ok")
+        }
+        _ => (StatusCode::NOT_FOUND, "no such API").into_response(),
+    }
+}
