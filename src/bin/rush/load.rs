@@ -1,0 +1,130 @@
+//! The load generator: K workers, each with its own keep-alive connection,
+//! pulling prepared requests from one shared queue until it is empty.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::sync::Barrier;
+
+/// WeChat drops a reply that takes longer than this.
+pub const WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum Request {
+    Get(String),
+    Post { url: String, body: String },
+}
+
+pub struct Response {
+    /// 0 when no HTTP response arrived.
+    pub status: u16,
+    pub timed_out: bool,
+    pub body: String,
+    pub latency: Duration,
+    /// When the reply was complete, counted from the start of the run.
+    pub done_at: Duration,
+}
+
+pub struct Run {
+    pub responses: Vec<Response>,
+    pub wall: Duration,
+}
+
+/// Sends every request once over `concurrency` connections. Each connection
+/// is opened and used once (`warm_up`) before the clock starts, so the run
+/// measures answering, not TCP handshakes.
+pub async fn run(requests: Vec<Request>, concurrency: usize, warm_up: String) -> Result<Run, String> {
+    let requests = Arc::new(requests);
+    let next = Arc::new(AtomicUsize::new(0));
+    // Everyone warmed up, then the clock starts, then everyone goes.
+    let ready = Arc::new(Barrier::new(concurrency + 1));
+    let go = Arc::new(Barrier::new(concurrency + 1));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(WECHAT_TIMEOUT)
+            .pool_max_idle_per_host(1)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        let (requests, next, ready, go, started, warm_up) =
+            (requests.clone(), next.clone(), ready.clone(), go.clone(), started.clone(), warm_up.clone());
+        workers.push(tokio::spawn(async move {
+            let warm = client.get(&warm_up).send().await.and_then(|r| r.error_for_status());
+            let warm = match warm {
+                Ok(r) => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            ready.wait().await;
+            go.wait().await;
+            warm?;
+            let t0 = *started.get().expect("the start is set before anyone passes the barrier");
+            let mut done = Vec::new();
+            // Bounded: each iteration takes a distinct index below len.
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(request) = requests.get(i) else { break };
+                let sent = Instant::now();
+                let response = send(&client, request).await;
+                let now = Instant::now();
+                done.push((
+                    i,
+                    Response {
+                        status: response.0,
+                        timed_out: response.1,
+                        body: response.2,
+                        latency: now - sent,
+                        done_at: now - t0,
+                    },
+                ));
+            }
+            Ok::<_, String>(done)
+        }));
+    }
+    ready.wait().await;
+    started.set(Instant::now()).expect("set once");
+    go.wait().await;
+    let mut slots: Vec<Option<Response>> = (0..requests.len()).map(|_| None).collect();
+    let mut failure = None;
+    for worker in workers {
+        match worker.await {
+            Ok(Ok(done)) => {
+                for (i, r) in done {
+                    slots[i] = Some(r);
+                }
+            }
+            Ok(Err(e)) => failure = Some(format!("warm-up request failed: {e}")),
+            Err(e) => failure = Some(format!("a load worker failed: {e}")),
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let responses: Vec<Response> = slots.into_iter().map(|r| r.expect("every request was sent")).collect();
+    let wall = responses.iter().map(|r| r.done_at).max().unwrap_or_default();
+    Ok(Run { responses, wall })
+}
+
+async fn send(client: &reqwest::Client, request: &Request) -> (u16, bool, String) {
+    let sent = match request {
+        Request::Get(url) => client.get(url).send().await,
+        Request::Post { url, body } => {
+            client.post(url).header("content-type", "text/xml").body(body.clone()).send().await
+        }
+    };
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => return (0, e.is_timeout(), e.to_string()),
+    };
+    let status = response.status().as_u16();
+    match response.text().await {
+        Ok(body) => (status, false, body),
+        Err(e) => (status, e.is_timeout(), e.to_string()),
+    }
+}

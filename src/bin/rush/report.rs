@@ -1,0 +1,364 @@
+//! Reading replies, summing up a run, and printing it: a table for people,
+//! one JSON object for machines. Also logging and the process's peak RSS.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use quick_xml::events::Event as XmlEvent;
+use serde::Serialize;
+use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+
+use crate::{
+    ceilings::{HttpCeiling, WriteCeiling, rate},
+    load::{self, Response},
+    scenario::{Check, DbCounters, Scenario},
+};
+
+/// The server logs at warn (RUST_LOG overrides) so logging does not distort
+/// the run. With `count`, every statement sqlx sends is counted, not printed.
+pub fn init_logs(count: bool) -> Option<Arc<AtomicU64>> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error"));
+    let print = tracing_subscriber::fmt::layer().with_target(false).with_writer(std::io::stderr).with_filter(filter);
+    let registry = tracing_subscriber::registry().with(print);
+    if !count {
+        registry.init();
+        return None;
+    }
+    let n = Arc::new(AtomicU64::new(0));
+    let counter =
+        CountStatements(n.clone()).with_filter(Targets::new().with_target("sqlx::query", tracing::Level::TRACE));
+    registry.with(counter).init();
+    Some(n)
+}
+
+/// sqlx reports each statement it executes (COMMIT and ROLLBACK included,
+/// BEGIN and the pool's liveness check not) as one event on `sqlx::query`.
+struct CountStatements(Arc<AtomicU64>);
+
+impl<S: tracing::Subscriber> Layer<S> for CountStatements {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a student's phone would show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Booked,
+    SoldOut,
+    Timeout,
+    Error,
+}
+
+pub fn classify(r: &Response) -> Class {
+    if r.timed_out {
+        return Class::Timeout;
+    }
+    if r.status != 200 {
+        return Class::Error;
+    }
+    let Some(fields) = leaf_elements(&r.body) else { return Class::Error };
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
+    match get("MsgType") {
+        "news" if get("ArticleCount") == "1" && get("Title").contains("抢票成功") => Class::Booked,
+        "text" if get("Content").contains("票已经抢完") => Class::SoldOut,
+        _ => Class::Error,
+    }
+}
+
+/// (element, text) of every leaf element, or None if the body is not well-formed XML.
+fn leaf_elements(xml: &str) -> Option<Vec<(String, String)>> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out = Vec::new();
+    let (mut current, mut text) = (String::new(), String::new());
+    let mut depth = 0usize;
+    loop {
+        match reader.read_event().ok()? {
+            XmlEvent::Start(e) => {
+                depth += 1;
+                current = e.name().as_ref().to_string();
+                text.clear();
+            }
+            XmlEvent::CData(t) => text.push_str(&t),
+            XmlEvent::Text(t) => text.push_str(&t),
+            XmlEvent::GeneralRef(r) => text.push_str(match &*r {
+                "amp" => "&",
+                "lt" => "<",
+                "gt" => ">",
+                "quot" => "\"",
+                "apos" => "'",
+                _ => return None,
+            }),
+            XmlEvent::End(_) => {
+                depth = depth.checked_sub(1)?;
+                if !current.is_empty() {
+                    out.push((std::mem::take(&mut current), std::mem::take(&mut text)));
+                }
+            }
+            XmlEvent::Eof => break,
+            _ => {}
+        }
+    }
+    (depth == 0 && !out.is_empty()).then_some(out)
+}
+
+/// Resets the process's peak RSS (VmHWM) to its current RSS, so a reading
+/// covers one rush only. Linux ≥ 4.0; harmless if refused.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub fn peak_rss_kib() -> u64 {
+    proc_field("/proc/self/status", "VmHWM:").unwrap_or(0)
+}
+
+fn proc_field(path: &str, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+#[derive(Serialize)]
+pub struct Machine {
+    pub nproc: usize,
+    pub cpu: String,
+    pub memory_mib: u64,
+    pub postgres: String,
+}
+
+impl Machine {
+    pub fn this(postgres_version: &str) -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.to_string()))
+            .and_then(|l| l.split_once(':').map(|(_, v)| v.trim().to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cpu,
+            memory_mib: proc_field("/proc/meminfo", "MemTotal:").unwrap_or(0) / 1024,
+            postgres: format!("PostgreSQL {postgres_version}"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Serialize)]
+pub struct ScenarioResult {
+    pub scenario: &'static str,
+    pub students: usize,
+    pub capacity: i32,
+    pub concurrency: usize,
+    pub requests: usize,
+    pub wall_s: f64,
+    pub requests_per_s: f64,
+    /// Booked replies ÷ seconds from the start until the last booked reply.
+    pub bookings_per_s: f64,
+    pub booked_replies: usize,
+    pub sold_out_replies: usize,
+    pub errors: usize,
+    pub timeouts: usize,
+    pub latency_ms: Latency,
+    pub tickets_sold: i64,
+    pub duplicate_tickets: i64,
+    pub places_add_up: bool,
+    pub http_ceiling_requests_per_s: f64,
+    pub write_ceiling_rows_per_s: f64,
+    pub write_ceiling_writers: u32,
+    pub bookings_per_s_over_write_ceiling: f64,
+    pub requests_per_s_over_http_ceiling: f64,
+    /// VmHWM of this process during the rush: server and load generator together.
+    pub peak_rss_mib: f64,
+    pub transactions_per_request: f64,
+    pub wal_flushes_per_request: Option<f64>,
+    pub wal_records_per_request: Option<f64>,
+    /// Statements the server sent per request (with --count-statements).
+    pub statements_per_request: Option<f64>,
+    pub error_samples: Vec<String>,
+}
+
+impl ScenarioResult {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        scenario: &Scenario,
+        run: &load::Run,
+        classes: &[Class],
+        check: Check,
+        write: WriteCeiling,
+        http: HttpCeiling,
+        db: DbCounters,
+        statements: Option<u64>,
+        peak_rss_kib: u64,
+    ) -> ScenarioResult {
+        let count = |c: Class| classes.iter().filter(|x| **x == c).count();
+        let booked = count(Class::Booked);
+        let last_booking = run
+            .responses
+            .iter()
+            .zip(classes)
+            .filter(|(_, c)| **c == Class::Booked)
+            .map(|(r, _)| r.done_at)
+            .max()
+            .unwrap_or_default();
+        let mut latencies: Vec<Duration> = run.responses.iter().map(|r| r.latency).collect();
+        latencies.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+            latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        let n = run.responses.len();
+        let per_request = |x: i64| x as f64 / n.max(1) as f64;
+        let mut error_samples: Vec<String> = Vec::new();
+        for (r, c) in run.responses.iter().zip(classes) {
+            if matches!(c, Class::Error | Class::Timeout) && error_samples.len() < 3 {
+                let sample = format!("HTTP {}: {}", r.status, r.body.chars().take(200).collect::<String>());
+                if !error_samples.contains(&sample) {
+                    error_samples.push(sample);
+                }
+            }
+        }
+        let requests_per_s = rate(n, run.wall);
+        let bookings_per_s = rate(booked, last_booking);
+        ScenarioResult {
+            scenario: scenario.name,
+            students: scenario.students,
+            capacity: scenario.capacity,
+            concurrency: scenario.concurrency,
+            requests: n,
+            wall_s: run.wall.as_secs_f64(),
+            requests_per_s,
+            bookings_per_s,
+            booked_replies: booked,
+            sold_out_replies: count(Class::SoldOut),
+            errors: count(Class::Error),
+            timeouts: count(Class::Timeout),
+            latency_ms: Latency { p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), max: pct(1.0) },
+            tickets_sold: check.tickets_sold,
+            duplicate_tickets: check.duplicate_tickets,
+            places_add_up: check.places_add_up,
+            http_ceiling_requests_per_s: http.requests_per_s,
+            write_ceiling_rows_per_s: write.rows_per_s,
+            write_ceiling_writers: write.writers,
+            bookings_per_s_over_write_ceiling: bookings_per_s / write.rows_per_s.max(f64::MIN_POSITIVE),
+            requests_per_s_over_http_ceiling: requests_per_s / http.requests_per_s.max(f64::MIN_POSITIVE),
+            peak_rss_mib: peak_rss_kib as f64 / 1024.0,
+            transactions_per_request: per_request(db.transactions),
+            wal_flushes_per_request: db.wal_syncs.map(per_request),
+            wal_records_per_request: db.wal_records.map(per_request),
+            statements_per_request: statements.map(|s| per_request(s as i64)),
+            error_samples: if http.errors > 0 {
+                let mut s = error_samples;
+                s.push(format!("{} of {} HTTP-ceiling requests failed", http.errors, http.requests));
+                s
+            } else {
+                error_samples
+            },
+        }
+    }
+
+    /// No ticket sold twice or beyond capacity, no place lost, no booked reply without its ticket.
+    pub fn correct(&self) -> bool {
+        self.duplicate_tickets == 0 && self.places_add_up && self.booked_replies as i64 <= self.tickets_sold
+    }
+}
+
+#[derive(Serialize)]
+pub struct RunResult {
+    pub machine: Machine,
+    pub database: String,
+    pub pool_size: u32,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+impl RunResult {
+    pub fn correct(&self) -> bool {
+        self.scenarios.iter().all(ScenarioResult::correct)
+    }
+}
+
+const SERVER_NOTE: &str = "server in-process (wechat_ticket::Application, log level warn); the load generator, \
+     the server and PostgreSQL share this machine's cores; peak RSS is this whole process (server + load generator)";
+
+pub fn print(run: &RunResult, json: bool) {
+    let table = table(run);
+    if json {
+        eprint!("{table}");
+        let mut value = serde_json::to_value(run).expect("plain data serialises");
+        value["note"] = serde_json::Value::String(SERVER_NOTE.into());
+        println!("{value}");
+    } else {
+        print!("{table}");
+    }
+}
+
+fn table(run: &RunResult) -> String {
+    let m = &run.machine;
+    let mut out = format!(
+        "\n{} × {}, {} MiB, {}; {}; app pool {} connections\n{SERVER_NOTE}\n\n",
+        m.nproc, m.cpu, m.memory_mib, m.postgres, run.database, run.pool_size
+    );
+    let opt = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.2}"));
+    type Cell = Box<dyn Fn(&ScenarioResult) -> String>;
+    let rows: Vec<(&str, Cell)> = vec![
+        (
+            "students / tickets / connections",
+            Box::new(|s| format!("{} / {} / {}", s.students, s.capacity, s.concurrency)),
+        ),
+        ("requests/s", Box::new(|s| format!("{:.0}", s.requests_per_s))),
+        ("bookings/s", Box::new(|s| format!("{:.0}", s.bookings_per_s))),
+        (
+            "latency p50 / p95 / p99 / max (ms)",
+            Box::new(|s| {
+                let l = &s.latency_ms;
+                format!("{:.0} / {:.0} / {:.0} / {:.0}", l.p50, l.p95, l.p99, l.max)
+            }),
+        ),
+        ("booked / sold-out replies", Box::new(|s| format!("{} / {}", s.booked_replies, s.sold_out_replies))),
+        ("tickets sold (capacity)", Box::new(|s| format!("{} ({})", s.tickets_sold, s.capacity))),
+        ("duplicate tickets", Box::new(|s| s.duplicate_tickets.to_string())),
+        ("places add up", Box::new(|s| if s.places_add_up { "yes".into() } else { "NO".into() })),
+        ("errors / timeouts (5 s)", Box::new(|s| format!("{} / {}", s.errors, s.timeouts))),
+        ("HTTP ceiling (requests/s)", Box::new(|s| format!("{:.0}", s.http_ceiling_requests_per_s))),
+        (
+            "write ceiling (rows/s, writers)",
+            Box::new(|s| format!("{:.0} ({})", s.write_ceiling_rows_per_s, s.write_ceiling_writers)),
+        ),
+        ("bookings/s ÷ write ceiling", Box::new(|s| format!("{:.2}", s.bookings_per_s_over_write_ceiling))),
+        ("requests/s ÷ HTTP ceiling", Box::new(|s| format!("{:.2}", s.requests_per_s_over_http_ceiling))),
+        ("peak RSS, whole process (MiB)", Box::new(|s| format!("{:.0}", s.peak_rss_mib))),
+        ("transactions / request", Box::new(|s| format!("{:.2}", s.transactions_per_request))),
+        ("WAL flushes / request", Box::new(move |s| opt(s.wal_flushes_per_request))),
+        ("WAL records / request", Box::new(move |s| opt(s.wal_records_per_request))),
+        ("statements / request", Box::new(move |s| opt(s.statements_per_request))),
+    ];
+    out.push_str(&format!("{:<36}", ""));
+    for s in &run.scenarios {
+        out.push_str(&format!("{:>26}", s.scenario));
+    }
+    out.push('\n');
+    for (label, cell) in &rows {
+        out.push_str(&format!("{label:<36}"));
+        for s in &run.scenarios {
+            out.push_str(&format!("{:>26}", cell(s)));
+        }
+        out.push('\n');
+    }
+    for s in &run.scenarios {
+        for e in &s.error_samples {
+            out.push_str(&format!("{}: {e}\n", s.scenario));
+        }
+    }
+    out
+}

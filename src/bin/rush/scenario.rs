@@ -1,0 +1,282 @@
+//! One scenario: a fresh database, the ceilings, the real server, the rush,
+//! and the check of what the database holds afterwards.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
+use time::{Duration, OffsetDateTime};
+use tokio::net::TcpListener;
+use wechat_ticket::{
+    AppState, Application, Config,
+    booking::{NewActivity, activities},
+    db,
+    wechat::{reply, signature},
+};
+
+use crate::{
+    ceilings,
+    load::{self, Request},
+    postgres::Postgres,
+    report::{self, Class, Machine, RunResult, ScenarioResult},
+};
+
+const TOKEN: &str = "rush-benchmark-token";
+
+/// Long enough for ended backends to have flushed their statistics.
+const STATS_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub students: usize,
+    pub capacity: i32,
+    pub concurrency: usize,
+}
+
+impl Scenario {
+    pub fn rush() -> Scenario {
+        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256 }
+    }
+
+    pub fn bulk() -> Scenario {
+        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256 }
+    }
+
+    pub fn with_overrides(mut self, students: Option<usize>, capacity: Option<i32>, k: Option<usize>) -> Scenario {
+        self.students = students.unwrap_or(self.students);
+        self.capacity = capacity.unwrap_or(self.capacity);
+        self.concurrency = k.unwrap_or(self.concurrency);
+        self
+    }
+
+    pub fn invalid(&self) -> Option<String> {
+        if !(1..=1_000_000).contains(&self.students) {
+            return Some("--students must be between 1 and 1,000,000".into());
+        }
+        if !(1..=1_000_000).contains(&self.capacity) {
+            return Some("--capacity must be between 1 and 1,000,000".into());
+        }
+        if !(1..=2_000).contains(&self.concurrency) {
+            return Some("--concurrency must be between 1 and 2,000".into());
+        }
+        None
+    }
+}
+
+pub struct RunOptions {
+    pub http_requests: usize,
+    pub write_seconds: f64,
+    /// SQL statements the process has sent, when counting is on.
+    pub statements: Option<Arc<AtomicU64>>,
+    pub load: tokio::runtime::Handle,
+}
+
+pub async fn run_all(scenarios: &[Scenario], options: &RunOptions) -> Result<RunResult, String> {
+    let pg = Postgres::start().await?;
+    let machine = Machine::this(&pg.version);
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        let name = format!("wt_rush_{}_{}", std::process::id(), scenario.name);
+        let db = pg.fresh_database(&name).await?;
+        eprintln!(
+            "rush: scenario {} — {} students, {} tickets, {} connections",
+            scenario.name, scenario.students, scenario.capacity, scenario.concurrency
+        );
+        let result = measure(scenario, db, options).await;
+        pg.drop_database(&name).await?;
+        results.push(result?);
+    }
+    Ok(RunResult { machine, database: pg.description.clone(), pool_size: db::pool_size(), scenarios: results })
+}
+
+async fn measure(scenario: &Scenario, db: PgConnectOptions, options: &RunOptions) -> Result<ScenarioResult, String> {
+    let err = |e: wechat_ticket::AppError| e.to_string();
+    let write = ceilings::write(db.clone(), db::pool_size(), options.write_seconds).await?;
+    eprintln!("rush:   durable-write ceiling {:.0} rows/s", write.rows_per_s);
+
+    let pool = db::pool(db.clone()).await.map_err(err)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("WECHAT_TOKEN", TOKEN.to_string()),
+        ("LISTEN", addr.to_string()),
+        ("PUBLIC_URL", base.clone()),
+    ]);
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).map_err(err)?;
+    let state = AppState::new(config, pool.clone()).await.map_err(err)?;
+    let app = Application::with_listener(listener, state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let http = ceilings::http(&base, TOKEN, options.http_requests, scenario.concurrency, &options.load).await?;
+    eprintln!("rush:   HTTP ceiling {:.0} requests/s", http.requests_per_s);
+
+    let (activity_id, requests) = seed(&db, scenario, &base).await?;
+    // Backends that ended (the write ceiling's, the seeding one) flush their statistics as they exit.
+    tokio::time::sleep(STATS_SETTLE).await;
+    let before = DbCounters::read(&db).await?;
+    let statements_before = options.statements.as_ref().map(|n| n.load(Ordering::Relaxed));
+    report::reset_peak_rss();
+    let warm_up = ceilings::verify_url(&base, TOKEN, usize::MAX / 2);
+    let run =
+        options.load.spawn(load::run(requests, scenario.concurrency, warm_up)).await.map_err(|e| e.to_string())??;
+    let peak_rss_kib = report::peak_rss_kib();
+    let statements = options.statements.as_ref().zip(statements_before).map(|(n, b)| n.load(Ordering::Relaxed) - b);
+
+    let _ = stop.send(());
+    server.await.map_err(|e| e.to_string())?.map_err(err)?;
+    // Closing the pool ends its backends, which flushes their statistics.
+    pool.close().await;
+    tokio::time::sleep(STATS_SETTLE).await;
+    let after = DbCounters::read(&db).await?;
+    let check = check_database(&db, activity_id, scenario.capacity).await?;
+
+    let classes: Vec<Class> = run.responses.iter().map(report::classify).collect();
+    Ok(ScenarioResult::new(
+        scenario,
+        &run,
+        &classes,
+        check,
+        write,
+        http,
+        after.minus(&before),
+        statements,
+        peak_rss_kib,
+    ))
+}
+
+/// Bound students and one open, published activity; returns the activity and
+/// every student's signed booking click, ready to send.
+async fn seed(db: &PgConnectOptions, scenario: &Scenario, base: &str) -> Result<(i64, Vec<Request>), String> {
+    let err = |e: sqlx::Error| e.to_string();
+    let mut conn = db.connect().await.map_err(err)?;
+    let openids: Vec<String> = (0..scenario.students).map(|i| format!("oRush{i:07}")).collect();
+    let ids: Vec<String> = (0..scenario.students).map(|i| format!("20{i:08}")).collect();
+    sqlx::query(
+        "INSERT INTO students (openid, student_id, bound_at) SELECT *, now() FROM unnest($1::text[], $2::text[])",
+    )
+    .bind(&openids)
+    .bind(&ids)
+    .execute(&mut conn)
+    .await
+    .map_err(err)?;
+    let now = OffsetDateTime::now_utc();
+    let h = Duration::hours(1);
+    let new = NewActivity {
+        key: "rush".into(),
+        name: "新年音乐会".into(),
+        place: "新清华学堂".into(),
+        description: "抢票压力测试".into(),
+        book_start: now - h,
+        book_end: now + h,
+        start_at: now + 2 * h,
+        end_at: now + 4 * h,
+        capacity: scenario.capacity,
+        publish: true,
+    };
+    let activity = activities::create(&mut conn, &new).await.map_err(|e| e.to_string())?;
+    let _ = conn.close().await;
+
+    let create_time = now.unix_timestamp();
+    let requests = openids
+        .iter()
+        .enumerate()
+        .map(|(i, openid)| {
+            let timestamp = create_time.to_string();
+            let nonce = format!("{}", 500_000_000 + i);
+            let sig = signature::sign(&[TOKEN, &timestamp, &nonce]);
+            let url = format!("{base}/wechat?signature={sig}&timestamp={timestamp}&nonce={nonce}&openid={openid}");
+            let body = format!(
+                "<xml><ToUserName><![CDATA[gh_123456789abc]]></ToUserName>\
+                 <FromUserName>{}</FromUserName><CreateTime>{create_time}</CreateTime>\
+                 <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event>\
+                 <EventKey><![CDATA[BOOK_{}]]></EventKey></xml>",
+                reply::cdata(openid),
+                activity.id
+            );
+            Request::Post { url, body }
+        })
+        .collect();
+    Ok((activity.id, requests))
+}
+
+/// What the database says about the rush, checked after it.
+pub struct Check {
+    pub tickets_sold: i64,
+    /// Students holding more than one live ticket, plus live tickets beyond capacity.
+    pub duplicate_tickets: i64,
+    /// Every place is either a live ticket or still free.
+    pub places_add_up: bool,
+}
+
+async fn check_database(db: &PgConnectOptions, activity_id: i64, capacity: i32) -> Result<Check, String> {
+    let err = |e: sqlx::Error| e.to_string();
+    let mut conn = db.connect().await.map_err(err)?;
+    let (live, doubled, remaining): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'), \
+         (SELECT count(*) FROM (SELECT student_id FROM tickets WHERE activity_id = $1 AND status <> 'cancelled' \
+             GROUP BY student_id HAVING count(*) > 1) d), \
+         (SELECT coalesce(sum(remaining), 0) FROM activity_slots WHERE activity_id = $1)",
+    )
+    .bind(activity_id)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(err)?;
+    let _ = conn.close().await;
+    let capacity = i64::from(capacity);
+    Ok(Check {
+        tickets_sold: live,
+        duplicate_tickets: doubled + (live - capacity).max(0),
+        places_add_up: live + remaining == capacity,
+    })
+}
+
+/// Cumulative database counters: transactions in this database, and WAL
+/// records and flushes in the whole cluster (PostgreSQL 14+).
+#[derive(Clone, Copy, Default)]
+pub struct DbCounters {
+    pub transactions: i64,
+    pub wal_records: Option<i64>,
+    pub wal_syncs: Option<i64>,
+}
+
+impl DbCounters {
+    async fn read(db: &PgConnectOptions) -> Result<DbCounters, String> {
+        let mut conn = db.connect().await.map_err(|e| e.to_string())?;
+        let counters = read_counters(&mut conn).await;
+        let _ = conn.close().await;
+        counters
+    }
+
+    fn minus(self, before: &DbCounters) -> DbCounters {
+        DbCounters {
+            transactions: self.transactions - before.transactions,
+            wal_records: self.wal_records.zip(before.wal_records).map(|(a, b)| a - b),
+            wal_syncs: self.wal_syncs.zip(before.wal_syncs).map(|(a, b)| a - b),
+        }
+    }
+}
+
+async fn read_counters(conn: &mut PgConnection) -> Result<DbCounters, String> {
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    let wal: Option<(i64, i64)> = sqlx::query_as("SELECT wal_records::bigint, wal_sync::bigint FROM pg_stat_wal")
+        .fetch_optional(conn)
+        .await
+        .ok()
+        .flatten();
+    Ok(DbCounters { transactions, wal_records: wal.map(|w| w.0), wal_syncs: wal.map(|w| w.1) })
+}
