@@ -4,8 +4,6 @@
 //! instance fetches while the others wait, then find the new token and reuse
 //! it: WeChat rations fetches, and each one invalidates the previous token.
 
-use std::future::Future;
-
 use sqlx::PgPool;
 
 use crate::wechat::api::{AccessToken, ApiClient, ApiError, Refreshed, StoreError, TokenStore};
@@ -41,7 +39,7 @@ impl TokenStore for PgTokenStore {
     async fn refresh_locked<F, Fut>(&self, appid: &str, refresh: F) -> Result<AccessToken, ApiError>
     where
         F: FnOnce(Option<AccessToken>) -> Fut + Send,
-        Fut: Future<Output = Result<Refreshed, ApiError>> + Send,
+        Fut: Future<Output = Result<Refreshed, ApiError>> + Send + 'static,
     {
         let mut tx = self.pool.begin().await.map_err(storage)?;
         // A refresh takes at most one bounded HTTP call (10 s, plus backoff);

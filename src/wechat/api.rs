@@ -89,6 +89,10 @@ pub trait TokenStore: Send + Sync {
     /// Runs `refresh` with the stored token while holding a lock that every
     /// instance respects, and stores what it fetched before releasing it. So
     /// callers that queued behind a refresh see its token and reuse it.
+    ///
+    /// `refresh`'s future owns what it uses (`'static`): one that borrows the
+    /// caller makes the caller's future impossible for rustc to prove `Send`
+    /// (a higher-ranked lifetime limit), and axum handlers must be `Send`.
     fn refresh_locked<F, Fut>(
         &self,
         appid: &str,
@@ -96,7 +100,7 @@ pub trait TokenStore: Send + Sync {
     ) -> impl Future<Output = Result<AccessToken, ApiError>> + Send
     where
         F: FnOnce(Option<AccessToken>) -> Fut + Send,
-        Fut: Future<Output = Result<Refreshed, ApiError>> + Send;
+        Fut: Future<Output = Result<Refreshed, ApiError>> + Send + 'static;
 }
 
 /// What went wrong talking to WeChat, in words an admin can act on.
@@ -164,7 +168,9 @@ fn explain(errcode: i64, errmsg: &str) -> String {
     format!("{what}（{errcode}），{todo}。微信原话：{errmsg}")
 }
 
-/// A client for one Official Account, sharing its token through `S`.
+/// A client for one Official Account, sharing its token through `S`. Cheap to
+/// clone: the HTTP client is shared.
+#[derive(Clone)]
 pub struct ApiClient<S> {
     http: reqwest::Client,
     base: String,
@@ -172,7 +178,7 @@ pub struct ApiClient<S> {
     store: S,
 }
 
-impl<S: TokenStore> ApiClient<S> {
+impl<S: TokenStore + Clone + 'static> ApiClient<S> {
     /// `base` is `WECHAT_API_BASE` (`https://api.weixin.qq.com` in production).
     pub fn new(base: &str, credentials: Credentials, store: S) -> Result<ApiClient<S>, ApiError> {
         Ok(ApiClient { http: shared_http()?, base: base.trim_end_matches('/').to_string(), credentials, store })
@@ -241,14 +247,16 @@ impl<S: TokenStore> ApiClient<S> {
         {
             return Ok(token);
         }
+        // Owned copies for the refresh's future (see `TokenStore::refresh_locked`).
+        let (this, rejected) = (self.clone(), rejected.map(str::to_owned));
         self.store
-            .refresh_locked(appid, |stored| async move {
+            .refresh_locked(appid, move |stored| async move {
                 match stored {
                     // Someone refreshed while we waited for the lock.
-                    Some(token) if token.is_fresh() && Some(token.token.as_str()) != rejected => {
+                    Some(token) if token.is_fresh() && Some(token.token.as_str()) != rejected.as_deref() => {
                         Ok(Refreshed::Reused(token))
                     }
-                    _ => busy_retry("token", || self.fetch_token()).await.map(Refreshed::Fetched),
+                    _ => busy_retry("token", || this.fetch_token()).await.map(Refreshed::Fetched),
                 }
             })
             .await

@@ -101,17 +101,12 @@ async fn journey(b: &Browser) {
     b.shot("student-page").await;
 
     // 3. The menu page.
-    // GUARD(menu page): while /admin/menu does not exist yet (404) this step only
-    // says so. Remove the `if` once the page is in, keeping the assertions.
-    let menu_status = b.fetch_status("/admin/menu").await;
-    if menu_status == 404 {
-        println!("GUARD(menu page): /admin/menu answers 404 (not written yet); menu step not checked");
-    } else {
-        assert_eq!(menu_status, 200, "/admin/menu");
-        b.goto(&app.url("/admin/menu")).await;
-        assert!(b.text("main").await.contains("菜单"), "the menu page's content (not just the top bar)");
-        b.shot("menu").await;
-    }
+    // 3. The menu page: the composer offers the published activity.
+    assert_eq!(b.fetch_status("/admin/menu").await, 200, "/admin/menu");
+    b.goto(&app.url("/admin/menu")).await;
+    let menu = b.text("main").await;
+    assert!(menu.contains("自定义菜单") && menu.contains("推送到微信"), "the menu page's content: {menu}");
+    b.shot("menu").await;
 
     // 4. Check-in at the door. Two students book through the real WeChat endpoint.
     let openids = app.bound_students(31, 2).await;

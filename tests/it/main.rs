@@ -5,9 +5,10 @@ mod common;
 
 mod admin_console;
 mod browser;
+mod checkin_export;
+mod menu_page;
 mod rush;
 mod serve_binary;
 mod student_journey;
 mod wechat_api;
 mod wechat_endpoint;
-mod checkin_export;

@@ -6,6 +6,7 @@ mod activities;
 mod checkin;
 mod export;
 mod login;
+pub mod menu;
 mod roster;
 mod simulator;
 
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(activities::router())
         .merge(checkin::router())
         .merge(export::router())
+        .merge(menu::router())
         .merge(roster::router())
         .merge(simulator::router())
 }

@@ -8,11 +8,11 @@ use axum::{Form, Router, extract::State, routing::get};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use super::AdminSession;
+use super::{AdminSession, menu::Bar};
 use crate::{
     AppState,
-    booking::activities,
     error::AppError,
+    menu,
     wechat::{
         reply::{self, Reply},
         signature,
@@ -48,12 +48,6 @@ impl Bubble {
     }
 }
 
-struct MenuButton {
-    name: String,
-    /// (label, EventKey)
-    items: Vec<(String, String)>,
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/simulator.html")]
 struct SimulatorPage {
@@ -61,28 +55,13 @@ struct SimulatorPage {
     openid: String,
     bubbles: Vec<Bubble>,
     transcript: String,
-    menu: Vec<MenuButton>,
+    menu: Bar,
 }
 
-async fn menu_bar(state: &AppState) -> Result<Vec<MenuButton>, AppError> {
-    let bookable = activities::bookable(&mut *state.pool.acquire().await?).await?;
-    let book: Vec<(String, String)> =
-        bookable.iter().take(5).map(|a| (a.name.clone(), format!("BOOK_{}", a.id))).collect();
-    Ok(vec![
-        MenuButton {
-            name: "抢票".into(),
-            items: if book.is_empty() { vec![("活动列表".into(), "LIST_ACTIVITIES".into())] } else { book },
-        },
-        MenuButton { name: "查票".into(), items: vec![("我的票".into(), "MY_TICKETS".into())] },
-        MenuButton {
-            name: "服务".into(),
-            items: vec![
-                ("活动列表".into(), "LIST_ACTIVITIES".into()),
-                ("绑定学号".into(), "BIND".into()),
-                ("帮助".into(), "HELP".into()),
-            ],
-        },
-    ])
+/// The bar students would see: the menu composed by default (as the menu page does).
+async fn menu_bar(state: &AppState) -> Result<Bar, AppError> {
+    let chosen = menu::default_choice(&mut *state.pool.acquire().await?).await?;
+    Ok(Bar::of(&menu::compose(&chosen)?))
 }
 
 fn openid_for(session: &AdminSession) -> String {
