@@ -138,19 +138,19 @@ pub async fn bookable(conn: &mut PgConnection) -> Result<Vec<Activity>, AppError
 }
 
 /// Publishes a draft. Published stays published; archived cannot come back.
-pub async fn publish(conn: &mut PgConnection, key: &str) -> Result<Activity, AppError> {
-    let activity = by_key(conn, key).await?.ok_or(AppError::NotFound)?;
+pub async fn publish(conn: &mut PgConnection, id: i64) -> Result<Activity, AppError> {
+    let activity = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
     match activity.status.as_str() {
         "published" => Ok(activity),
-        "archived" => Err(AppError::Invalid(format!("活动 {key} 已归档，不能再发布"))),
+        "archived" => Err(AppError::Invalid(format!("活动 {} 已归档，不能再发布", activity.key))),
         _ => {
             sqlx::query(
                 "UPDATE activities SET status = 'published', updated_at = now() WHERE id = $1 AND status = 'draft'",
             )
-            .bind(activity.id)
+            .bind(id)
             .execute(&mut *conn)
             .await?;
-            by_id(conn, activity.id).await?.ok_or(AppError::NotFound)
+            by_id(conn, id).await?.ok_or(AppError::NotFound)
         }
     }
 }

@@ -292,10 +292,9 @@ async fn activity(
             }
         }
         ActivityCommand::Publish { key } => {
-            let a = activities::publish(conn, &key).await.map_err(|e| match e {
-                AppError::NotFound => AppError::Invalid(format!("no activity with key `{key}`")),
-                other => other,
-            })?;
+            let found = activities::by_key(conn, &key).await?;
+            let found = found.ok_or_else(|| AppError::Invalid(format!("no activity with key `{key}`")))?;
+            let a = activities::publish(conn, found.id).await?;
             println!("{}\t{}\t{}", a.id, a.key, a.status);
         }
     }

@@ -33,8 +33,18 @@ pub fn router() -> Router<AppState> {
         .route("/admin/activities/new", get(new_form))
         .route("/admin/activities", post(create))
         .route("/admin/activities/{id}", get(edit_form).post(update))
-        .route("/admin/activities/{id}/publish", post(publish))
-        .route("/admin/activities/{id}/archive", post(archive))
+        .route(
+            "/admin/activities/{id}/publish",
+            post(async |State(st), se, Path(id): Path<String>, Form(f)| {
+                change_status(st, se, &id, f, StatusChange::Publish).await
+            }),
+        )
+        .route(
+            "/admin/activities/{id}/archive",
+            post(async |State(st), se, Path(id): Path<String>, Form(f)| {
+                change_status(st, se, &id, f, StatusChange::Archive).await
+            }),
+        )
         .route(
             "/admin/activities/{id}/poster",
             // Room for the multipart framing around the largest allowed image.
@@ -272,31 +282,28 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn publish(
-    State(state): State<AppState>,
-    session: AdminSession,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    session.check_csrf(&form.csrf)?;
-    let mut tx = state.pool.begin().await?;
-    let activity = activities::by_id(&mut tx, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let published = activities::publish(&mut tx, &activity.key).await?;
-    audit::record(&mut tx, &session.admin.username, "发布活动", &published.key).await?;
-    tx.commit().await?;
-    Ok(Redirect::to("/admin").into_response())
+/// What the status buttons do.
+#[derive(Clone, Copy)]
+enum StatusChange {
+    Publish,
+    Archive,
 }
 
-async fn archive(
-    State(state): State<AppState>,
+async fn change_status(
+    state: AppState,
     session: AdminSession,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    id: &str,
+    form: CsrfForm,
+    change: StatusChange,
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
+    let id = parse_id(id)?;
     let mut tx = state.pool.begin().await?;
-    let archived = activities::archive(&mut tx, parse_id(&id)?).await?;
-    audit::record(&mut tx, &session.admin.username, "归档活动", &archived.key).await?;
+    let (action, activity) = match change {
+        StatusChange::Publish => ("发布活动", activities::publish(&mut tx, id).await?),
+        StatusChange::Archive => ("归档活动", activities::archive(&mut tx, id).await?),
+    };
+    audit::record(&mut tx, &session.admin.username, action, &activity.key).await?;
     tx.commit().await?;
     Ok(Redirect::to("/admin").into_response())
 }
