@@ -15,6 +15,8 @@
 // A binary's root looks for modules beside itself; ours live in `rush/`.
 #[path = "rush/ceilings.rs"]
 mod ceilings;
+#[path = "rush/cpu.rs"]
+mod cpu;
 #[path = "rush/load.rs"]
 mod load;
 #[path = "rush/postgres.rs"]

@@ -85,6 +85,13 @@ impl Postgres {
         Ok(options)
     }
 
+    /// The server's pid when we started it, for counting its CPU time.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let dir = self.temp_dir.as_ref()?;
+        let text = std::fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     pub async fn drop_database(&self, name: &str) -> Result<(), String> {
         let mut conn = self.admin.connect().await.map_err(|e| e.to_string())?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

@@ -15,6 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt
 
 use crate::{
     ceilings::{HttpCeiling, WriteCeiling, rate},
+    cpu::Split,
     load::{self, Response},
     scenario::{Check, DbCounters, Scenario},
 };
@@ -186,6 +187,10 @@ pub struct ScenarioResult {
     pub wal_records_per_request: Option<f64>,
     /// Statements the server sent per request (with --count-statements).
     pub statements_per_request: Option<f64>,
+    /// CPU seconds during the rush: this process, our PostgreSQL, anything else, idle.
+    pub cpu_s: Split,
+    /// CPU time of this process and our PostgreSQL per request: the cost, whatever the machine's mood.
+    pub cpu_ms_per_request: f64,
     pub error_samples: Vec<String>,
 }
 
@@ -201,6 +206,7 @@ impl ScenarioResult {
         db: DbCounters,
         statements: Option<u64>,
         peak_rss_kib: u64,
+        cpu_s: Split,
     ) -> ScenarioResult {
         let count = |c: Class| classes.iter().filter(|x| **x == c).count();
         let booked = count(Class::Booked);
@@ -258,6 +264,8 @@ impl ScenarioResult {
             wal_flushes_per_request: db.wal_syncs.map(per_request),
             wal_records_per_request: db.wal_records.map(per_request),
             statements_per_request: statements.map(|s| per_request(s as i64)),
+            cpu_ms_per_request: (cpu_s.this_process_s + cpu_s.postgres_s) * 1000.0 / n.max(1) as f64,
+            cpu_s,
             error_samples: if http.errors > 0 {
                 let mut s = error_samples;
                 s.push(format!("{} of {} HTTP-ceiling requests failed", http.errors, http.requests));
@@ -342,14 +350,25 @@ fn table(run: &RunResult) -> String {
         ("WAL flushes / request", Box::new(move |s| opt(s.wal_flushes_per_request))),
         ("WAL records / request", Box::new(move |s| opt(s.wal_records_per_request))),
         ("statements / request", Box::new(move |s| opt(s.statements_per_request))),
+        (
+            "CPU s: process/postgres/other/idle/steal",
+            Box::new(|s| {
+                let c = &s.cpu_s;
+                format!(
+                    "{:.1} / {:.1} / {:.1} / {:.1} / {:.1}",
+                    c.this_process_s, c.postgres_s, c.other_s, c.idle_s, c.steal_s
+                )
+            }),
+        ),
+        ("CPU ms / request (process + postgres)", Box::new(|s| format!("{:.3}", s.cpu_ms_per_request))),
     ];
-    out.push_str(&format!("{:<36}", ""));
+    out.push_str(&format!("{:<40}", ""));
     for s in &run.scenarios {
         out.push_str(&format!("{:>26}", s.scenario));
     }
     out.push('\n');
     for (label, cell) in &rows {
-        out.push_str(&format!("{label:<36}"));
+        out.push_str(&format!("{label:<40}"));
         for s in &run.scenarios {
             out.push_str(&format!("{:>26}", cell(s)));
         }

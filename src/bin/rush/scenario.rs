@@ -20,7 +20,7 @@ use wechat_ticket::{
 };
 
 use crate::{
-    ceilings,
+    ceilings, cpu,
     load::{self, Request},
     postgres::Postgres,
     report::{self, Class, Machine, RunResult, ScenarioResult},
@@ -88,14 +88,19 @@ pub async fn run_all(scenarios: &[Scenario], options: &RunOptions) -> Result<Run
             "rush: scenario {} — {} students, {} tickets, {} connections",
             scenario.name, scenario.students, scenario.capacity, scenario.concurrency
         );
-        let result = measure(scenario, db, options).await;
+        let result = measure(scenario, db, options, pg.postmaster_pid()).await;
         pg.drop_database(&name).await?;
         results.push(result?);
     }
     Ok(RunResult { machine, database: pg.description.clone(), pool_size: db::pool_size(), scenarios: results })
 }
 
-async fn measure(scenario: &Scenario, db: PgConnectOptions, options: &RunOptions) -> Result<ScenarioResult, String> {
+async fn measure(
+    scenario: &Scenario,
+    db: PgConnectOptions,
+    options: &RunOptions,
+    postmaster: Option<u32>,
+) -> Result<ScenarioResult, String> {
     let err = |e: wechat_ticket::AppError| e.to_string();
     let write = ceilings::write(db.clone(), db::pool_size(), options.write_seconds).await?;
     eprintln!("rush:   durable-write ceiling {:.0} rows/s", write.rows_per_s);
@@ -126,9 +131,11 @@ async fn measure(scenario: &Scenario, db: PgConnectOptions, options: &RunOptions
     let before = DbCounters::read(&db).await?;
     let statements_before = options.statements.as_ref().map(|n| n.load(Ordering::Relaxed));
     report::reset_peak_rss();
+    let cpu_before = cpu::sample(postmaster);
     let warm_up = ceilings::verify_url(&base, TOKEN, usize::MAX / 2);
     let run =
         options.load.spawn(load::run(requests, scenario.concurrency, warm_up)).await.map_err(|e| e.to_string())??;
+    let cpu = cpu_before.until(&cpu::sample(postmaster));
     let peak_rss_kib = report::peak_rss_kib();
     let statements = options.statements.as_ref().zip(statements_before).map(|(n, b)| n.load(Ordering::Relaxed) - b);
 
@@ -151,6 +158,7 @@ async fn measure(scenario: &Scenario, db: PgConnectOptions, options: &RunOptions
         after.minus(&before),
         statements,
         peak_rss_kib,
+        cpu,
     ))
 }
 
