@@ -1,9 +1,11 @@
 //! Booking, cancelling and finding tickets.
 //!
 //! Capacity is guarded by `activity_slots`: a booking takes one unit from a
-//! slot row and inserts the ticket in the same transaction; a cancel gives the
+//! slot row and inserts the ticket in the same statement; a cancel gives the
 //! unit back. `remaining >= 0` and the one-live-ticket index are database
 //! constraints, so no interleaving of instances can oversell or double-book.
+//! A booking costs two statements (a lock-free check, then take-and-issue) and
+//! every refusal only the first.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::Rng;
@@ -47,50 +49,122 @@ pub enum ActivityRef {
 pub enum BookOutcome {
     Booked(Ticket),
     NoSuchActivity,
-    NotOpenYet { opens_at: OffsetDateTime },
+    NotOpenYet {
+        opens_at: OffsetDateTime,
+    },
     Closed,
     SoldOut,
     AlreadyHolds(Ticket),
+    /// The WeChat user has not bound a student ID yet.
+    NotBound,
 }
 
-/// What a booking needs to know, read in one statement without taking locks,
-/// so refusals (sold out above all, in a rush) cost one read and no write.
+/// What a booking needs to know, read in one statement that takes no lock:
+/// the activity, whether the WeChat user is bound (and as whom), whether the
+/// student already holds a ticket for it (with all a reply shows), and
+/// whether any place is left. Every refusal — sold out above all, in a rush —
+/// is decided here, at the cost of this one read.
 #[derive(FromRow)]
 struct BookingCheck {
-    id: i64,
+    student_id: Option<String>,
+    activity_id: i64,
+    activity_key: String,
+    activity_name: String,
+    place: String,
+    start_at: OffsetDateTime,
+    end_at: OffsetDateTime,
+    poster_id: Option<Uuid>,
     status: String,
     book_start: OffsetDateTime,
     open: bool,
     closed: bool,
+    before_start: bool,
     has_places: bool,
     held_code: Option<String>,
+    held_status: Option<String>,
+    held_booked_at: Option<OffsetDateTime>,
+    held_checked_in_at: Option<OffsetDateTime>,
+    held_cancelled_at: Option<OffsetDateTime>,
 }
 
-/// Books one ticket of an activity for a bound student.
-pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, student_id: &str) -> Result<BookOutcome, AppError> {
+impl BookingCheck {
+    /// A new ticket, just issued.
+    fn issued(&self, student_id: &str, code: String, booked_at: OffsetDateTime) -> Ticket {
+        self.ticket(student_id, code, "valid".into(), booked_at, None, None)
+    }
+
+    /// The live ticket the student already holds for this activity.
+    fn held_ticket(&self, student_id: &str) -> Option<Ticket> {
+        let (code, status, booked_at) = (self.held_code.clone()?, self.held_status.clone()?, self.held_booked_at?);
+        Some(self.ticket(student_id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at))
+    }
+
+    fn ticket(
+        &self,
+        student_id: &str,
+        code: String,
+        status: String,
+        booked_at: OffsetDateTime,
+        checked_in_at: Option<OffsetDateTime>,
+        cancelled_at: Option<OffsetDateTime>,
+    ) -> Ticket {
+        Ticket {
+            cancellable: status == "valid" && self.before_start,
+            code,
+            student_id: student_id.to_string(),
+            status,
+            booked_at,
+            checked_in_at,
+            cancelled_at,
+            activity_id: self.activity_id,
+            activity_key: self.activity_key.clone(),
+            activity_name: self.activity_name.clone(),
+            place: self.place.clone(),
+            start_at: self.start_at,
+            end_at: self.end_at,
+            poster_id: self.poster_id,
+        }
+    }
+}
+
+/// Books one ticket of an activity for the student the WeChat user `openid`
+/// is bound to. A booking is two statements in the caller's transaction: the
+/// check above, and one statement that takes a place and issues the ticket.
+pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str) -> Result<BookOutcome, AppError> {
     let (filter, key, id) = match activity {
-        ActivityRef::Key(key) => ("a.key = $1", key.to_ascii_lowercase(), 0),
+        ActivityRef::Key(key) => ("a.key = $2", key.to_ascii_lowercase(), 0),
         ActivityRef::Id(id) => ("a.id = $3", String::new(), *id),
     };
     let check: Option<BookingCheck> = sqlx::query_as(&format!(
-        "SELECT a.id, a.status, a.book_start, a.book_start <= now() AS open, a.book_end <= now() AS closed, \
+        "SELECT st.student_id, a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.place, \
+         a.start_at, a.end_at, a.poster_id, a.status, a.book_start, \
+         a.book_start <= now() AS open, a.book_end <= now() AS closed, now() < a.start_at AS before_start, \
          EXISTS (SELECT 1 FROM activity_slots s WHERE s.activity_id = a.id AND s.remaining > 0) AS has_places, \
-         (SELECT t.code FROM tickets t WHERE t.activity_id = a.id AND t.student_id = $2 AND t.status <> 'cancelled') AS held_code \
-         FROM activities a WHERE {filter}"
+         h.code AS held_code, h.status AS held_status, h.booked_at AS held_booked_at, \
+         h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at \
+         FROM activities a \
+         LEFT JOIN students st ON st.openid = $1 AND st.student_id IS NOT NULL \
+         LEFT JOIN LATERAL (SELECT t.code, t.status, t.booked_at, t.checked_in_at, t.cancelled_at FROM tickets t \
+             WHERE t.activity_id = a.id AND t.student_id = st.student_id AND t.status <> 'cancelled') h ON true \
+         WHERE {filter} AND a.status <> 'draft'"
     ))
+    .bind(openid)
     .bind(&key)
-    .bind(student_id)
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(check) = check.filter(|c| c.status != "draft") else {
-        return Ok(BookOutcome::NoSuchActivity);
-    };
-    if let Some(code) = &check.held_code {
-        return Ok(match by_code(conn, code).await? {
-            Some(ticket) => BookOutcome::AlreadyHolds(ticket),
-            None => BookOutcome::Closed,
+    let Some(check) = check else {
+        // Rare (a mistyped key, a stale menu): one more read to say which refusal comes first.
+        return Ok(match super::students::bound(conn, openid).await? {
+            Some(_) => BookOutcome::NoSuchActivity,
+            None => BookOutcome::NotBound,
         });
+    };
+    let Some(student_id) = check.student_id.as_deref() else {
+        return Ok(BookOutcome::NotBound);
+    };
+    if let Some(ticket) = check.held_ticket(student_id) {
+        return Ok(BookOutcome::AlreadyHolds(ticket));
     }
     if check.status == "archived" || check.closed {
         return Ok(BookOutcome::Closed);
@@ -101,64 +175,69 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, student_id: &
     if !check.has_places {
         return Ok(BookOutcome::SoldOut);
     }
-    let Some(slot) = take_place(conn, check.id).await? else {
-        return Ok(BookOutcome::SoldOut);
-    };
-    let inserted: Option<String> = sqlx::query_scalar(
-        "INSERT INTO tickets (code, activity_id, student_id, slot) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (activity_id, student_id) WHERE status <> 'cancelled' DO NOTHING RETURNING code",
-    )
-    .bind(new_code())
-    .bind(check.id)
-    .bind(student_id)
-    .bind(slot)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match inserted {
-        Some(code) => Ok(BookOutcome::Booked(by_code(conn, &code).await?.ok_or(AppError::NotFound)?)),
-        None => {
+    match take_place_and_issue(conn, check.activity_id, student_id).await? {
+        Taken::Issued { code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, code, booked_at))),
+        Taken::SoldOut => Ok(BookOutcome::SoldOut),
+        Taken::AlreadyHeld { slot } => {
             // A concurrent booking by the same student won; give the place back.
-            give_back(conn, check.id, slot).await?;
-            let held = held(conn, check.id, student_id).await?;
+            give_back(conn, check.activity_id, slot).await?;
+            let held = held(conn, check.activity_id, student_id).await?;
             Ok(held.map_or(BookOutcome::SoldOut, BookOutcome::AlreadyHolds))
         }
     }
 }
 
-/// Takes one place from a slot row that no one else holds (SKIP LOCKED keeps
-/// a rush from queueing on one row). It never waits for a row lock: a
-/// transaction that waits while holding a row it locked and found emptied can
-/// deadlock with another doing the same. When every slot with places is held
-/// by bookings in flight, it backs off briefly and looks again, since those
-/// may roll back. Returns None when sold out.
-async fn take_place(conn: &mut PgConnection, activity_id: i64) -> Result<Option<i16>, AppError> {
+enum Taken {
+    Issued {
+        code: String,
+        booked_at: OffsetDateTime,
+    },
+    /// The student's other booking committed first; this place must go back.
+    AlreadyHeld {
+        slot: i16,
+    },
+    SoldOut,
+}
+
+/// Takes one place from a slot row that no one else holds and issues the
+/// ticket, in one statement. SKIP LOCKED keeps a rush from queueing on one
+/// row, and the statement never waits for a row lock: a transaction that
+/// waits while holding a row it locked and found emptied can deadlock with
+/// another doing the same. When every slot with places is held by bookings in
+/// flight, it backs off briefly and tries again, since those may roll back.
+async fn take_place_and_issue(conn: &mut PgConnection, activity_id: i64, student_id: &str) -> Result<Taken, AppError> {
     for attempt in 0..TAKE_ATTEMPTS {
-        let slot: Option<i16> = sqlx::query_scalar(
-            "UPDATE activity_slots SET remaining = remaining - 1 \
-             WHERE activity_id = $1 AND slot = (SELECT slot FROM activity_slots \
-                 WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING slot",
-        )
-        .bind(activity_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if slot.is_some() {
-            return Ok(slot);
-        }
-        let any_left: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)")
-                .bind(activity_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        if !any_left {
-            return Ok(None);
+        let (slot, code, booked_at, any_left): (Option<i16>, Option<String>, Option<OffsetDateTime>, bool) =
+            sqlx::query_as(
+                "WITH taken AS ( \
+                     UPDATE activity_slots SET remaining = remaining - 1 \
+                     WHERE activity_id = $1 AND slot = (SELECT slot FROM activity_slots \
+                         WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                     RETURNING slot), \
+                 issued AS ( \
+                     INSERT INTO tickets (code, activity_id, student_id, slot) SELECT $2, $1, $3, slot FROM taken \
+                     ON CONFLICT (activity_id, student_id) WHERE status <> 'cancelled' DO NOTHING \
+                     RETURNING code, booked_at) \
+                 SELECT (SELECT slot FROM taken), (SELECT code FROM issued), (SELECT booked_at FROM issued), \
+                     EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)",
+            )
+            .bind(activity_id)
+            .bind(new_code())
+            .bind(student_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        match (slot, code, booked_at) {
+            (Some(_), Some(code), Some(booked_at)) => return Ok(Taken::Issued { code, booked_at }),
+            (Some(slot), _, _) => return Ok(Taken::AlreadyHeld { slot }),
+            (None, _, _) if !any_left => return Ok(Taken::SoldOut),
+            (None, _, _) => {}
         }
         let jitter = rand::rng().random_range(1..=5);
         tokio::time::sleep(std::time::Duration::from_millis((attempt + 1).min(10) * jitter)).await;
     }
     // Places exist but stayed held for the whole back-off: answer sold out
     // rather than keep a student waiting past WeChat's deadline.
-    Ok(None)
+    Ok(Taken::SoldOut)
 }
 
 /// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).

@@ -45,12 +45,8 @@ pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) ->
         },
         Command::ListActivities => list_activities(state, conn).await,
         Command::Book(None) => text(replies::BOOK_NEEDS_KEY.into()),
-        Command::Book(Some(activity)) => {
-            let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
-            };
-            book(state, conn, activity, &student.student_id).await
-        }
+        // The booking's own read finds the student too: one statement fewer in a rush.
+        Command::Book(Some(activity)) => book(state, conn, activity, openid).await,
         Command::MyTickets(key) => {
             let Some(student) = students::bound(conn, openid).await? else {
                 return text(replies::not_bound(&bind_url(state, openid)));
@@ -78,10 +74,10 @@ async fn book(
     state: &AppState,
     conn: &mut PgConnection,
     activity: ActivityRef,
-    student_id: &str,
+    openid: &str,
 ) -> Result<Reply, AppError> {
     let tz = state.config.timezone;
-    let outcome = tickets::book(conn, &activity, student_id).await?;
+    let outcome = tickets::book(conn, &activity, openid).await?;
     Ok(match outcome {
         BookOutcome::Booked(ticket) => ticket_article(state, &ticket, replies::booked_title(&ticket.activity_name)),
         BookOutcome::AlreadyHolds(ticket) => Reply::Text(replies::already_holds(&ticket_url(state, &ticket.code))),
@@ -92,6 +88,7 @@ async fn book(
         BookOutcome::NotOpenYet { opens_at } => Reply::Text(replies::not_open_yet(&local_time::short(opens_at, tz))),
         BookOutcome::Closed => Reply::Text(replies::CLOSED.into()),
         BookOutcome::SoldOut => Reply::Text(replies::SOLD_OUT.into()),
+        BookOutcome::NotBound => Reply::Text(replies::not_bound(&bind_url(state, openid))),
     })
 }
 

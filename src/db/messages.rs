@@ -11,9 +11,22 @@ use crate::error::AppError;
 /// handling and answer with `stored_reply`. Because the insert waits for a
 /// concurrent uncommitted insert of the same key, "first" is decided by the
 /// database, across instances.
+///
+/// When the handling wrote nothing — the transaction has no id yet: a sold-out
+/// or other refusal, a help text — this record is all the transaction writes,
+/// and losing it in a crash is harmless (WeChat's retry is then simply handled
+/// again). So such a transaction commits without waiting for the disk
+/// (`synchronous_commit = off` for it alone), which keeps a rush's thousands
+/// of refusals from queueing on WAL flushes. A transaction that booked,
+/// cancelled or bound already has an id and stays fully durable. The test
+/// runs before the insert: the insert's row exists only once the one-time
+/// filter holding it has run.
 pub async fn record(conn: &mut PgConnection, dedup_key: &str, reply: &str) -> Result<bool, AppError> {
     let done = sqlx::query(
-        "INSERT INTO wechat_messages (dedup_key, reply) VALUES ($1, $2) ON CONFLICT (dedup_key) DO NOTHING",
+        "WITH wrote_nothing AS ( \
+             SELECT set_config('synchronous_commit', 'off', true) WHERE pg_current_xact_id_if_assigned() IS NULL) \
+         INSERT INTO wechat_messages (dedup_key, reply) SELECT $1, $2 WHERE (SELECT count(*) FROM wrote_nothing) >= 0 \
+         ON CONFLICT (dedup_key) DO NOTHING",
     )
     .bind(dedup_key)
     .bind(reply)
