@@ -62,7 +62,8 @@ impl Postgres {
         let sync: String =
             sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut conn).await.map_err(|e| e.to_string())?;
         if pg.cluster.is_none() {
-            pg.description = format!("DATABASE_URL, fsync {fsync}, synchronous_commit {sync}");
+            pg.description =
+                format!("DATABASE_URL, fsync {fsync}, synchronous_commit {sync} (its CPU time shows as \"other\")");
         }
         let _ = conn.close().await;
         Ok(pg)

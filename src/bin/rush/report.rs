@@ -362,13 +362,13 @@ fn table(run: &RunResult) -> String {
         ),
         ("CPU ms / request (process + postgres)", Box::new(|s| format!("{:.3}", s.cpu_ms_per_request))),
     ];
-    out.push_str(&format!("{:<40}", ""));
+    out.push_str(&format!("{:<42}", ""));
     for s in &run.scenarios {
         out.push_str(&format!("{:>26}", s.scenario));
     }
     out.push('\n');
     for (label, cell) in &rows {
-        out.push_str(&format!("{label:<40}"));
+        out.push_str(&format!("{label:<42}"));
         for s in &run.scenarios {
             out.push_str(&format!("{:>26}", cell(s)));
         }
