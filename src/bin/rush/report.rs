@@ -9,9 +9,9 @@ use std::{
     time::Duration,
 };
 
-use quick_xml::events::Event as XmlEvent;
 use serde::Serialize;
 use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use wechat_ticket::wechat::reply::{self, Reply};
 
 use crate::{
     ceilings::{HttpCeiling, WriteCeiling, rate},
@@ -63,49 +63,12 @@ pub fn classify(r: &Response) -> Class {
     if r.status != 200 {
         return Class::Error;
     }
-    let Some(fields) = leaf_elements(&r.body) else { return Class::Error };
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default();
-    match get("MsgType") {
-        "news" if get("ArticleCount") == "1" && get("Title").contains("抢票成功") => Class::Booked,
-        "text" if get("Content").contains("票已经抢完") => Class::SoldOut,
+    // The product's own reader of passive replies: None unless well-formed XML.
+    match reply::parse(&r.body) {
+        Some(Reply::News(a)) if a.title.contains("抢票成功") => Class::Booked,
+        Some(Reply::Text(text)) if text.contains("票已经抢完") => Class::SoldOut,
         _ => Class::Error,
     }
-}
-
-/// (element, text) of every leaf element, or None if the body is not well-formed XML.
-fn leaf_elements(xml: &str) -> Option<Vec<(String, String)>> {
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut out = Vec::new();
-    let (mut current, mut text) = (String::new(), String::new());
-    let mut depth = 0usize;
-    loop {
-        match reader.read_event().ok()? {
-            XmlEvent::Start(e) => {
-                depth += 1;
-                current = e.name().as_ref().to_string();
-                text.clear();
-            }
-            XmlEvent::CData(t) => text.push_str(&t),
-            XmlEvent::Text(t) => text.push_str(&t),
-            XmlEvent::GeneralRef(r) => text.push_str(match &*r {
-                "amp" => "&",
-                "lt" => "<",
-                "gt" => ">",
-                "quot" => "\"",
-                "apos" => "'",
-                _ => return None,
-            }),
-            XmlEvent::End(_) => {
-                depth = depth.checked_sub(1)?;
-                if !current.is_empty() {
-                    out.push((std::mem::take(&mut current), std::mem::take(&mut text)));
-                }
-            }
-            XmlEvent::Eof => break,
-            _ => {}
-        }
-    }
-    (depth == 0 && !out.is_empty()).then_some(out)
 }
 
 /// Resets the process's peak RSS (VmHWM) to its current RSS, so a reading
