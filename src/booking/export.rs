@@ -6,7 +6,7 @@ use rust_xlsxwriter::Workbook;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
-use crate::{error::AppError, local_time};
+use crate::{booking::tickets, error::AppError, local_time};
 
 pub const HEADERS: [&str; 7] = ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间"];
 
@@ -36,21 +36,13 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<Row>,
     .await?)
 }
 
-fn status_label(status: &str) -> &'static str {
-    match status {
-        "valid" => "有效",
-        "used" => "已检票",
-        _ => "已退票",
-    }
-}
-
 fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 7] {
     let at = |t: Option<OffsetDateTime>| t.map(|t| local_time::precise(t, tz)).unwrap_or_default();
     [
         row.code.clone(),
         row.student_id.clone(),
         row.name.clone().unwrap_or_default(),
-        status_label(&row.status).to_string(),
+        tickets::status_label(&row.status).to_string(),
         local_time::precise(row.booked_at, tz),
         at(row.checked_in_at),
         at(row.cancelled_at),

@@ -376,10 +376,11 @@ async fn activity_exists(conn: &mut PgConnection, key: &str) -> Result<bool, App
         .await?)
 }
 
-/// Live tickets of an activity (for counts in lists and tests).
-pub async fn live_count(conn: &mut PgConnection, activity_id: i64) -> Result<i64, AppError> {
-    Ok(sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
-        .bind(activity_id)
-        .fetch_one(conn)
-        .await?)
+/// A ticket's status as students and organisers read it.
+pub fn status_label(status: &str) -> &'static str {
+    match status {
+        "valid" => "有效",
+        "used" => "已检票",
+        _ => "已退票",
+    }
 }

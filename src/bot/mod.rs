@@ -135,11 +135,10 @@ async fn my_tickets(
     }
     let mut out = String::from("你的票：\n");
     for t in list.iter().take(LIST_LIMIT) {
-        let status = if t.status == "used" { "已检票" } else { "有效" };
         out.push_str(&format!(
             "\n【{}】{}\n{} · {}\n{}\n",
             t.activity_name,
-            status,
+            tickets::status_label(&t.status),
             local_time::short(t.start_at, tz),
             t.place,
             replies::link(&ticket_url(state, &t.code), "查看电子票")

@@ -246,14 +246,6 @@ struct TicketPage {
     notice: Option<String>,
 }
 
-fn status_label(status: &str) -> &'static str {
-    match status {
-        "valid" => "有效",
-        "used" => "已检票",
-        _ => "已退票",
-    }
-}
-
 #[derive(Deserialize)]
 struct TicketQuery {
     cancelled: Option<String>,
@@ -274,7 +266,7 @@ async fn ticket_page(
         .build();
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
     let page = TicketPage {
-        status_label: status_label(&ticket.status),
+        status_label: tickets::status_label(&ticket.status),
         start_at: local_time::full(ticket.start_at, tz),
         place: ticket.place.clone(),
         booked_at: local_time::full(ticket.booked_at, tz),
@@ -343,7 +335,7 @@ async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkP
         .await?
         .into_iter()
         .map(|t| TicketLine {
-            status_label: status_label(&t.status),
+            status_label: tickets::status_label(&t.status),
             start_at: local_time::full(t.start_at, tz),
             code: t.code,
             activity_name: t.activity_name,
