@@ -208,14 +208,21 @@ impl RunningCluster {
 
     /// Makes a throwaway cluster die with this process, even when the test
     /// harness exits without running destructors: a small watcher waits for our
-    /// pid to vanish, then stops the server and removes its directory.
+    /// pid to vanish, then stops the server and removes its directory. It
+    /// signals the postmaster directly (SIGQUIT: immediate shutdown) because,
+    /// run as root, `pg_ctl` refuses to work and the server would outlive us.
     pub fn stop_and_remove_when_process_exits(mut self) -> Result<(), AppError> {
         // The watcher owns the server from now on; dropping us must not stop it.
         self.started_here = false;
-        let pg_ctl = self.cluster.bin_dir.join("pg_ctl");
-        let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done; "$2" stop -s -m immediate -D "$3" >/dev/null 2>&1; rm -rf "$3""#;
+        let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ]; then
+  kill -QUIT "$pid" 2>/dev/null
+  for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+fi
+rm -rf "$2""#;
         let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(script).arg("watcher").arg(std::process::id().to_string()).arg(pg_ctl).arg(&self.cluster.dir);
+        cmd.arg("-c").arg(script).arg("watcher").arg(std::process::id().to_string()).arg(&self.cluster.dir);
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         // Its own session, so a Ctrl-C aimed at the tests does not kill it first.
         cmd.process_group(0);
