@@ -20,6 +20,8 @@ pub struct Inner {
     pub secret_key: Vec<u8>,
     /// Present when `WECHAT_AES_KEY` is set: safe and compatible mode.
     pub cipher: Option<Cipher>,
+    /// Where this instance listens, once bound: the simulator posts to its own `/wechat` there.
+    pub local_addr: std::sync::OnceLock<SocketAddr>,
 }
 
 impl std::ops::Deref for AppState {
@@ -49,7 +51,14 @@ impl AppState {
             }
             None => None,
         };
-        Ok(AppState(Arc::new(Inner { pool, config, wechat_token, secret_key, cipher })))
+        Ok(AppState(Arc::new(Inner {
+            pool,
+            config,
+            wechat_token,
+            secret_key,
+            cipher,
+            local_addr: std::sync::OnceLock::new(),
+        })))
     }
 }
 
@@ -64,11 +73,14 @@ impl Application {
         let listener = TcpListener::bind(state.config.listen)
             .await
             .map_err(|e| AppError::Config(format!("LISTEN {}: {e}", state.config.listen)))?;
-        Ok(Application { listener, state })
+        Ok(Application::with_listener(listener, state))
     }
 
     /// Serves on a listener the caller bound (tests bind first to learn the port).
     pub fn with_listener(listener: TcpListener, state: AppState) -> Application {
+        if let Ok(addr) = listener.local_addr() {
+            let _ = state.local_addr.set(addr);
+        }
         Application { listener, state }
     }
 

@@ -8,7 +8,10 @@ use sqlx::{PgConnection, PgPool};
 use crate::{
     Config,
     booking::{Activity, activities},
-    db::access_token::{PgTokenStore, WechatApi},
+    db::{
+        access_token::{PgTokenStore, WechatApi},
+        settings,
+    },
     error::AppError,
     wechat::{
         api::{ApiClient, ApiError, Credentials},
@@ -100,6 +103,44 @@ pub async fn default_choice(conn: &mut PgConnection) -> Result<Vec<Activity>, Ap
     let mut bookable = activities::bookable(conn).await?;
     bookable.truncate(MAX_ACTIVITIES);
     Ok(bookable)
+}
+
+/// Where the menu page keeps its last composition and the last menu pushed,
+/// so the simulator shows the bar students see (or will see).
+const COMPOSED: &str = "menu_composed";
+const PUSHED: &str = "menu_pushed";
+
+/// Remembers the menu last composed on the menu page.
+pub async fn remember_composed(pool: &PgPool, menu: &Menu) -> Result<(), AppError> {
+    settings::set(pool, COMPOSED, &to_json(menu)?).await
+}
+
+/// Remembers the menu last pushed to WeChat.
+pub async fn remember_pushed(pool: &PgPool, menu: &Menu) -> Result<(), AppError> {
+    settings::set(pool, PUSHED, &to_json(menu)?).await
+}
+
+/// The menu as composed on the menu page: the last composition there, or the
+/// default one the page starts from.
+pub async fn composed(pool: &PgPool) -> Result<Menu, AppError> {
+    match remembered(pool, COMPOSED).await? {
+        Some(menu) => Ok(menu),
+        None => compose(&default_choice(&mut *pool.acquire().await?).await?),
+    }
+}
+
+/// The menu last pushed from this server, if any.
+pub async fn last_pushed(pool: &PgPool) -> Result<Option<Menu>, AppError> {
+    remembered(pool, PUSHED).await
+}
+
+fn to_json(menu: &Menu) -> Result<String, AppError> {
+    serde_json::to_string(menu).map_err(|e| AppError::Internal(e.to_string()))
+}
+
+async fn remembered(pool: &PgPool, name: &str) -> Result<Option<Menu>, AppError> {
+    // A value this version cannot read (written by another) counts as none.
+    Ok(settings::get(pool, name).await?.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
 /// `WECHAT_APPID` and `WECHAT_SECRET`, or an error naming the missing one.

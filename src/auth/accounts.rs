@@ -33,6 +33,14 @@ pub async fn add(conn: &mut PgConnection, username: &str, password: &str) -> Res
     .await?)
 }
 
+/// Whether an admin with this username exists (`add` would overwrite its password).
+pub async fn exists(conn: &mut PgConnection, username: &str) -> Result<bool, AppError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_users WHERE username = $1)")
+        .bind(username)
+        .fetch_one(conn)
+        .await?)
+}
+
 /// The admin whose username and password these are.
 pub async fn check_password(
     conn: &mut PgConnection,

@@ -155,22 +155,30 @@ pub async fn publish(conn: &mut PgConnection, id: i64) -> Result<Activity, AppEr
     }
 }
 
-/// An activity with its ticket counts, for the admin list.
+/// An activity with its ticket counts, for the admin list. `booked` and
+/// `checked_in` leave the simulator's test tickets out unless asked to include
+/// them; `simulated` counts the live test tickets either way.
 #[derive(Debug, Clone, FromRow)]
 pub struct Summary {
     #[sqlx(flatten)]
     pub activity: Activity,
     pub booked: i64,
     pub checked_in: i64,
+    pub simulated: i64,
 }
 
-pub async fn summaries(conn: &mut PgConnection) -> Result<Vec<Summary>, AppError> {
+pub async fn summaries(conn: &mut PgConnection, include_test: bool) -> Result<Vec<Summary>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, \
-         (SELECT count(*) FROM tickets t WHERE t.activity_id = a.id AND t.status <> 'cancelled') AS booked, \
-         (SELECT count(*) FROM tickets t WHERE t.activity_id = a.id AND t.status = 'used') AS checked_in \
-         FROM activities a ORDER BY (a.status = 'archived'), a.start_at DESC, a.id DESC"
+        "SELECT {COLUMNS}, coalesce(c.booked, 0) AS booked, coalesce(c.checked_in, 0) AS checked_in, \
+         coalesce(c.simulated, 0) AS simulated FROM activities a \
+         LEFT JOIN LATERAL (SELECT \
+             count(*) FILTER (WHERE t.status <> 'cancelled' AND ($1 OR NOT t.simulated)) AS booked, \
+             count(*) FILTER (WHERE t.status = 'used' AND ($1 OR NOT t.simulated)) AS checked_in, \
+             count(*) FILTER (WHERE t.status <> 'cancelled' AND t.simulated) AS simulated \
+             FROM tickets t WHERE t.activity_id = a.id) c ON true \
+         ORDER BY (a.status = 'archived'), a.start_at DESC, a.id DESC"
     ))
+    .bind(include_test)
     .fetch_all(conn)
     .await?)
 }
@@ -325,4 +333,17 @@ pub async fn set_poster(conn: &mut PgConnection, id: i64, image: Uuid) -> Result
         return Err(AppError::NotFound);
     }
     Ok(())
+}
+
+/// Removes an activity that never had a ticket (its slot rows go with it).
+/// Any ticket, even a cancelled one, is history an organiser may look for, so
+/// such an activity stays. (`serve --demo` uses it on its own samples only.)
+pub async fn delete_if_never_booked(conn: &mut PgConnection, activity_id: i64) -> Result<bool, AppError> {
+    let deleted = sqlx::query(
+        "DELETE FROM activities a WHERE a.id = $1 AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.activity_id = a.id)",
+    )
+    .bind(activity_id)
+    .execute(conn)
+    .await?;
+    Ok(deleted.rows_affected() == 1)
 }

@@ -85,13 +85,15 @@ pub async fn check_in(conn: &mut PgConnection, activity_id: i64, input: &str) ->
     })
 }
 
-/// (booked, checked in) for the check-in page's counter.
-pub async fn counts(conn: &mut PgConnection, activity_id: i64) -> Result<(i64, i64), AppError> {
+/// (booked, checked in) for the check-in page's counter; the simulator's test
+/// tickets count only when `include_test` (they still check in like any other).
+pub async fn counts(conn: &mut PgConnection, activity_id: i64, include_test: bool) -> Result<(i64, i64), AppError> {
     Ok(sqlx::query_as(
         "SELECT count(*) FILTER (WHERE status <> 'cancelled'), count(*) FILTER (WHERE status = 'used') \
-         FROM tickets WHERE activity_id = $1",
+         FROM tickets WHERE activity_id = $1 AND ($2 OR NOT simulated)",
     )
     .bind(activity_id)
+    .bind(include_test)
     .fetch_one(conn)
     .await?)
 }

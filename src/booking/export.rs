@@ -22,16 +22,18 @@ pub struct Row {
 }
 
 /// Every ticket of an activity, cancelled ones included, in the order they were booked.
-/// The name is the bound student's, else the roster's.
-pub async fn rows(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<Row>, AppError> {
+/// The name is the bound student's, else the roster's. The simulator's test
+/// tickets are left out unless `include_test`.
+pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool) -> Result<Vec<Row>, AppError> {
     Ok(sqlx::query_as(
         "SELECT t.code, t.student_id, coalesce(s.name, r.name) AS name, t.status, t.booked_at, t.checked_in_at, \
          t.cancelled_at FROM tickets t \
          LEFT JOIN students s ON s.student_id = t.student_id \
          LEFT JOIN roster r ON r.student_id = t.student_id \
-         WHERE t.activity_id = $1 ORDER BY t.id",
+         WHERE t.activity_id = $1 AND ($2 OR NOT t.simulated) ORDER BY t.id",
     )
     .bind(activity_id)
+    .bind(include_test)
     .fetch_all(conn)
     .await?)
 }

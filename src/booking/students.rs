@@ -4,6 +4,16 @@ use sqlx::{FromRow, PgConnection};
 
 use crate::error::AppError;
 
+/// The openid prefix of the admin simulator's test students. No real openid
+/// has it (WeChat's are 28 base64 characters); tickets they book are marked
+/// `simulated`, so counts and exports can leave them out.
+pub const TEST_OPENID_PREFIX: &str = "simulator-";
+
+/// Whether `openid` is one of the simulator's test students.
+pub fn is_test(openid: &str) -> bool {
+    openid.starts_with(TEST_OPENID_PREFIX)
+}
+
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct Student {
     pub student_id: String,
@@ -38,6 +48,9 @@ pub async fn bind(
     if let Some(current) = bound(conn, openid).await? {
         return Ok(BindOutcome::AlreadyBound(current));
     }
+    if !is_test(openid) {
+        release_from_test_student(conn, student_id).await?;
+    }
     let result = sqlx::query_as(
         "INSERT INTO students (openid, student_id, name, bound_at) VALUES ($1, $2, $3, now()) \
          ON CONFLICT (openid) DO UPDATE SET student_id = $2, name = $3, bound_at = now() \
@@ -56,6 +69,30 @@ pub async fn bind(
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(BindOutcome::TakenByAnother),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A test student never keeps a real student out: an admin rehearsing in the
+/// simulator may well type a real student ID. When a real WeChat user claims
+/// an ID a test student holds, the test student is unbound and the live test
+/// tickets under that ID are cancelled (their places go back), so the real
+/// student starts clean. A test ticket already checked in stays, as any used
+/// ticket does.
+async fn release_from_test_student(conn: &mut PgConnection, student_id: &str) -> Result<(), AppError> {
+    let holder: Option<String> = sqlx::query_scalar("SELECT openid FROM students WHERE student_id = $1 FOR UPDATE")
+        .bind(student_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(holder) = holder.filter(|h| is_test(h)) else { return Ok(()) };
+    let codes: Vec<String> =
+        sqlx::query_scalar("SELECT code FROM tickets WHERE student_id = $1 AND simulated AND status = 'valid'")
+            .bind(student_id)
+            .fetch_all(&mut *conn)
+            .await?;
+    for code in codes {
+        super::tickets::cancel(conn, super::tickets::TicketRef::Code(&code)).await?;
+    }
+    unbind(conn, &holder).await?;
+    Ok(())
 }
 
 /// Unbinds; the student's tickets stay with the student ID.

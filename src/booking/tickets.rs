@@ -175,7 +175,7 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     if !check.has_places {
         return Ok(BookOutcome::SoldOut);
     }
-    match take_place_and_issue(conn, check.activity_id, student_id).await? {
+    match take_place_and_issue(conn, check.activity_id, student_id, super::students::is_test(openid)).await? {
         Taken::Issued { code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, code, booked_at))),
         Taken::SoldOut => Ok(BookOutcome::SoldOut),
         Taken::AlreadyHeld { slot } => {
@@ -205,7 +205,12 @@ enum Taken {
 /// waits while holding a row it locked and found emptied can deadlock with
 /// another doing the same. When every slot with places is held by bookings in
 /// flight, it backs off briefly and tries again, since those may roll back.
-async fn take_place_and_issue(conn: &mut PgConnection, activity_id: i64, student_id: &str) -> Result<Taken, AppError> {
+async fn take_place_and_issue(
+    conn: &mut PgConnection,
+    activity_id: i64,
+    student_id: &str,
+    simulated: bool,
+) -> Result<Taken, AppError> {
     for attempt in 0..TAKE_ATTEMPTS {
         let (slot, code, booked_at, any_left): (Option<i16>, Option<String>, Option<OffsetDateTime>, bool) =
             sqlx::query_as(
@@ -215,7 +220,8 @@ async fn take_place_and_issue(conn: &mut PgConnection, activity_id: i64, student
                          WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      RETURNING slot), \
                  issued AS ( \
-                     INSERT INTO tickets (code, activity_id, student_id, slot) SELECT $2, $1, $3, slot FROM taken \
+                     INSERT INTO tickets (code, activity_id, student_id, slot, simulated) \
+                     SELECT $2, $1, $3, slot, $4 FROM taken \
                      ON CONFLICT (activity_id, student_id) WHERE status <> 'cancelled' DO NOTHING \
                      RETURNING code, booked_at) \
                  SELECT (SELECT slot FROM taken), (SELECT code FROM issued), (SELECT booked_at FROM issued), \
@@ -224,6 +230,7 @@ async fn take_place_and_issue(conn: &mut PgConnection, activity_id: i64, student
             .bind(activity_id)
             .bind(new_code())
             .bind(student_id)
+            .bind(simulated)
             .fetch_one(&mut *conn)
             .await?;
         match (slot, code, booked_at) {

@@ -1,54 +1,280 @@
-//! `serve --demo`: sample activities and an admin, so a first run has something to click.
+//! `serve --demo`: three sample activities, one in each state a first visitor
+//! should see — booking open now, booking opening in ten minutes, sold out —
+//! and an `admin` account whose password is printed once.
+//!
+//! Running it again never duplicates anything: demo activities are known by
+//! their fixed keys and demo students by their openids. What is already there
+//! is brought back to its state as far as the booking rules allow (a published
+//! activity keeps its booking start), and whatever could not be is said so.
 
 use rand::Rng;
 use sqlx::PgConnection;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, macros::time};
+use time_tz::{OffsetDateTimeExt, PrimitiveDateTimeExt, Tz};
 
 use crate::{
+    audit,
     auth::accounts,
-    booking::{NewActivity, activities},
+    booking::{
+        Activity, NewActivity, activities,
+        activities::EditOutcome,
+        students::{self, BindOutcome},
+        tickets::{self, ActivityRef, BookOutcome},
+    },
     error::AppError,
     local_time,
 };
 
-/// Seeds what is missing: an `admin` account when there is none (its password
-/// is printed once), and three activities when there are none.
-pub async fn seed(conn: &mut PgConnection, tz: &time_tz::Tz) -> Result<(), AppError> {
-    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_users").fetch_one(&mut *conn).await?;
-    if admins == 0 {
-        let password: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(16).map(char::from).collect();
-        accounts::add(conn, "admin", &password).await?;
-        println!("demo admin: username `admin`, password `{password}` (shown once)");
+/// The demo admin's username.
+const ADMIN: &str = "admin";
+
+/// Places of the sold-out activity, and so the number of demo students: few
+/// enough that filling it at start-up takes a moment.
+const SOLD_OUT_CAPACITY: i32 = 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shows {
+    OpenNow,
+    OpensSoon,
+    SoldOut,
+}
+
+struct Sample {
+    key: &'static str,
+    name: &'static str,
+    place: &'static str,
+    description: &'static str,
+    capacity: i32,
+    /// The activity is at 19:00 this many days from today.
+    days_ahead: i64,
+    shows: Shows,
+}
+
+const SAMPLES: [Sample; 3] = [
+    Sample {
+        key: "demo-concert",
+        name: "校园歌手大赛决赛",
+        place: "新清华学堂",
+        description: "十位决赛选手同台演唱，评委现场点评，观众投票选出最受欢迎歌手。\n\
+                      凭电子票入场，请提前 15 分钟到场。\n\n（示例活动，由 serve --demo 生成。）",
+        capacity: 300,
+        days_ahead: 3,
+        shows: Shows::OpenNow,
+    },
+    Sample {
+        key: "demo-lecture",
+        name: "人工智能前沿讲座",
+        place: "主楼后厅",
+        description: "计算机系教授介绍大模型的最新进展，讲座约 90 分钟，之后是现场问答。\n\
+                      抢票开始前可以先绑定学号。\n\n（示例活动，由 serve --demo 生成。）",
+        capacity: 120,
+        days_ahead: 5,
+        shows: Shows::OpensSoon,
+    },
+    Sample {
+        key: "demo-workshop",
+        name: "陶艺体验工作坊",
+        place: "学生活动中心 203 室",
+        description: "在老师指导下亲手拉坯、修坯，作品烧制后一周内可领取。名额有限，每人限一张票。\n\n\
+                      （示例活动，由 serve --demo 生成。）",
+        capacity: SOLD_OUT_CAPACITY,
+        days_ahead: 2,
+        shows: Shows::SoldOut,
+    },
+];
+
+impl Sample {
+    /// The activity as a fresh demo would create it, relative to `now`.
+    fn fresh(&self, now: OffsetDateTime, tz: &Tz) -> NewActivity {
+        let start_at = evening(now, self.days_ahead, tz);
+        let book_start = match self.shows {
+            Shows::OpensSoon => now + Duration::minutes(10),
+            Shows::OpenNow | Shows::SoldOut => now - Duration::hours(1),
+        };
+        NewActivity {
+            key: self.key.into(),
+            name: self.name.into(),
+            place: self.place.into(),
+            description: self.description.into(),
+            book_start,
+            // Booking closes two hours before the doors open, as organisers usually want.
+            book_end: start_at - Duration::hours(2),
+            start_at,
+            end_at: start_at + Duration::hours(2),
+            capacity: self.capacity,
+            publish: true,
+        }
     }
-    if !activities::all(conn).await?.is_empty() {
+}
+
+/// 19:00 local time, `days` days from now: when campus evening events start.
+fn evening(now: OffsetDateTime, days: i64, tz: &Tz) -> OffsetDateTime {
+    let day = (now + Duration::days(days)).to_timezone(tz).date();
+    // A 19:00 that a DST change skips has no local meaning; fall back to the same instant a day later.
+    day.with_time(time!(19:00)).assume_timezone(tz).take_first().unwrap_or(now + Duration::days(days))
+}
+
+/// Seeds the demo; prints the admin's password (when it creates the account)
+/// and one line per demo activity. Only database errors are errors: a demo
+/// activity that cannot be brought back to its state is reported and left.
+pub async fn seed(conn: &mut PgConnection, tz: &Tz) -> Result<(), AppError> {
+    seed_admin(conn).await?;
+    let now = OffsetDateTime::now_utc();
+    println!("demo activities (students book with `抢票 <key>`):");
+    for sample in &SAMPLES {
+        let (activity, note) = seed_activity(conn, sample, now, tz).await?;
+        let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
+        println!("  {:<14} {}: {}{note}", activity.key, activity.name, state(&activity, now, tz));
+    }
+    Ok(())
+}
+
+async fn seed_admin(conn: &mut PgConnection) -> Result<(), AppError> {
+    if accounts::exists(conn, ADMIN).await? {
+        // `admin add` overwrites an existing password, so it is the way to a new one.
+        println!(
+            "demo admin: account `{ADMIN}` already exists, password unchanged \
+             (set a new one with `wechat-ticket admin add {ADMIN}`)"
+        );
         return Ok(());
     }
-    let now = OffsetDateTime::now_utc();
-    let (h, d) = (Duration::hours(1), Duration::days(1));
-    // Activities at 19:00 local time, a few days out, as real ones would be.
-    let evening = |days: i32| {
-        let day = local_time::full(now + days * d, tz);
-        local_time::parse(&format!("{} 19:00", &day[..10]), tz).unwrap_or(now + days * d)
-    };
-    for (key, name, place, capacity, book_start, start_at) in [
-        ("concert", "新年音乐会", "新清华学堂", 300, now - h, evening(3)),
-        ("lecture", "人工智能前沿讲座", "主楼后厅", 120, now + d, evening(5)),
-        ("film", "露天电影之夜", "紫荆操场", 500, now - 2 * h, evening(2)),
-    ] {
-        let new = NewActivity {
-            key: key.into(),
-            name: name.into(),
-            place: place.into(),
-            description: "这是 --demo 生成的示例活动。".into(),
-            book_start,
-            book_end: start_at - d,
-            start_at,
-            end_at: start_at + 2 * h,
-            capacity,
-            publish: true,
-        };
-        activities::create(conn, &new).await?;
-    }
-    println!("demo: created activities concert, lecture, film");
+    let password: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(16).map(char::from).collect();
+    accounts::add(conn, ADMIN, &password).await?;
+    audit::record(conn, "serve --demo", "添加管理员", ADMIN).await?;
+    println!("demo admin: username `{ADMIN}`, password `{password}` (shown once)");
     Ok(())
+}
+
+/// Creates the sample, or brings an existing one back to what it shows.
+/// Returns the activity and, when something was left as is, why.
+async fn seed_activity(
+    conn: &mut PgConnection,
+    sample: &Sample,
+    now: OffsetDateTime,
+    tz: &Tz,
+) -> Result<(Activity, Option<String>), AppError> {
+    let fresh = sample.fresh(now, tz);
+    let Some(existing) = activities::by_key(conn, sample.key).await? else {
+        let created = activities::create(conn, &fresh).await?;
+        return fill_if_sold_out(conn, sample, created, None).await;
+    };
+    if existing.status == "archived" {
+        return Ok((existing, Some("archived by an admin, left as is".into())));
+    }
+    if sample.shows == Shows::OpensSoon && existing.is_published() && existing.book_start <= now {
+        // A published activity's booking start never moves (SPEC §5). One that
+        // nobody ever booked can be made again with a start in ten minutes;
+        // one with tickets keeps them, and its state.
+        if activities::delete_if_never_booked(conn, existing.id).await? {
+            let created = activities::create(conn, &fresh).await?;
+            return Ok((created, Some("its booking had opened and nobody had booked, so it was created again".into())));
+        }
+        let note = "booking opened already and it has tickets, so it stays open";
+        return refresh(conn, sample, &existing, &fresh, Some(note)).await;
+    }
+    let (refreshed, note) = refresh(conn, sample, &existing, &fresh, None).await?;
+    fill_if_sold_out(conn, sample, refreshed, note).await
+}
+
+/// Moves the demo's times forward through the same edit rules an admin meets
+/// (the booking start stays once published) and publishes a draft. An admin's
+/// edits to the name, place and description are kept.
+async fn refresh(
+    conn: &mut PgConnection,
+    sample: &Sample,
+    current: &Activity,
+    fresh: &NewActivity,
+    note: Option<&str>,
+) -> Result<(Activity, Option<String>), AppError> {
+    let live = current.capacity - current.remaining;
+    let wanted = NewActivity {
+        key: current.key.clone(),
+        name: current.name.clone(),
+        place: current.place.clone(),
+        description: current.description.clone(),
+        book_start: if current.is_published() { current.book_start } else { fresh.book_start },
+        // The sold-out sample gets back its small capacity, or as many places as are
+        // booked when more are; the others keep theirs.
+        capacity: if sample.shows == Shows::SoldOut { live.max(sample.capacity) } else { current.capacity },
+        ..fresh.clone()
+    };
+    let updated = match activities::update(conn, current.id, &wanted).await? {
+        EditOutcome::Saved(activity) => activity,
+        EditOutcome::Refused(errors) => {
+            let why: Vec<String> = errors.0.iter().map(|(field, message)| format!("{field}: {message}")).collect();
+            return Ok((current.clone(), Some(format!("not refreshed ({})", why.join("; ")))));
+        }
+    };
+    let updated = if updated.is_published() { updated } else { activities::publish(conn, updated.id).await? };
+    Ok((updated, note.map(Into::into)))
+}
+
+/// Books the sold-out sample's free places for demo students, through the
+/// same booking students use. Demo students are bound only when a place
+/// needs one, so a re-run over a sold-out activity adds nobody.
+async fn fill_if_sold_out(
+    conn: &mut PgConnection,
+    sample: &Sample,
+    activity: Activity,
+    note: Option<String>,
+) -> Result<(Activity, Option<String>), AppError> {
+    if sample.shows != Shows::SoldOut || activity.remaining == 0 {
+        return Ok((activity, note));
+    }
+    let mut left = activity.remaining;
+    let mut trouble = None;
+    for n in 1..=SOLD_OUT_CAPACITY {
+        if left == 0 {
+            break;
+        }
+        // Plain openids (not the simulator's prefix): these tickets count like real ones.
+        let openid = format!("demo-student-{n:03}");
+        // Ten digits, as the default STUDENT_ID_PATTERN wants; year 2099 marks them as made up.
+        let student_id = format!("2099{n:06}");
+        let name = format!("演示同学{n:02}");
+        if students::bind(conn, &openid, &student_id, Some(&name)).await? == BindOutcome::TakenByAnother {
+            continue; // a real student holds that ID: leave them be
+        }
+        match tickets::book(conn, &ActivityRef::Id(activity.id), &openid).await? {
+            BookOutcome::Booked(_) => left -= 1,
+            BookOutcome::AlreadyHolds(_) => {}
+            BookOutcome::SoldOut => left = 0,
+            refused => {
+                let why = match refused {
+                    BookOutcome::NotOpenYet { .. } => "booking has not opened",
+                    BookOutcome::Closed => "booking is closed",
+                    _ => "the booking was refused",
+                };
+                trouble = Some(format!("demo students could not book: {why}"));
+                break;
+            }
+        }
+    }
+    let filled = activities::by_id(conn, activity.id).await?.ok_or(AppError::NotFound)?;
+    Ok((filled, trouble.or(note)))
+}
+
+/// What a student would find: the state each sample is there to show.
+fn state(a: &Activity, now: OffsetDateTime, tz: &Tz) -> String {
+    let booked = a.capacity - a.remaining;
+    match a.status.as_str() {
+        "archived" => return "archived".into(),
+        "draft" => return "draft (not published)".into(),
+        _ => {}
+    }
+    if now < a.book_start {
+        let minutes = ((a.book_start - now).whole_seconds() + 59).div_euclid(60);
+        format!("booking opens {} (in about {minutes} min)", local_time::full(a.book_start, tz))
+    } else if now >= a.book_end {
+        "booking closed".into()
+    } else if a.remaining == 0 {
+        format!("sold out ({booked}/{})", a.capacity)
+    } else {
+        format!(
+            "booking open until {}, {} of {} places left",
+            local_time::full(a.book_end, tz),
+            a.remaining,
+            a.capacity
+        )
+    }
 }

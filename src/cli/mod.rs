@@ -25,7 +25,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve HTTP (the default when no command is given).
     Serve {
-        /// Seed sample activities and an `admin` account (password printed once).
+        /// Add or refresh 3 demo activities (open, opening in 10 min, sold out) and an `admin` (password shown once).
         #[arg(long)]
         demo: bool,
     },
@@ -46,6 +46,9 @@ pub enum Command {
         /// Write to this file instead of stdout.
         #[arg(short = 'o', long = "output")]
         output: Option<std::path::PathBuf>,
+        /// Also list the tickets booked by the admin simulator's test students.
+        #[arg(long)]
+        include_test: bool,
     },
     /// Manage the student roster (STUDENT_VERIFY=roster).
     #[command(subcommand)]
@@ -134,14 +137,14 @@ pub async fn run() -> Result<(), AppError> {
             })
             .await
         }
-        Command::Export { key, format, output } => {
+        Command::Export { key, format, output, include_test } => {
             let tz = config.timezone;
             with_database(&config, move |conn| {
                 Box::pin(async move {
                     let activity = activities::by_key(conn, &key)
                         .await?
                         .ok_or_else(|| AppError::Invalid(format!("no activity with key `{key}`")))?;
-                    let rows = export::rows(conn, activity.id).await?;
+                    let rows = export::rows(conn, activity.id, include_test).await?;
                     let bytes = match format {
                         ExportFormat::Csv => export::csv(&rows, tz)?,
                         ExportFormat::Xlsx => export::xlsx(&rows, tz, &activity.name)?,

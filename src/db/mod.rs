@@ -4,6 +4,7 @@ pub mod access_token;
 pub mod local;
 pub mod messages;
 pub mod settings;
+pub mod transcripts;
 
 use std::time::Duration;
 

@@ -16,3 +16,18 @@ pub async fn get_or_generate(pool: &PgPool, name: &str) -> Result<String, AppErr
         .await?;
     Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(pool).await?)
 }
+
+/// The stored value of `name`, if any.
+pub async fn get(pool: &PgPool, name: &str) -> Result<Option<String>, AppError> {
+    Ok(sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(pool).await?)
+}
+
+/// Stores `value` under `name`, replacing what was there.
+pub async fn set(pool: &PgPool, name: &str, value: &str) -> Result<(), AppError> {
+    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2, updated_at = now()")
+        .bind(name)
+        .bind(value)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

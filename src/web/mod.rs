@@ -36,6 +36,9 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
+        // No other site may frame these pages (clickjacking the admin forms);
+        // the simulator's phone frame is this site framing itself.
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")))
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
         // server sends neither header, so /wechat is unaffected.
         .layer(CsrfLayer::new())
@@ -58,22 +61,39 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The landing page: what this server is, and what to paste into the WeChat
+/// console. The Token and EncodingAESKey are secrets, so only a logged-in
+/// admin sees their values; anyone else learns where they are configured.
 #[derive(Template, WebTemplate)]
 #[template(path = "landing.html")]
 struct Landing {
     wechat_url: String,
-    token_hint: &'static str,
-    mode: &'static str,
+    /// `PUBLIC_URL` still points at this machine, which WeChat cannot reach.
+    local_only: bool,
+    /// `WECHAT_TOKEN` is set (otherwise the development token is in use).
+    token_configured: bool,
+    /// Safe or compatible mode is available (`WECHAT_AES_KEY` is set).
+    encrypted: bool,
+    /// The values, for a logged-in admin only.
+    secrets: Option<Secrets>,
 }
 
-async fn landing(State(state): State<AppState>) -> Landing {
-    Landing {
-        wechat_url: format!("{}/wechat", state.config.public_url),
-        token_hint: if state.config.wechat_token.is_some() {
-            "WECHAT_TOKEN 环境变量中配置的 Token"
-        } else {
-            "开发用 Token（启动时打印在终端里；正式使用请设置 WECHAT_TOKEN）"
-        },
-        mode: if state.cipher.is_some() { "安全模式或兼容模式" } else { "明文模式" },
-    }
+struct Secrets {
+    token: String,
+    aes_key: Option<String>,
+}
+
+async fn landing(State(state): State<AppState>, session: Option<admin::AdminSession>) -> impl IntoResponse {
+    let public_url = &state.config.public_url;
+    let host = public_url.split("://").nth(1).unwrap_or_default();
+    let page = Landing {
+        wechat_url: format!("{public_url}/wechat"),
+        local_only: ["127.", "localhost", "0.0.0.0", "[::1]", "[::]"].iter().any(|local| host.starts_with(local)),
+        token_configured: state.config.wechat_token.is_some(),
+        encrypted: state.cipher.is_some(),
+        secrets: session
+            .map(|_| Secrets { token: state.wechat_token.clone(), aes_key: state.config.wechat_aes_key.clone() }),
+    };
+    // The page varies with the login and may carry secrets: no cache keeps it.
+    ([(header::CACHE_CONTROL, "private, no-store")], page)
 }

@@ -72,6 +72,8 @@ pub enum Event {
 pub struct Envelope {
     pub to_user: Option<String>,
     pub encrypt: Option<String>,
+    /// Only in replies: the signature over `Encrypt`, `TimeStamp` and `Nonce`.
+    pub msg_signature: Option<String>,
 }
 
 impl Message {
@@ -133,6 +135,7 @@ struct RawXml {
     event: Option<String>,
     event_key: Option<String>,
     encrypt: Option<String>,
+    msg_signature: Option<String>,
 }
 
 /// Parses a plaintext message (a plaintext-mode body, a compatible-mode body,
@@ -165,7 +168,11 @@ pub fn parse(xml: &str) -> Result<Message, WechatError> {
 /// the query string announces.
 pub fn parse_envelope(xml: &str) -> Result<Envelope, WechatError> {
     let raw = read(xml)?;
-    Ok(Envelope { to_user: token(raw.to_user_name), encrypt: token(raw.encrypt) })
+    Ok(Envelope {
+        to_user: token(raw.to_user_name),
+        encrypt: token(raw.encrypt),
+        msg_signature: token(raw.msg_signature),
+    })
 }
 
 /// WeChat sends `CLICK`, `VIEW`, `SCAN` in upper case and `subscribe`,
@@ -496,7 +503,7 @@ mod tests {
                     <Encrypt><![CDATA[abc+/=]]></Encrypt>\n</xml>";
         assert_eq!(
             parse_envelope(safe).unwrap(),
-            Envelope { to_user: Some("gh_1".into()), encrypt: Some("abc+/=".into()) }
+            Envelope { to_user: Some("gh_1".into()), encrypt: Some("abc+/=".into()), msg_signature: None }
         );
         // A safe-mode body is not a message.
         assert_eq!(parse(safe), Err(WechatError::MissingField("FromUserName")));
@@ -506,6 +513,9 @@ mod tests {
         assert_eq!(env.encrypt.as_deref(), Some("xyz"));
         assert_eq!(parse(&compatible).unwrap(), parse(TEXT).unwrap());
 
-        assert_eq!(parse_envelope(TEXT).unwrap(), Envelope { to_user: Some("gh_123456789abc".into()), encrypt: None });
+        assert_eq!(
+            parse_envelope(TEXT).unwrap(),
+            Envelope { to_user: Some("gh_123456789abc".into()), encrypt: None, msg_signature: None }
+        );
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod crypto;
+pub mod delivery;
 pub mod menu;
 pub mod message;
 pub mod reply;

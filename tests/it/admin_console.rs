@@ -293,22 +293,28 @@ async fn the_roster_page_imports_a_csv_and_the_audit_log_shows_who_did_what() {
 }
 
 #[tokio::test]
-async fn the_simulator_chats_through_the_real_wechat_route() {
+async fn a_login_returns_to_the_page_asked_for_and_never_off_site() {
     let app = spawn_app().await;
-    let csrf = app.login_admin("henry").await;
-    let a = app.activity("simshow", 10, Window::Open).await;
-    let page = app.get("/admin/simulator").await.text().await.unwrap();
-    assert!(page.contains(&format!("value=\"BOOK_{}\"", a.id)), "the menu bar offers the activity: {page}");
+    app.add_admin("ivy").await;
+    let resp = app.get("/admin/simulator?student=simulator-a").await;
+    assert_eq!(resp.status(), 303);
+    let login = resp.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(login, "/admin/login?next=%2Fadmin%2Fsimulator%3Fstudent%3Dsimulator-a");
+    let page = app.get(&login).await.text().await.unwrap();
+    let next = crate::common::admin::hidden_value(&page, "next").expect("the form remembers where to go");
+    assert_eq!(next, "/admin/simulator?student=simulator-a");
 
-    let (status, page) =
-        app.admin_post("/admin/simulator", &[("csrf", &csrf), ("text", "帮助"), ("transcript", "[]")]).await;
-    assert_eq!(status, 200);
-    assert!(page.contains("抢票 活动代号"), "{page}");
-    let transcript = crate::common::admin::hidden_value(&page, "transcript").unwrap();
-    let click = format!("BOOK_{}", a.id);
-    let (_, page) =
-        app.admin_post("/admin/simulator", &[("csrf", &csrf), ("click", &click), ("transcript", &transcript)]).await;
-    assert!(page.contains("抢票 活动代号"), "the transcript keeps earlier bubbles");
-    assert!(page.contains("还没有绑定学号") && page.contains("target=\"_blank\">点这里绑定</a>"), "{page}");
-    assert_eq!(app.count("SELECT count(*) FROM wechat_messages").await, 2, "both went through /wechat");
+    let log_in = |next: String| {
+        let app = &app;
+        async move {
+            let form = [("username", "ivy"), ("password", PASSWORD), ("next", next.as_str())];
+            let resp = app.http.post(app.url("/admin/login")).form(&form).send().await.unwrap();
+            assert_eq!(resp.status(), 303);
+            resp.headers()["location"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(log_in(next).await, "/admin/simulator?student=simulator-a");
+    for elsewhere in ["//evil.example/admin", "https://evil.example/", "/\\evil.example"] {
+        assert_eq!(log_in(elsewhere.into()).await, "/admin", "{elsewhere}");
+    }
 }

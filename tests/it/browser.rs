@@ -1,7 +1,8 @@
 //! The admin console in a real browser (headless Chromium over WebDriver), as
 //! an organiser uses it: log in, create an activity, upload its poster and
 //! publish it, look at the menu page, check tickets in at the door, download
-//! the ticket list. A screenshot of each step lands in `target/browser-screenshots/`.
+//! the ticket list; and a newcomer trying the product in the simulator. A
+//! screenshot of each step lands in `target/browser-screenshots/<journey>/`.
 //!
 //! Skipped (with a message) where Chromium and chromedriver are not installed,
 //! unless `CI=true`.
@@ -14,6 +15,7 @@ use wechat_ticket::local_time;
 use crate::common::{
     admin::PASSWORD,
     browser::{self, Browser},
+    fixtures::Window,
     spawn_app, wx,
 };
 
@@ -22,7 +24,7 @@ const WHOLE_TEST: Duration = Duration::from_secs(90);
 
 #[tokio::test]
 async fn an_organiser_runs_an_activity_in_the_browser() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start("organiser").await else { return };
     tokio::time::timeout(WHOLE_TEST, journey(&browser)).await.expect("the browser journey within 90 s");
     browser.close().await;
 }
@@ -160,5 +162,75 @@ async fn journey(b: &Browser) {
     assert!(row_text.contains("2 / 100"), "{row_text}");
     b.shot("exported").await;
 
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_newcomer_books_and_cancels_in_the_simulator() {
+    let Some(browser) = Browser::start("simulator").await else { return };
+    tokio::time::timeout(WHOLE_TEST, simulator_journey(&browser)).await.expect("the simulator journey within 90 s");
+    browser.close().await;
+}
+
+async fn simulator_journey(b: &Browser) {
+    let app = spawn_app().await;
+    app.add_admin("newcomer").await;
+    let concert = app.activity("concert", 100, Window::Open).await;
+
+    // The simulator asks for a login first, then comes back to it.
+    b.goto(&app.url("/admin/simulator")).await;
+    b.type_into("#username", "newcomer").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click_and_wait(r#"form[action="/admin/login"] button[type=submit]"#).await;
+    assert_eq!(b.path().await, "/admin/simulator");
+    assert!(b.text(".phone-empty").await.contains("还没有测试学生"));
+
+    // A test student follows the account; the welcome shows in the phone.
+    b.click_and_wait("#new-student-empty").await;
+    let student = b.find("#student-select").await.prop("value").await.unwrap().unwrap_or_default();
+    assert!(student.starts_with("simulator-"), "{student}");
+    b.enter_frame("#phone").await;
+    let chat = b.text("#chat").await;
+    assert!(chat.contains("关注了公众号") && chat.contains("欢迎关注"), "{chat}");
+
+    // The bind link in the reply opens in the phone.
+    b.click_and_wait(r#".wx-bubble a[href^="/bind?"]"#).await;
+    assert_eq!(b.path().await, "/bind");
+    b.type_into("#student_id", "2024010001").await;
+    b.shot("bind-page").await;
+    b.click_and_wait(r#"form[action="/bind"] button[type=submit]"#).await;
+    assert!(b.text("body").await.contains("绑定成功"));
+    b.leave_frame().await;
+    b.shot("bound").await;
+
+    // Back to the chat, then 抢票 › the concert from the menu bar.
+    b.find("#phone-back").await.click().await.expect("back to the chat");
+    b.enter_frame("#phone").await;
+    b.find(".wx-menubar").await;
+    b.find(".wx-menu-parent summary").await.click().await.expect("open 抢票");
+    let book = format!(r#".wx-submenu button[value="BOOK_{}"]"#, concert.id);
+    assert_eq!(b.text(&book).await, concert.name);
+    b.click_and_wait(&book).await;
+    let card = b.text(".wx-news").await;
+    assert!(card.contains(&format!("抢票成功：{}", concert.name)) && card.contains("新清华学堂"), "{card}");
+    b.leave_frame().await;
+    let readme = b.shot_of(".simulator", "ticket-card").await;
+    b.shot("ticket-card-page").await;
+
+    // The card opens the ticket page with its QR code, in the phone; cancel there.
+    b.enter_frame("#phone").await;
+    b.click_and_wait(".wx-news").await;
+    assert!(b.path().await.starts_with("/tickets/"));
+    assert!(!b.find_all(".qr svg").await.is_empty(), "the QR code on the ticket page");
+    assert!(b.text("body").await.contains("2024010001"));
+    b.leave_frame().await;
+    b.shot("ticket-page").await;
+    b.enter_frame("#phone").await;
+    b.click_and_wait(r#"form[action$="/cancel"] button[type=submit]"#).await;
+    assert!(b.text("body").await.contains("已退"), "the ticket page after cancelling");
+    assert_eq!(app.live_tickets(concert.id).await, 0, "the place is free again");
+    b.leave_frame().await;
+    b.shot("cancelled").await;
+    eprintln!("simulator screenshot for the README: {}", readme.display());
     app.stop().await;
 }

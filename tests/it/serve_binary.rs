@@ -10,10 +10,10 @@ use std::{
 
 use wechat_ticket::wechat::signature;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wechat-ticket");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_wechat-ticket");
 
 /// Kills the server if a test fails half-way, so no orphan outlives the test.
-struct Server(Option<Child>);
+pub(crate) struct Server(pub(crate) Option<Child>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -38,7 +38,7 @@ fn start(data_dir: &Path, port: u16) -> Server {
     Server(Some(child))
 }
 
-async fn wait_healthy(port: u16) {
+pub(crate) async fn wait_healthy(port: u16) {
     wechat_ticket::install_crypto_provider();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -52,7 +52,7 @@ async fn wait_healthy(port: u16) {
     }
 }
 
-fn terminate(mut server: Server) {
+pub(crate) fn terminate(mut server: Server) {
     let mut child = server.0.take().expect("a running server");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -62,7 +62,7 @@ fn terminate(mut server: Server) {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -211,46 +211,4 @@ fn tempdir() -> std::path::PathBuf {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn serve_demo_seeds_activities_and_an_admin_who_can_log_in() {
-    use std::io::{BufRead, BufReader};
-    let data = tempdir();
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .env_remove("DATABASE_URL")
-        .env("DATA_DIR", &data)
-        .env("LISTEN", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .args(["serve", "--demo"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(Some(child));
-    // Keep draining stdout for the server's whole life: a closed pipe would fail its prints.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("password `").nth(1) {
-                let _ = tx.send(rest.split('`').next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let password = rx.recv_timeout(Duration::from_secs(60)).expect("the demo admin's password is printed");
-    wait_healthy(port).await;
-    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
-    let login = http
-        .post(format!("http://127.0.0.1:{port}/admin/login"))
-        .form(&[("username", "admin"), ("password", password.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 200, "followed the redirect to /admin");
-    let page = login.text().await.unwrap();
-    assert!(page.contains("新年音乐会") && page.contains("露天电影之夜"), "{page}");
-    terminate(server);
-    let _ = std::fs::remove_dir_all(&data);
 }

@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{DefaultBodyLimit, Multipart, Path, State},
+    extract::{DefaultBodyLimit, Multipart, Path, Query, State},
     http::StatusCode,
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -62,16 +62,41 @@ struct Row {
     start_at: String,
 }
 
+/// `?test=1`: count (and export) the simulator's test tickets too.
+#[derive(Deserialize, Default)]
+pub struct TestTickets {
+    #[serde(default)]
+    test: String,
+}
+
+impl TestTickets {
+    pub fn included(&self) -> bool {
+        self.test == "1"
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/activities.html")]
 struct ListPage {
     session: AdminSession,
     rows: Vec<Row>,
+    include_test: bool,
 }
 
-async fn list(State(state): State<AppState>, session: AdminSession) -> Result<ListPage, AppError> {
+impl ListPage {
+    fn any_simulated(&self) -> bool {
+        self.rows.iter().any(|r| r.s.simulated > 0)
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Query(asked): Query<TestTickets>,
+) -> Result<ListPage, AppError> {
     let tz = state.config.timezone;
-    let rows = activities::summaries(&mut *state.pool.acquire().await?)
+    let include_test = asked.included();
+    let rows = activities::summaries(&mut *state.pool.acquire().await?, include_test)
         .await?
         .into_iter()
         .map(|s| Row {
@@ -80,7 +105,7 @@ async fn list(State(state): State<AppState>, session: AdminSession) -> Result<Li
             s,
         })
         .collect();
-    Ok(ListPage { session, rows })
+    Ok(ListPage { session, rows, include_test })
 }
 
 /// What the admin typed, kept as typed so a refused form comes back intact.

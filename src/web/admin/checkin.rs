@@ -48,7 +48,7 @@ async fn page(
 ) -> Result<CheckinPage, AppError> {
     let mut conn = state.pool.acquire().await?;
     let activity = activities::by_id(&mut conn, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let (booked, checked_in) = checkin::counts(&mut conn, activity.id).await?;
+    let (booked, checked_in) = checkin::counts(&mut conn, activity.id, false).await?;
     Ok(CheckinPage { session, activity, booked, checked_in, verdict: None })
 }
 
@@ -86,7 +86,7 @@ async fn check_in(
         CheckinOutcome::UnknownTicket => bad("没有这张票", "票号无效，请让同学重新打开电子票".into()),
         CheckinOutcome::NoTicketForStudent(id) => bad("没有票", format!("学号 {id} 没有本活动的票")),
     };
-    let (booked, checked_in) = checkin::counts(&mut tx, activity.id).await?;
+    let (booked, checked_in) = checkin::counts(&mut tx, activity.id, false).await?;
     tx.commit().await?;
     Ok(CheckinPage { session, activity, booked, checked_in, verdict: Some(verdict) })
 }

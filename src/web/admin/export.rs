@@ -2,7 +2,7 @@
 
 use axum::{
     Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::header,
     response::{IntoResponse, Response},
     routing::get,
@@ -17,14 +17,15 @@ use crate::{
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/admin/activities/{id}/export.csv", get(async |st, se, id| download(st, se, id, "csv").await))
-        .route("/admin/activities/{id}/export.xlsx", get(async |st, se, id| download(st, se, id, "xlsx").await))
+        .route("/admin/activities/{id}/export.csv", get(async |st, se, id, q| download(st, se, id, q, "csv").await))
+        .route("/admin/activities/{id}/export.xlsx", get(async |st, se, id, q| download(st, se, id, q, "xlsx").await))
 }
 
 async fn download(
     State(state): State<AppState>,
     session: AdminSession,
     Path(id): Path<String>,
+    Query(asked): Query<super::activities::TestTickets>,
     extension: &'static str,
 ) -> Result<Response, AppError> {
     let content_type = match extension {
@@ -33,7 +34,7 @@ async fn download(
     };
     let mut conn = state.pool.acquire().await?;
     let activity = activities::by_id(&mut conn, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let rows = export::rows(&mut conn, activity.id).await?;
+    let rows = export::rows(&mut conn, activity.id, asked.included()).await?;
     let tz = state.config.timezone;
     let bytes = if extension == "csv" { export::csv(&rows, tz)? } else { export::xlsx(&rows, tz, &activity.name)? };
     audit::record(&mut conn, &session.admin.username, "导出票务名单", &format!("{} {extension}", activity.key)).await?;

@@ -6,7 +6,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
@@ -29,13 +29,38 @@ pub fn router() -> Router<AppState> {
 struct LoginPage {
     username: String,
     error: Option<&'static str>,
+    next: String,
 }
 
-async fn login_page(session: Option<AdminSession>) -> Response {
-    if session.is_some() {
-        return Redirect::to("/admin").into_response();
+/// The login page, remembering where to go afterwards.
+pub fn login_url(next: &str) -> String {
+    if next == "/admin" {
+        return "/admin/login".into();
     }
-    LoginPage { username: String::new(), error: None }.into_response()
+    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("next", next).finish();
+    format!("/admin/login?{query}")
+}
+
+/// Where to go after logging in: a page of the console (or the landing page,
+/// which shows admins the Token), never another site (`//evil.example` and
+/// `/\evil.example` are other sites to a browser).
+fn safe_next(next: &str) -> &str {
+    let console = next == "/" || next == "/admin" || next.starts_with("/admin/") || next.starts_with("/admin?");
+    if console && !next.contains('\\') && !next.chars().any(char::is_control) { next } else { "/admin" }
+}
+
+#[derive(Deserialize, Default)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_page(session: Option<AdminSession>, Query(q): Query<NextQuery>) -> Response {
+    let next = safe_next(&q.next).to_string();
+    if session.is_some() {
+        return Redirect::to(&next).into_response();
+    }
+    LoginPage { username: String::new(), error: None, next }.into_response()
 }
 
 #[derive(Deserialize)]
@@ -44,6 +69,8 @@ struct LoginForm {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    next: String,
 }
 
 async fn login(
@@ -53,17 +80,18 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let username = form.username.trim().to_string();
+    let next = safe_next(&form.next).to_string();
     // The peer address: a reverse proxy in front makes this the proxy's, which
     // then throttles everyone behind it together (per-account throttling still holds).
     let address = peer.ip().to_string();
     let mut conn = state.pool.acquire().await?;
     if throttle::is_throttled(&mut conn, &username, &address).await? {
-        let page = LoginPage { username, error: Some("登录失败次数太多，请 15 分钟后再试。") };
+        let page = LoginPage { username, error: Some("登录失败次数太多，请 15 分钟后再试。"), next };
         return Ok((StatusCode::TOO_MANY_REQUESTS, page).into_response());
     }
     let Some(admin) = accounts::check_password(&mut conn, &username, &form.password).await? else {
         throttle::record_failure(&mut conn, &username, &address).await?;
-        let page = LoginPage { username, error: Some("用户名或密码错误。") };
+        let page = LoginPage { username, error: Some("用户名或密码错误。"), next };
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     throttle::clear(&mut conn, &admin.username).await?;
@@ -78,7 +106,7 @@ async fn login(
         "{COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         sessions::LIFETIME_HOURS * 3600
     );
-    Ok(([(header::SET_COOKIE, set_cookie)], Redirect::to("/admin")).into_response())
+    Ok(([(header::SET_COOKIE, set_cookie)], Redirect::to(&next)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -101,4 +129,28 @@ async fn logout(
     audit::record(&mut conn, &session.admin.username, "退出登录", "").await?;
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
     Ok(([(header::SET_COOKIE, clear)], Redirect::to("/admin/login")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{login_url, safe_next};
+
+    #[test]
+    fn after_login_only_console_pages() {
+        for kept in
+            ["/", "/admin", "/admin/simulator", "/admin/simulator?student=simulator-a&menu=pushed", "/admin?test=1"]
+        {
+            assert_eq!(safe_next(kept), kept);
+        }
+        for refused in
+            ["", "//evil.example/admin", "/\\evil.example", "https://evil.example/admin", "/administrator", "/admin/\n"]
+        {
+            assert_eq!(safe_next(refused), "/admin", "{refused:?}");
+        }
+        assert_eq!(login_url("/admin"), "/admin/login");
+        assert_eq!(
+            login_url("/admin/simulator?student=a&menu=pushed"),
+            "/admin/login?next=%2Fadmin%2Fsimulator%3Fstudent%3Da%26menu%3Dpushed"
+        );
+    }
 }

@@ -125,6 +125,7 @@ async fn compose_or_push(
         }
     };
     page.preview = Some((Bar::of(&composed), composed.to_pretty_json()));
+    menu::remember_composed(&state.pool, &composed).await?;
     if push {
         let pushed = match menu::wechat_api(&state.config, state.pool.clone()) {
             Ok(api) => menu::push(&api, &composed).await,
@@ -132,6 +133,7 @@ async fn compose_or_push(
         };
         match pushed {
             Ok(()) => {
+                menu::remember_pushed(&state.pool, &composed).await?;
                 let names: Vec<&str> = chosen.iter().map(|a| a.key.as_str()).collect();
                 audit::record(
                     &mut *state.pool.acquire().await?,

@@ -81,7 +81,11 @@ impl FromRequestParts<AppState> for AdminSession {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match <AdminSession as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await {
             Ok(Some(session)) => Ok(session),
-            Ok(None) => Err(Redirect::to("/admin/login").into_response()),
+            // After logging in, the admin lands on the page they asked for.
+            Ok(None) => {
+                Err(Redirect::to(&login::login_url(parts.uri.path_and_query().map_or("/admin", |p| p.as_str())))
+                    .into_response())
+            }
             Err(e) => Err(e.into_response()),
         }
     }

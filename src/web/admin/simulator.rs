@@ -1,164 +1,332 @@
 //! The simulator: an admin chats as a test student through the real `/wechat`
-//! route (signed XML over HTTP to this server), with the menu bar students
-//! would see, and the replies drawn as WeChat draws them.
+//! route — signed (and in safe mode encrypted) XML over HTTP to this very
+//! instance, de-duplication and all — with the menu bar students see, and the
+//! replies drawn as WeChat draws them.
+//!
+//! The page is a phone frame around an iframe: the chat screen loads in it,
+//! and the links in replies (bind page, ticket page) open in it too, as they
+//! do in WeChat's own browser.
+
+use std::{
+    sync::{
+        LazyLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::{Form, Router, extract::State, routing::get};
+use axum::{
+    Form, Router,
+    extract::{Query, State},
+    response::Redirect,
+    routing::{get, post},
+};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{AdminSession, menu::Bar};
 use crate::{
     AppState,
+    booking::students::{TEST_OPENID_PREFIX, is_test},
+    db::transcripts::{self, Entry, TestStudent},
     error::AppError,
     menu,
     wechat::{
+        delivery::{self, UserAction},
         reply::{self, Reply},
-        signature,
     },
 };
 
-/// Bubbles kept in the page (the transcript travels in a hidden field; nothing is stored).
-const TRANSCRIPT_LIMIT: usize = 30;
+/// Lines of chat the phone shows.
+const SHOWN: i64 = 60;
+/// WeChat caps a text message near this; longer is not something a phone sends.
+const MAX_TEXT_CHARS: usize = 600;
+/// WeChat's limit for a menu button's key.
+const MAX_KEY_BYTES: usize = 128;
+/// The account name the test messages are addressed to (WeChat's `ToUserName`).
+const ACCOUNT: &str = "gh_simulator";
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/simulator", get(page).post(send))
+    Router::new()
+        .route("/admin/simulator", get(page))
+        .route("/admin/simulator/students", post(new_student))
+        .route("/admin/simulator/chat", get(chat).post(send))
 }
 
-#[derive(Serialize, Deserialize, Clone, Default)]
-struct Bubble {
-    mine: bool,
-    text: String,
+/// Which test student, and which menu bar: the one composed on the menu page
+/// (`composed`, the default) or the one last pushed to WeChat (`pushed`).
+#[derive(Deserialize, Default, Clone)]
+struct Phone {
     #[serde(default)]
-    title: String,
+    student: String,
     #[serde(default)]
-    url: String,
-    #[serde(default)]
-    pic_url: String,
+    menu: String,
 }
 
-impl Bubble {
-    fn is_news(&self) -> bool {
-        !self.title.is_empty()
+impl Phone {
+    fn pushed(&self) -> bool {
+        self.menu == "pushed"
     }
-    /// The text as HTML: escaped, with the reply's own `<a href>` links kept as links.
-    fn html(&self) -> String {
-        text_html(&self.text)
+
+    /// The test student, refused unless it is one: the simulator must never
+    /// speak for a real WeChat user.
+    fn openid(&self) -> Result<&str, AppError> {
+        let id = self.student.as_str();
+        let well_formed = id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if is_test(id) && id.len() > TEST_OPENID_PREFIX.len() && well_formed {
+            Ok(id)
+        } else {
+            Err(AppError::Invalid("只能以模拟器的测试学生身份发消息。".into()))
+        }
     }
+
+    fn chat_url(&self) -> String {
+        let menu = if self.pushed() { "&menu=pushed" } else { "" };
+        format!("/admin/simulator/chat?student={}{menu}", self.student)
+    }
+}
+
+/// The menu bar of the chat, and whether the other one (composed or pushed) differs.
+struct Menus {
+    bar: Bar,
+    /// The last pushed menu differs from the composed one (so there is a choice).
+    differ: bool,
+    /// A menu was pushed from this server at some time.
+    ever_pushed: bool,
+}
+
+async fn menus(state: &AppState, phone: &Phone) -> Result<Menus, AppError> {
+    let composed = menu::composed(&state.pool).await?;
+    let pushed = menu::last_pushed(&state.pool).await?;
+    let differ = pushed.as_ref().is_some_and(|p| *p != composed);
+    let shown = match (&pushed, phone.pushed()) {
+        (Some(p), true) => p,
+        _ => &composed,
+    };
+    Ok(Menus { bar: Bar::of(shown), differ, ever_pushed: pushed.is_some() })
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/simulator.html")]
 struct SimulatorPage {
     session: AdminSession,
-    openid: String,
-    bubbles: Vec<Bubble>,
-    transcript: String,
-    menu: Bar,
+    students: Vec<TestStudent>,
+    phone: Phone,
+    chat_url: Option<String>,
+    menus: Menus,
+    encrypted: bool,
 }
 
-/// The bar students would see: the menu composed by default (as the menu page does).
-async fn menu_bar(state: &AppState) -> Result<Bar, AppError> {
-    let chosen = menu::default_choice(&mut *state.pool.acquire().await?).await?;
-    Ok(Bar::of(&menu::compose(&chosen)?))
+async fn page(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Query(mut phone): Query<Phone>,
+) -> Result<SimulatorPage, AppError> {
+    let students = transcripts::test_students(&state.pool).await?;
+    if phone.student.is_empty()
+        && let Some(latest) = students.first()
+    {
+        phone.student = latest.openid.clone();
+    }
+    let chat_url = if phone.student.is_empty() { None } else { Some(phone.openid().map(|_| phone.chat_url())?) };
+    let menus = menus(&state, &phone).await?;
+    Ok(SimulatorPage { session, students, phone, chat_url, menus, encrypted: state.cipher.is_some() })
 }
 
-fn openid_for(session: &AdminSession) -> String {
-    format!("simulator-{}", session.admin.username)
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn page(State(state): State<AppState>, session: AdminSession) -> Result<SimulatorPage, AppError> {
-    let menu = menu_bar(&state).await?;
-    Ok(SimulatorPage { openid: openid_for(&session), session, bubbles: vec![], transcript: "[]".into(), menu })
+/// A new test student follows the account, as a newcomer's first step would be.
+async fn new_student(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Form(form): Form<CsrfForm>,
+) -> Result<Redirect, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let suffix: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(8)
+        .map(|c| char::from(c).to_ascii_lowercase())
+        .collect();
+    let phone = Phone { student: format!("{TEST_OPENID_PREFIX}{suffix}"), menu: String::new() };
+    say(&state, phone.openid()?, UserAction::Subscribe).await?;
+    Ok(Redirect::to(&format!("/admin/simulator?student={}", phone.student)))
+}
+
+/// One line of chat, ready to draw.
+struct Line {
+    kind: String,
+    html: String,
+    title: String,
+    url: String,
+    pic_url: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/simulator_chat.html")]
+struct ChatScreen {
+    session: AdminSession,
+    phone: Phone,
+    lines: Vec<Line>,
+    bar: Bar,
+}
+
+async fn chat(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Query(phone): Query<Phone>,
+) -> Result<ChatScreen, AppError> {
+    let openid = phone.openid()?;
+    let base = state.config.public_url.trim_end_matches('/');
+    let lines = transcripts::recent(&state.pool, openid, SHOWN)
+        .await?
+        .into_iter()
+        .map(|e| Line {
+            html: text_html(&e.body, base),
+            url: local_link(&e.url, base),
+            pic_url: local_link(&e.pic_url, base),
+            kind: e.kind,
+            title: e.title,
+        })
+        .collect();
+    let bar = menus(&state, &phone).await?.bar;
+    Ok(ChatScreen { session, phone, lines, bar })
 }
 
 #[derive(Deserialize)]
 struct SendForm {
     #[serde(default)]
     csrf: String,
+    #[serde(flatten)]
+    phone: Phone,
     #[serde(default)]
     text: String,
     #[serde(default)]
     click: String,
+    /// The button's label, for the line that says what was tapped.
     #[serde(default)]
-    transcript: String,
+    label: String,
 }
 
+/// Sends what the admin typed or tapped, then shows the chat again (a reload
+/// of the chat does not send twice).
 async fn send(
     State(state): State<AppState>,
     session: AdminSession,
     Form(form): Form<SendForm>,
-) -> Result<SimulatorPage, AppError> {
+) -> Result<Redirect, AppError> {
     session.check_csrf(&form.csrf)?;
-    let openid = openid_for(&session);
-    let mut bubbles: Vec<Bubble> = serde_json::from_str(&form.transcript).unwrap_or_default();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let (xml, said) = if !form.click.is_empty() {
-        let xml = format!(
-            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{now}</CreateTime>\
-             <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[CLICK]]></Event><EventKey>{}</EventKey></xml>",
-            reply::cdata("gh_simulator"),
-            reply::cdata(&openid),
-            reply::cdata(&form.click)
-        );
-        (xml, format!("[菜单] {}", form.click))
-    } else if !form.text.trim().is_empty() {
-        let msg_id: u64 = rand::rng().random_range(1..u64::MAX / 2);
-        let xml = format!(
-            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{now}</CreateTime>\
-             <MsgType><![CDATA[text]]></MsgType><Content>{}</Content><MsgId>{msg_id}</MsgId></xml>",
-            reply::cdata("gh_simulator"),
-            reply::cdata(&openid),
-            reply::cdata(&form.text)
-        );
-        (xml, form.text.clone())
+    let openid = form.phone.openid()?;
+    let action = if !form.click.is_empty() {
+        if form.click.len() > MAX_KEY_BYTES {
+            return Err(AppError::Invalid("菜单按钮的 key 太长。".into()));
+        }
+        Some(UserAction::Click { key: form.click.clone() })
+    } else if form.text.trim().is_empty() {
+        None
+    } else if form.text.chars().count() > MAX_TEXT_CHARS {
+        return Err(AppError::Invalid(format!("消息太长：最多 {MAX_TEXT_CHARS} 个字。")));
     } else {
-        let menu = menu_bar(&state).await?;
-        let transcript = serde_json::to_string(&bubbles).unwrap_or_else(|_| "[]".into());
-        return Ok(SimulatorPage { session, openid, bubbles, transcript, menu });
+        Some(UserAction::Text { content: form.text.clone(), msg_id: rand::rng().random_range(1..i64::MAX as u64) })
     };
-    bubbles.push(Bubble { mine: true, text: said, ..Bubble::default() });
-    bubbles.push(match post_to_wechat(&state, xml).await {
-        Ok(Reply::Text(text)) => Bubble { text, ..Bubble::default() },
-        Ok(Reply::News(a)) => Bubble {
-            text: a.description,
+    if let Some(action) = action {
+        let tapped = (!form.label.is_empty()).then_some(form.label.as_str());
+        say_as(&state, openid, action, tapped).await?;
+    }
+    Ok(Redirect::to(&format!("{}#latest", form.phone.chat_url())))
+}
+
+async fn say(state: &AppState, openid: &str, action: UserAction) -> Result<(), AppError> {
+    say_as(state, openid, action, None).await
+}
+
+/// Writes the student's side of the chat, delivers it to `/wechat` and writes the reply.
+async fn say_as(state: &AppState, openid: &str, action: UserAction, tapped: Option<&str>) -> Result<(), AppError> {
+    let mine = match &action {
+        UserAction::Text { content, .. } => Entry::of("sent", content.clone()),
+        UserAction::Click { key } => Entry::of("action", format!("点击菜单「{}」", tapped.unwrap_or(key))),
+        UserAction::Subscribe => Entry::of("action", "关注了公众号"),
+    };
+    transcripts::add(&state.pool, openid, &mine).await?;
+    let answer = match deliver(state, openid, &action).await {
+        Ok(Reply::Text(text)) => Entry::of("text", text),
+        Ok(Reply::News(a)) => Entry {
+            kind: "news".into(),
+            body: a.description,
             title: a.title,
             url: a.url,
             pic_url: a.pic_url.unwrap_or_default(),
-            ..Bubble::default()
         },
-        Ok(Reply::Success) => Bubble { text: "（公众号没有回复）".into(), ..Bubble::default() },
-        Err(e) => Bubble { text: format!("（发送失败：{e}）"), ..Bubble::default() },
-    });
-    let keep = bubbles.len().saturating_sub(TRANSCRIPT_LIMIT);
-    bubbles.drain(..keep);
-    let transcript = serde_json::to_string(&bubbles).unwrap_or_else(|_| "[]".into());
-    let menu = menu_bar(&state).await?;
-    Ok(SimulatorPage { session, openid, bubbles, transcript, menu })
+        // WeChat shows nothing for `success`; say so, or the admin waits for a reply.
+        Ok(Reply::Success) => Entry::of("action", "公众号没有回复"),
+        Err(why) => Entry::of("action", format!("发送失败：{why}")),
+    };
+    transcripts::add(&state.pool, openid, &answer).await
 }
 
-/// Sends a signed message to this server's own `/wechat`, as WeChat would.
-async fn post_to_wechat(state: &AppState, xml: String) -> Result<Reply, AppError> {
-    let mut addr = state.config.listen;
+/// WeChat stamps events in whole seconds and de-duplicates them by sender,
+/// second and key, so two taps of one button in a second would count as one
+/// retried delivery. A phone's taps are distinct, so each gets its own second
+/// (running ahead of the clock by a second or two in a burst).
+fn create_time() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let previous = LAST.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)));
+    now.max(previous.unwrap_or(now) + 1)
+}
+
+/// Talks to this instance over HTTP: bound here, not through PUBLIC_URL, which
+/// may point at a proxy or at an address this machine cannot reach.
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(|| {
+    reqwest::Client::builder().timeout(Duration::from_secs(6)).no_proxy().build().expect("a plain HTTP client builds")
+});
+
+/// Posts `action` to this instance's `/wechat` exactly as WeChat's server
+/// would, and reads the passive reply as WeChat would.
+async fn deliver(state: &AppState, openid: &str, action: &UserAction) -> Result<Reply, String> {
+    let mut addr = *state.local_addr.get().ok_or("服务器还没有开始监听")?;
     if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
-    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-    let nonce = rand::rng().random_range(100_000_000u32..999_999_999).to_string();
-    let sig = signature::sign(&[&state.wechat_token, &timestamp, &nonce]);
-    let url = format!("http://{addr}/wechat?signature={sig}&timestamp={timestamp}&nonce={nonce}");
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(6))
-        .build()
-        .map_err(|e| AppError::Internal(e.to_string()))?;
-    let resp = client.post(url).body(xml).send().await.map_err(|e| AppError::Internal(e.to_string()))?;
-    let status = resp.status();
-    let body = resp.text().await.map_err(|e| AppError::Internal(e.to_string()))?;
+    let now = create_time();
+    let timestamp = now.to_string();
+    let nonce = rand::rng().random_range(100_000_000u32..1_000_000_000).to_string();
+    let xml = delivery::message_xml(ACCOUNT, openid, action, now);
+    let token = state.wechat_token.as_str();
+    let sent = delivery::deliver(token, state.cipher.as_ref(), ACCOUNT, &xml, &timestamp, &nonce);
+    let response = CLIENT
+        .post(format!("http://{addr}/wechat?{}", sent.query))
+        .header(reqwest::header::CONTENT_TYPE, "text/xml")
+        .body(sent.body)
+        .send()
+        .await
+        .map_err(|e| format!("连接 /wechat 失败（{e}）"))?;
+    let status = response.status();
+    let body = response.text().await.map_err(|e| format!("读取回复失败（{e}）"))?;
     if !status.is_success() {
-        return Err(AppError::Internal(format!("HTTP {status}")));
+        return Err(format!("/wechat 回答 HTTP {status}：{}", body.chars().take(200).collect::<String>()));
     }
-    reply::parse(&body).ok_or_else(|| AppError::Internal("无法解析的回复".into()))
+    let plain = delivery::open_reply(token, state.cipher.as_ref(), &body, &timestamp, &nonce)
+        .map_err(|e| format!("回复无法解密或签名不对（{e}）"))?;
+    reply::parse(&plain).ok_or_else(|| "无法解析的回复".to_string())
+}
+
+/// A link of this server, made relative, so it opens in the phone frame
+/// whatever address the admin reached the console by.
+fn local_link(url: &str, base: &str) -> String {
+    match url.strip_prefix(base) {
+        Some(path) if path.starts_with('/') => path.to_string(),
+        _ => url.to_string(),
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -167,7 +335,7 @@ fn escape(text: &str) -> String {
 
 /// Escapes a text reply, turning back into links only `<a href="http…">label</a>`,
 /// the one piece of markup WeChat itself renders in text messages.
-fn text_html(text: &str) -> String {
+fn text_html(text: &str, base: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("<a href=\"") {
@@ -179,7 +347,7 @@ fn text_html(text: &str) -> String {
         match parsed {
             Some((url, label, tail)) => {
                 out.push_str(&escape(&rest[..start]));
-                out.push_str(&format!("<a href=\"{}\" target=\"_blank\">{}</a>", escape(url), escape(label)));
+                out.push_str(&format!("<a href=\"{}\">{}</a>", escape(&local_link(url, base)), escape(label)));
                 rest = tail;
             }
             None => {
@@ -194,18 +362,34 @@ fn text_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::text_html;
+    use super::{Phone, local_link, text_html};
 
     #[test]
-    fn only_reply_links_survive_as_markup() {
+    fn only_reply_links_survive_as_markup_and_this_servers_become_relative() {
+        let base = "https://ticket.example.edu";
         assert_eq!(
-            text_html("请<a href=\"http://x/bind?o=1&e=2\">点这里</a>。\n<b>"),
-            "请<a href=\"http://x/bind?o=1&amp;e=2\" target=\"_blank\">点这里</a>。<br>&lt;b&gt;"
+            text_html("请<a href=\"https://ticket.example.edu/bind?o=1&e=2\">点这里</a>。\n<b>", base),
+            "请<a href=\"/bind?o=1&amp;e=2\">点这里</a>。<br>&lt;b&gt;"
         );
         assert_eq!(
-            text_html("<a href=\"javascript:alert(1)\">x</a>"),
+            text_html("<a href=\"http://other.example/x\">x</a>", base),
+            "<a href=\"http://other.example/x\">x</a>"
+        );
+        assert_eq!(
+            text_html("<a href=\"javascript:alert(1)\">x</a>", base),
             "&lt;a href=&quot;javascript:alert(1)&quot;&gt;x&lt;/a&gt;"
         );
-        assert_eq!(text_html("<script>"), "&lt;script&gt;");
+        assert_eq!(text_html("<script>", base), "&lt;script&gt;");
+        // A look-alike host is not this server.
+        assert_eq!(local_link("https://ticket.example.edu.evil/t/1", base), "https://ticket.example.edu.evil/t/1");
+    }
+
+    #[test]
+    fn only_test_students_can_be_spoken_for() {
+        let phone = |s: &str| Phone { student: s.into(), menu: String::new() };
+        assert_eq!(phone("simulator-ab12").openid().unwrap(), "simulator-ab12");
+        for refused in ["oABCDEF123", "simulator-", "simulator-a&b=c", "", "simulator-<x>"] {
+            assert!(phone(refused).openid().is_err(), "{refused}");
+        }
     }
 }

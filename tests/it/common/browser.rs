@@ -42,9 +42,9 @@ const CHROMIUM_FLAGS: &[&str] = &[
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// Where the screenshots go: `target/browser-screenshots` in the package.
-pub fn screenshot_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("browser-screenshots")
+/// Where a journey's screenshots go: `target/browser-screenshots/<journey>` in the package.
+pub fn screenshot_dir(journey: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("browser-screenshots").join(journey)
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -117,6 +117,7 @@ pub struct Browser {
     pub downloads: PathBuf,
     /// Screenshots taken so far (their files are numbered in order).
     shots: AtomicU32,
+    shots_dir: PathBuf,
     // Dropped after `client` (fields drop in order): kills the browser, then removes its files.
     driver: Driver,
     scratch: Scratch,
@@ -135,7 +136,8 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium. `None` when they are not
     /// installed (the caller skips its test), except under `CI=true`, where
     /// that is a failure.
-    pub async fn start() -> Option<Browser> {
+    /// A browser for the journey named `journey` (its screenshots' folder).
+    pub async fn start(journey: &str) -> Option<Browser> {
         let (Some(chromium), Some(chromedriver)) = (find_chromium(), on_path("chromedriver")) else {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
@@ -157,7 +159,7 @@ impl Browser {
         let downloads = scratch.0.join("downloads");
         fs::create_dir_all(&profile).unwrap();
         fs::create_dir_all(&downloads).unwrap();
-        let shots = screenshot_dir();
+        let shots = screenshot_dir(journey);
         fs::create_dir_all(&shots).unwrap();
         // Old screenshots would be mistaken for this run's.
         for entry in fs::read_dir(&shots).unwrap().flatten() {
@@ -193,7 +195,7 @@ impl Browser {
             tokio::time::timeout(3 * WAIT, connect).await.expect("a Chromium session within 30 s").unwrap_or_else(
                 |e| panic!("start a Chromium session: {e}; see {}", shots.join("chromedriver.log").display()),
             );
-        Some(Browser { client, downloads, shots: AtomicU32::new(0), driver, scratch })
+        Some(Browser { client, downloads, shots: AtomicU32::new(0), shots_dir: shots, driver, scratch })
     }
 
     /// Ends the WebDriver session (Chromium quits); dropping then stops chromedriver.
@@ -205,18 +207,41 @@ impl Browser {
         self.client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
-    /// The current URL's path.
+    /// The path of the page in the current frame (WebDriver's current URL is
+    /// always the top-level page's, even inside an iframe).
     pub async fn path(&self) -> String {
-        self.client.current_url().await.unwrap().path().to_string()
+        match self.client.execute("return location.pathname;", vec![]).await {
+            Ok(Value::String(path)) => path,
+            other => panic!("the current path: {other:?}"),
+        }
     }
 
     /// Saves a screenshot as `target/browser-screenshots/NN-name.png`; returns its path.
     pub async fn shot(&self, name: &str) -> PathBuf {
         let n = self.shots.fetch_add(1, Ordering::Relaxed) + 1;
-        let path = screenshot_dir().join(format!("{n:02}-{name}.png"));
+        let path = self.shots_dir.join(format!("{n:02}-{name}.png"));
         let png = self.client.screenshot().await.expect("screenshot");
         fs::write(&path, png).unwrap();
         path
+    }
+
+    /// Saves a screenshot of just the element matching `css` (in the current frame).
+    pub async fn shot_of(&self, css: &str, name: &str) -> PathBuf {
+        let n = self.shots.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = self.shots_dir.join(format!("{n:02}-{name}.png"));
+        let png = self.find(css).await.screenshot().await.expect("element screenshot");
+        fs::write(&path, png).unwrap();
+        path
+    }
+
+    /// Switches into the `<iframe>` matching `css`: later finds and clicks happen inside it.
+    pub async fn enter_frame(&self, css: &str) {
+        self.find(css).await.enter_frame().await.unwrap_or_else(|e| panic!("enter the frame {css}: {e}"));
+    }
+
+    /// Back from a frame to the page around it.
+    pub async fn leave_frame(&self) {
+        self.client.enter_parent_frame().await.expect("leave the frame");
     }
 
     /// Saves a screenshot of the page as it is, then panics with `message`.

@@ -1,0 +1,178 @@
+//! `serve --demo` as an operator runs it: the real binary, twice in a row on
+//! one database. The demo shows its three states after each run, the admin's
+//! password is printed once and logs in, and nothing is duplicated.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use time::OffsetDateTime;
+use wechat_ticket::booking::{
+    activities,
+    tickets::{self, CancelOutcome, TicketRef},
+};
+
+use crate::{
+    common::{TestApp, admin::csrf_in, spawn_app},
+    serve_binary::{BIN, Server, free_port, terminate, wait_healthy},
+};
+
+/// A running `serve --demo` and what it printed up to "listening".
+struct DemoRun {
+    server: Server,
+    port: u16,
+    printed: Vec<String>,
+}
+
+async fn serve_demo(app: &TestApp) -> DemoRun {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", app.database_url())
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("PUBLIC_URL")
+        .env_remove("WECHAT_TOKEN")
+        .env("RUST_LOG", "warn")
+        .args(["serve", "--demo"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run wechat-ticket serve --demo");
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(Some(child));
+    // Keep draining stdout for the server's whole life: a closed pipe would fail its prints.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no `listening` line; printed: {printed:#?}"));
+        let listening = line.contains("listening on");
+        printed.push(line);
+        if listening {
+            break;
+        }
+    }
+    wait_healthy(port).await;
+    DemoRun { server, port, printed }
+}
+
+fn printed_password(printed: &[String]) -> Option<String> {
+    let line = printed.iter().find(|l| l.starts_with("demo admin:") && l.contains("password `"))?;
+    Some(line.split("password `").nth(1)?.split('`').next()?.to_string())
+}
+
+/// What the database says about the demo, checked the same after every run.
+struct DemoState {
+    ids: Vec<(String, i64)>,
+    demo_students: i64,
+    tickets: i64,
+}
+
+async fn assert_three_states(app: &TestApp) -> DemoState {
+    let mut conn = app.pool.acquire().await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let demo: Vec<_> =
+        activities::all(&mut conn).await.unwrap().into_iter().filter(|a| a.key.starts_with("demo-")).collect();
+    assert_eq!(demo.len(), 3, "exactly three demo activities: {demo:#?}");
+    assert!(demo.iter().all(|a| a.is_published()), "{demo:#?}");
+    let find = |key: &str| demo.iter().find(|a| a.key == key).unwrap_or_else(|| panic!("no {key}"));
+
+    let open = find("demo-concert");
+    assert!(open.book_start <= now && now < open.book_end && open.remaining > 0, "open now: {open:#?}");
+
+    let soon = find("demo-lecture");
+    let opens_in = (soon.book_start - now).whole_seconds();
+    assert!((8 * 60..=10 * 60).contains(&opens_in), "opens in about ten minutes, not {opens_in} s: {soon:#?}");
+
+    let sold_out = find("demo-workshop");
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
+        .bind(sold_out.id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(sold_out.remaining, 0, "{sold_out:#?}");
+    assert_eq!(live, i64::from(sold_out.capacity), "every place taken by a live ticket");
+    assert!(sold_out.book_start <= now && now < sold_out.book_end, "booking open, so students meet 已抢完");
+
+    let mut ids: Vec<_> = demo.iter().map(|a| (a.key.clone(), a.id)).collect();
+    ids.sort();
+    DemoState {
+        ids,
+        demo_students: app.count("SELECT count(*) FROM students WHERE openid LIKE 'demo-student-%'").await,
+        tickets: app.count("SELECT count(*) FROM tickets").await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
+    let app = spawn_app().await;
+    // An activity of the organiser's own, which the demo must leave alone.
+    app.activity("own", 50, crate::common::fixtures::Window::Open).await;
+
+    let first = serve_demo(&app).await;
+    let printed = first.printed.join("\n");
+    let password = printed_password(&first.printed).unwrap_or_else(|| panic!("a password line: {printed}"));
+    for key in ["demo-concert", "demo-lecture", "demo-workshop"] {
+        assert!(printed.contains(key), "the summary names {key}: {printed}");
+    }
+    assert!(printed.contains("sold out (20/20)") && printed.contains("booking opens"), "{printed}");
+
+    // The printed password logs in through the real form, and the console shows the demo.
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let base = format!("http://127.0.0.1:{}", first.port);
+    let login = http
+        .post(format!("{base}/admin/login"))
+        .form(&[("username", "admin"), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "logged in");
+    assert_eq!(login.headers()["location"], "/admin");
+    let console = http.get(format!("{base}/admin")).send().await.unwrap().text().await.unwrap();
+    assert!(csrf_in(&console).is_some(), "a session with a CSRF token: {console}");
+    assert!(console.contains("陶艺体验工作坊") && console.contains("人工智能前沿讲座"), "{console}");
+    assert!(console.contains("20 / 20") || console.contains("20/20"), "the sold-out one looks sold out: {console}");
+    terminate(first.server);
+    let after_first = assert_three_states(&app).await;
+    assert_eq!(after_first.demo_students, 20);
+
+    // Time passes: the lecture's booking opened (nobody booked) and a demo student cancelled.
+    sqlx::query("UPDATE activities SET book_start = now() - interval '1 minute' WHERE key = 'demo-lecture'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let cancelled = tickets::cancel(
+        &mut app.pool.acquire().await.unwrap(),
+        TicketRef::StudentAndKey { student_id: "2099000001", key: "demo-workshop" },
+    )
+    .await
+    .unwrap();
+    assert!(matches!(cancelled, CancelOutcome::Cancelled(_)), "{cancelled:?}");
+
+    let second = serve_demo(&app).await;
+    let printed = second.printed.join("\n");
+    assert_eq!(printed_password(&second.printed), None, "the password is shown once: {printed}");
+    assert!(printed.contains("`admin` already exists") && printed.contains("admin add admin"), "{printed}");
+    terminate(second.server);
+
+    let after_second = assert_three_states(&app).await;
+    assert_eq!(after_second.demo_students, after_first.demo_students, "no demo student added");
+    // The cancelled ticket stays as history; its place went to a fresh booking.
+    assert_eq!(after_second.tickets, after_first.tickets + 1);
+    let kept = |state: &DemoState, key: &str| state.ids.iter().find(|(k, _)| k == key).map(|(_, id)| *id);
+    for key in ["demo-concert", "demo-workshop"] {
+        assert_eq!(kept(&after_first, key), kept(&after_second, key), "{key} refreshed in place");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM admin_users").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM activities WHERE key = 'own'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, 4);
+}
