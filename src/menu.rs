@@ -4,6 +4,7 @@
 //! validate, push. The click keys are the ones `bot::commands` understands.
 
 use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
 
 use crate::{
     Config,
@@ -105,14 +106,43 @@ pub async fn default_choice(conn: &mut PgConnection) -> Result<Vec<Activity>, Ap
     Ok(bookable)
 }
 
-/// Where the menu page keeps its last composition and the last menu pushed,
-/// so the simulator shows the bar students see (or will see).
-const COMPOSED: &str = "menu_composed";
+/// Where the menu page keeps the activities last chosen and the last menu
+/// pushed, so the simulator shows the bar students see (or will see).
+const CHOSEN: &str = "menu_chosen";
 const PUSHED: &str = "menu_pushed";
 
-/// Remembers the menu last composed on the menu page.
-pub async fn remember_composed(pool: &PgPool, menu: &Menu) -> Result<(), AppError> {
-    settings::set(pool, COMPOSED, &to_json(menu)?).await
+/// Whether an activity can go under "抢票": published, booking not over.
+pub fn offerable(activity: &Activity, now: OffsetDateTime) -> bool {
+    activity.is_published() && activity.book_end > now
+}
+
+/// Remembers the activities last chosen on the menu page (ids, in order).
+pub async fn remember_choice(pool: &PgPool, chosen: &[Activity]) -> Result<(), AppError> {
+    let ids: Vec<String> = chosen.iter().map(|a| a.id.to_string()).collect();
+    settings::set(pool, CHOSEN, &ids.join(",")).await
+}
+
+/// The activities as chosen on the menu page: the last choice there (less
+/// any no longer offerable), or the default choice the page starts from.
+pub async fn current_choice(pool: &PgPool) -> Result<Vec<Activity>, AppError> {
+    let mut conn = pool.acquire().await?;
+    let Some(remembered) = settings::get(pool, CHOSEN).await? else {
+        return default_choice(&mut conn).await;
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut chosen = Vec::new();
+    for id in remembered.split(',').filter_map(|id| id.parse::<i64>().ok()) {
+        if let Some(activity) = activities::by_id(&mut conn, id).await?.filter(|a| offerable(a, now)) {
+            chosen.push(activity);
+        }
+    }
+    chosen.truncate(MAX_ACTIVITIES);
+    Ok(chosen)
+}
+
+/// The menu as composed on the menu page.
+pub async fn composed(pool: &PgPool) -> Result<Menu, AppError> {
+    compose(&current_choice(pool).await?)
 }
 
 /// Remembers the menu last pushed to WeChat.
@@ -120,27 +150,14 @@ pub async fn remember_pushed(pool: &PgPool, menu: &Menu) -> Result<(), AppError>
     settings::set(pool, PUSHED, &to_json(menu)?).await
 }
 
-/// The menu as composed on the menu page: the last composition there, or the
-/// default one the page starts from.
-pub async fn composed(pool: &PgPool) -> Result<Menu, AppError> {
-    match remembered(pool, COMPOSED).await? {
-        Some(menu) => Ok(menu),
-        None => compose(&default_choice(&mut *pool.acquire().await?).await?),
-    }
-}
-
-/// The menu last pushed from this server, if any.
+/// The menu last pushed from this server, if any. A stored value this
+/// version cannot read (written by another) counts as none.
 pub async fn last_pushed(pool: &PgPool) -> Result<Option<Menu>, AppError> {
-    remembered(pool, PUSHED).await
+    Ok(settings::get(pool, PUSHED).await?.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
 fn to_json(menu: &Menu) -> Result<String, AppError> {
     serde_json::to_string(menu).map_err(|e| AppError::Internal(e.to_string()))
-}
-
-async fn remembered(pool: &PgPool, name: &str) -> Result<Option<Menu>, AppError> {
-    // A value this version cannot read (written by another) counts as none.
-    Ok(settings::get(pool, name).await?.and_then(|json| serde_json::from_str(&json).ok()))
 }
 
 /// `WECHAT_APPID` and `WECHAT_SECRET`, or an error naming the missing one.

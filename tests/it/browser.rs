@@ -10,12 +10,14 @@
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use wechat_ticket::local_time;
+use wechat_ticket::{
+    booking::{NewActivity, activities, images},
+    local_time,
+};
 
 use crate::common::{
     admin::PASSWORD,
     browser::{self, Browser},
-    fixtures::Window,
     spawn_app, wx,
 };
 
@@ -175,7 +177,26 @@ async fn a_newcomer_books_and_cancels_in_the_simulator() {
 async fn simulator_journey(b: &Browser) {
     let app = spawn_app().await;
     app.add_admin("newcomer").await;
-    let concert = app.activity("concert", 100, Window::Open).await;
+    // An open activity with a poster, so the ticket card shows its picture.
+    let now = OffsetDateTime::now_utc();
+    let h = time::Duration::hours(1);
+    let mut conn = app.pool.acquire().await.unwrap();
+    let concert = NewActivity {
+        key: "concert".into(),
+        name: "新年音乐会".into(),
+        place: "新清华学堂".into(),
+        description: "欢迎大家来听新年音乐会。".into(),
+        book_start: now - h,
+        book_end: now + 24 * h,
+        start_at: now + 48 * h,
+        end_at: now + 50 * h,
+        capacity: 100,
+        publish: true,
+    };
+    let concert = activities::create(&mut conn, &concert).await.unwrap();
+    let poster = images::store(&mut conn, "image/png", &browser::png(360, 200)).await.unwrap();
+    activities::set_poster(&mut conn, concert.id, poster).await.unwrap();
+    drop(conn);
 
     // The simulator asks for a login first, then comes back to it.
     b.goto(&app.url("/admin/simulator")).await;
@@ -207,12 +228,14 @@ async fn simulator_journey(b: &Browser) {
     b.find("#phone-back").await.click().await.expect("back to the chat");
     b.enter_frame("#phone").await;
     b.find(".wx-menubar").await;
+    assert_eq!(b.text("#who").await, format!("{student} · 学号 2024010001"), "the phone says who is bound");
     b.find(".wx-menu-parent summary").await.click().await.expect("open 抢票");
     let book = format!(r#".wx-submenu button[value="BOOK_{}"]"#, concert.id);
     assert_eq!(b.text(&book).await, concert.name);
     b.click_and_wait(&book).await;
     let card = b.text(".wx-news").await;
     assert!(card.contains(&format!("抢票成功：{}", concert.name)) && card.contains("新清华学堂"), "{card}");
+    assert!(b.image_loaded(".wx-news img").await, "the card shows the poster");
     b.leave_frame().await;
     let readme = b.shot_of(".simulator", "ticket-card").await;
     b.shot("ticket-card-page").await;

@@ -175,6 +175,10 @@ async fn the_menu_bar_is_the_composed_one_or_the_last_pushed() {
     assert_eq!(status, 200, "the preview");
     let composed: Menu = menu::composed(&app.pool).await.unwrap();
     assert_eq!(composed, menu::compose(std::slice::from_ref(&second)).unwrap());
+    // The menu page itself starts from that choice next time.
+    let page = app.get("/admin/menu").await.text().await.unwrap();
+    assert!(page.contains(&format!("name=\"activity_{}\" value=\"1\" checked", second.id)), "{page}");
+    assert!(!page.contains(&format!("name=\"activity_{}\" value=\"1\" checked", first.id)), "{page}");
 
     let screen = chat(&app, &openid).await;
     assert!(

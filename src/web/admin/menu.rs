@@ -78,7 +78,7 @@ struct MenuPage {
 async fn candidates(state: &AppState) -> Result<Vec<Activity>, AppError> {
     let all = activities::all(&mut *state.pool.acquire().await?).await?;
     let now = time::OffsetDateTime::now_utc();
-    Ok(all.into_iter().filter(|a| a.is_published() && a.book_end > now).collect())
+    Ok(all.into_iter().filter(|a| menu::offerable(a, now)).collect())
 }
 
 async fn current(state: &AppState) -> Result<Option<Bar>, String> {
@@ -90,8 +90,8 @@ async fn current(state: &AppState) -> Result<Option<Bar>, String> {
 }
 
 async fn page(State(state): State<AppState>, session: AdminSession) -> Result<MenuPage, AppError> {
-    let default: Vec<i64> =
-        menu::default_choice(&mut *state.pool.acquire().await?).await?.iter().map(|a| a.id).collect();
+    // The page starts from the last choice made here (the simulator shows the same).
+    let default: Vec<i64> = menu::current_choice(&state.pool).await?.iter().map(|a| a.id).collect();
     let choices = candidates(&state)
         .await?
         .into_iter()
@@ -125,7 +125,7 @@ async fn compose_or_push(
         }
     };
     page.preview = Some((Bar::of(&composed), composed.to_pretty_json()));
-    menu::remember_composed(&state.pool, &composed).await?;
+    menu::remember_choice(&state.pool, &chosen).await?;
     if push {
         let pushed = match menu::wechat_api(&state.config, state.pool.clone()) {
             Ok(api) => menu::push(&api, &composed).await,

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use super::{AdminSession, menu::Bar};
 use crate::{
     AppState,
-    booking::students::{TEST_OPENID_PREFIX, is_test},
+    booking::students::{self, TEST_OPENID_PREFIX, is_test},
     db::transcripts::{self, Entry, TestStudent},
     error::AppError,
     menu,
@@ -172,6 +172,9 @@ struct Line {
 struct ChatScreen {
     session: AdminSession,
     phone: Phone,
+    /// The student ID the test student is bound to (the page above the frame
+    /// does not reload when binding happens inside it).
+    student_id: Option<String>,
     lines: Vec<Line>,
     bar: Bar,
 }
@@ -195,7 +198,8 @@ async fn chat(
         })
         .collect();
     let bar = menus(&state, &phone).await?.bar;
-    Ok(ChatScreen { session, phone, lines, bar })
+    let student_id = students::bound(&mut *state.pool.acquire().await?, openid).await?.map(|s| s.student_id);
+    Ok(ChatScreen { session, phone, student_id, lines, bar })
 }
 
 #[derive(Deserialize)]
