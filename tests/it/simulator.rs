@@ -52,7 +52,7 @@ fn local_links(page: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_test_student_binds_and_books_through_the_real_route() {
     let app = spawn_app().await;
     let csrf = app.login_admin("alice").await;
@@ -108,6 +108,18 @@ async fn a_test_student_binds_and_books_through_the_real_route() {
     assert!(csv.contains("2024010001"), "{csv}");
     let door = app.get(&format!("/admin/activities/{}/checkin", concert.id)).await.text().await.unwrap();
     assert!(door.contains("已抢 0"), "{door}");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
+            .env("DATABASE_URL", app.database_url())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(!cli(&["export", "concert"]).contains("2024010001"));
+    assert!(cli(&["export", "concert", "--include-test"]).contains("2024010001"));
+    assert!(cli(&["activity", "list"]).contains("\t0/1\t"));
 
     // 查票 by text, then the student picks the test student from the list.
     send(&app, &csrf, &openid, "查票", "").await;
