@@ -198,8 +198,15 @@ async fn simulator_journey(b: &Browser) {
     activities::set_poster(&mut conn, concert.id, poster).await.unwrap();
     drop(conn);
 
-    // The simulator asks for a login first, then comes back to it.
-    b.goto(&app.url("/admin/simulator")).await;
+    // The landing page says what to paste into the WeChat console and leads to the simulator,
+    // which asks for a login first and then comes back to it.
+    b.goto(&app.url("/")).await;
+    let landing = b.text("main").await;
+    assert!(landing.contains(&app.url("/wechat")) && landing.contains("明文模式"), "{landing}");
+    assert!(!landing.contains(crate::common::TOKEN), "the Token is for admins only");
+    b.shot("landing").await;
+    b.click_and_wait(r#"main a[href="/admin/simulator"]"#).await;
+    assert_eq!(b.path().await, "/admin/login");
     b.type_into("#username", "newcomer").await;
     b.type_into("#password", PASSWORD).await;
     b.click_and_wait(r#"form[action="/admin/login"] button[type=submit]"#).await;
