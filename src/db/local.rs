@@ -1,10 +1,20 @@
 //! The embedded default: a PostgreSQL cluster under `DATA_DIR`, started from the
 //! installed server binaries and reached over a Unix socket inside its own
 //! directory, so it never competes for a TCP port with anything.
+//!
+//! Every process using the cluster (`serve`, a CLI command beside it) holds a
+//! shared lock on a file in the cluster directory for as long as it runs; the
+//! last one out — the one that can turn its lock exclusive — stops the server.
+//! So a CLI command never stops the server under a running `serve`, and a
+//! server left running by a killed `serve` is stopped by the next user's exit.
 
 use std::{
     ffi::OsStr,
-    os::unix::{fs::PermissionsExt, process::CommandExt},
+    fs::File,
+    os::{
+        fd::AsRawFd,
+        unix::{fs::PermissionsExt, process::CommandExt},
+    },
     path::{Path, PathBuf},
     process::{Command, Output},
 };
@@ -28,12 +38,14 @@ pub struct LocalCluster {
     durability: Durability,
 }
 
-/// A running server. `stop` stops it only if this process started it, so a CLI
-/// command run beside `serve` leaves the server's database alone.
+/// A running server, in use by this process. `stop` stops it only when no
+/// other process uses it, so a CLI command run beside `serve` leaves the
+/// server's database alone.
 #[derive(Debug)]
 pub struct RunningCluster {
     cluster: LocalCluster,
-    started_here: bool,
+    /// Shared while in use; the process that can make it exclusive is the last user.
+    users: Option<File>,
 }
 
 impl LocalCluster {
@@ -68,9 +80,13 @@ impl LocalCluster {
             self.initdb()?;
         }
         self.write_settings()?;
+        let users = File::options().create(true).append(true).open(self.dir.join(USERS_LOCK))?;
+        // Blocks only while a last user is stopping the server: then it is started again below.
+        flock(&users, libc::LOCK_SH)?;
+        let users = Some(users);
         if self.is_running() {
             tracing::info!(dir = %self.dir.display(), "reusing the local PostgreSQL already running");
-            return Ok(RunningCluster { cluster: self, started_here: false });
+            return Ok(RunningCluster { cluster: self, users });
         }
         let log = self.dir.join("server.log");
         let out = self.run(
@@ -90,7 +106,7 @@ impl LocalCluster {
         if !out.status.success() {
             // Another process may have started it between our check and our start.
             if self.is_running() {
-                return Ok(RunningCluster { cluster: self, started_here: false });
+                return Ok(RunningCluster { cluster: self, users });
             }
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = tail.lines().rev().take(5).collect();
@@ -101,7 +117,7 @@ impl LocalCluster {
             )));
         }
         tracing::info!(dir = %self.dir.display(), "started local PostgreSQL");
-        Ok(RunningCluster { cluster: self, started_here: true })
+        Ok(RunningCluster { cluster: self, users })
     }
 
     fn initdb(&self) -> Result<(), AppError> {
@@ -180,9 +196,11 @@ impl RunningCluster {
         self.cluster.socket_dir()
     }
 
-    /// Stops the server if this process started it (also done on drop).
+    /// Stops the server unless another process still uses it (also done on drop).
     pub fn stop(&mut self) {
-        if !std::mem::take(&mut self.started_here) {
+        let Some(users) = self.users.take() else { return };
+        if flock(&users, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+            tracing::debug!("local PostgreSQL still in use by another process; left running");
             return;
         }
         let dir = self.cluster.dir.as_os_str();
@@ -213,7 +231,7 @@ impl RunningCluster {
     /// run as root, `pg_ctl` refuses to work and the server would outlive us.
     pub fn stop_and_remove_when_process_exits(mut self) -> Result<(), AppError> {
         // The watcher owns the server from now on; dropping us must not stop it.
-        self.started_here = false;
+        self.users = None;
         let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
 pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null)
 if [ -n "$pid" ]; then
@@ -235,6 +253,15 @@ impl Drop for RunningCluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The file whose shared locks count the cluster's users (released by the
+/// kernel when a process dies, however it dies).
+const USERS_LOCK: &str = "wechat-ticket.users.lock";
+
+fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: flock on a descriptor this `File` owns; no memory is involved.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// `PG_BIN`, then `pg_ctl` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.

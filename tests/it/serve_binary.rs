@@ -180,8 +180,18 @@ async fn serve_runs_its_own_postgres_and_keeps_data_across_restarts() {
     .await
     .unwrap();
     assert_eq!(echo.text().await.unwrap(), "again");
+
+    // Killed outright, the app cannot stop its PostgreSQL; the next serve uses
+    // that server and, being its last user, stops it when it stops.
+    let mut killed = server;
+    let mut child = killed.0.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(cluster.join("postmaster.pid").exists(), "a SIGKILL leaves the server running");
+    let server = start(&data, port);
+    wait_healthy(port).await;
     terminate(server);
-    assert!(!cluster.join("postmaster.pid").exists());
+    assert!(!cluster.join("postmaster.pid").exists(), "the next serve stopped the server it found running");
     let _ = std::fs::remove_dir_all(&data);
 }
 
