@@ -88,6 +88,22 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     }
     let (status, _) = app.admin_post("/admin/login", &[("username", "carol"), ("password", PASSWORD)]).await;
     assert_eq!(status, 429);
+
+    // Behind a reverse proxy on this machine, the address the proxy forwards counts:
+    // the attacker at 198.51.100.7 is throttled, carol at 203.0.113.5 is not.
+    let through_proxy = |client: &'static str, username: String, password: &'static str| {
+        let app = &app;
+        async move {
+            let form = [("username", username.as_str()), ("password", password)];
+            let resp = app.http.post(app.url("/admin/login")).header("x-forwarded-for", client).form(&form).send();
+            resp.await.unwrap().status().as_u16()
+        }
+    };
+    for i in 0..20 {
+        through_proxy("198.51.100.7", format!("proxied{i}"), "x").await;
+    }
+    assert_eq!(through_proxy("198.51.100.7", "carol".into(), PASSWORD).await, 429);
+    assert_eq!(through_proxy("203.0.113.5", "carol".into(), PASSWORD).await, 303);
 }
 
 #[tokio::test]

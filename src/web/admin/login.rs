@@ -1,6 +1,6 @@
 //! Login and logout.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -30,6 +30,25 @@ struct LoginPage {
     username: String,
     error: Option<&'static str>,
     next: String,
+}
+
+/// Whom to throttle: the peer, unless the peer is a reverse proxy on this
+/// machine (loopback) that says, in `X-Forwarded-For`, whom it serves — else
+/// one attacker's failures behind the proxy would lock every admin out. Only
+/// the last entry counts: the one the proxy itself added; earlier ones are
+/// whatever the client claimed. A proxy elsewhere is not trusted.
+fn client_address(peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !peer.is_loopback() {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .last()
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
 }
 
 /// The login page, remembering where to go afterwards.
@@ -81,9 +100,7 @@ async fn login(
 ) -> Result<Response, AppError> {
     let username = form.username.trim().to_string();
     let next = safe_next(&form.next).to_string();
-    // The peer address: a reverse proxy in front makes this the proxy's, which
-    // then throttles everyone behind it together (per-account throttling still holds).
-    let address = peer.ip().to_string();
+    let address = client_address(peer.ip(), &headers).to_string();
     let mut conn = state.pool.acquire().await?;
     if throttle::is_throttled(&mut conn, &username, &address).await? {
         let page = LoginPage { username, error: Some("登录失败次数太多，请 15 分钟后再试。"), next };
@@ -133,7 +150,32 @@ async fn logout(
 
 #[cfg(test)]
 mod tests {
-    use super::{login_url, safe_next};
+    use super::{client_address, login_url, safe_next};
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn behind_a_local_proxy_the_address_it_adds_counts() {
+        let headers = |xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            h
+        };
+        let local = "127.0.0.1".parse().unwrap();
+        let remote = "203.0.113.9".parse().unwrap();
+        let client: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+        assert_eq!(
+            client_address(local, &headers(&["10.9.9.9, 198.51.100.7"])),
+            client,
+            "the proxy's entry, not the claim"
+        );
+        assert_eq!(client_address(local, &headers(&["10.9.9.9", "198.51.100.7"])), client);
+        assert_eq!(client_address(local, &headers(&[])), local);
+        assert_eq!(client_address(local, &headers(&["not an address"])), local);
+        // Only a proxy on this machine is believed.
+        assert_eq!(client_address(remote, &headers(&["198.51.100.7"])), remote);
+    }
 
     #[test]
     fn after_login_only_console_pages() {
