@@ -125,8 +125,9 @@ pub async fn remember_choice(pool: &PgPool, chosen: &[Activity]) -> Result<(), A
 /// The activities as chosen on the menu page: the last choice there (less
 /// any no longer offerable), or the default choice the page starts from.
 pub async fn current_choice(pool: &PgPool) -> Result<Vec<Activity>, AppError> {
+    let remembered = settings::get(pool, CHOSEN).await?;
     let mut conn = pool.acquire().await?;
-    let Some(remembered) = settings::get(pool, CHOSEN).await? else {
+    let Some(remembered) = remembered else {
         return default_choice(&mut conn).await;
     };
     let now = OffsetDateTime::now_utc();
@@ -147,17 +148,14 @@ pub async fn composed(pool: &PgPool) -> Result<Menu, AppError> {
 
 /// Remembers the menu last pushed to WeChat.
 pub async fn remember_pushed(pool: &PgPool, menu: &Menu) -> Result<(), AppError> {
-    settings::set(pool, PUSHED, &to_json(menu)?).await
+    let json = serde_json::to_string(menu).map_err(|e| AppError::Internal(e.to_string()))?;
+    settings::set(pool, PUSHED, &json).await
 }
 
 /// The menu last pushed from this server, if any. A stored value this
 /// version cannot read (written by another) counts as none.
 pub async fn last_pushed(pool: &PgPool) -> Result<Option<Menu>, AppError> {
     Ok(settings::get(pool, PUSHED).await?.and_then(|json| serde_json::from_str(&json).ok()))
-}
-
-fn to_json(menu: &Menu) -> Result<String, AppError> {
-    serde_json::to_string(menu).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// `WECHAT_APPID` and `WECHAT_SECRET`, or an error naming the missing one.
@@ -175,10 +173,12 @@ pub async fn current(api: &WechatApi) -> Result<Option<Menu>, AppError> {
     Ok(api.get_menu().await?)
 }
 
-/// Checks `menu` against WeChat's limits, then makes it the account's menu.
-pub async fn push(api: &WechatApi, menu: &Menu) -> Result<(), AppError> {
+/// Checks `menu` against WeChat's limits, then makes it the account's menu
+/// and remembers it as the last pushed.
+pub async fn push(api: &WechatApi, pool: &PgPool, menu: &Menu) -> Result<(), AppError> {
     validate(menu)?;
     api.create_menu(menu).await?;
+    remember_pushed(pool, menu).await?;
     tracing::info!(buttons = menu.button.len(), "custom menu pushed to WeChat");
     Ok(())
 }

@@ -169,13 +169,12 @@ pub struct Summary {
 
 pub async fn summaries(conn: &mut PgConnection, include_test: bool) -> Result<Vec<Summary>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, coalesce(c.booked, 0) AS booked, coalesce(c.checked_in, 0) AS checked_in, \
-         coalesce(c.simulated, 0) AS simulated FROM activities a \
-         LEFT JOIN LATERAL (SELECT \
+        "SELECT {COLUMNS}, c.booked, c.checked_in, c.simulated FROM activities a \
+         CROSS JOIN LATERAL (SELECT \
              count(*) FILTER (WHERE t.status <> 'cancelled' AND ($1 OR NOT t.simulated)) AS booked, \
              count(*) FILTER (WHERE t.status = 'used' AND ($1 OR NOT t.simulated)) AS checked_in, \
              count(*) FILTER (WHERE t.status <> 'cancelled' AND t.simulated) AS simulated \
-             FROM tickets t WHERE t.activity_id = a.id) c ON true \
+             FROM tickets t WHERE t.activity_id = a.id) c \
          ORDER BY (a.status = 'archived'), a.start_at DESC, a.id DESC"
     ))
     .bind(include_test)

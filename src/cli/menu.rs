@@ -48,8 +48,7 @@ pub async fn run(config: &Config, command: MenuCommand) -> Result<(), AppError> 
                 if dry_run {
                     eprintln!("dry run: nothing pushed");
                 } else {
-                    menu::push(&menu::wechat_api(config, pool.clone())?, &composed).await?;
-                    menu::remember_pushed(&pool, &composed).await?;
+                    menu::push(&menu::wechat_api(config, pool.clone())?, &pool, &composed).await?;
                     menu::remember_choice(&pool, &chosen).await?;
                     let under_book = composed.button[0].sub_button.len();
                     eprintln!("menu pushed to WeChat with {under_book} activities under 抢票");

@@ -57,7 +57,7 @@ async fn the_chosen_activities_are_pushed_with_names_cut_to_wechats_limits() {
     let chosen =
         menu::choose(&mut app.pool.acquire().await.unwrap(), &["drama".into(), concert.id.to_string()]).await.unwrap();
     let composed = menu::compose(&chosen).unwrap();
-    menu::push(&api(&app), &composed).await.unwrap();
+    menu::push(&api(&app), &app.pool, &composed).await.unwrap();
 
     let pushed = fake.requests(CREATE_PATH);
     assert_eq!(pushed.len(), 1);
@@ -94,7 +94,7 @@ async fn the_chosen_activities_are_pushed_with_names_cut_to_wechats_limits() {
 async fn without_a_menu_current_says_none_and_delete_clears_it() {
     let (app, fake) = app_and_fake().await;
     assert_eq!(menu::current(&api(&app)).await.unwrap(), None);
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
     assert!(menu::current(&api(&app)).await.unwrap().is_some());
     api(&app).delete_menu().await.unwrap();
     assert_eq!(menu::current(&api(&app)).await.unwrap(), None);
@@ -106,7 +106,7 @@ async fn without_a_menu_current_says_none_and_delete_clears_it() {
 async fn twenty_concurrent_pushes_fetch_the_token_once() {
     let (app, fake) = app_and_fake().await;
     fake.slow_tokens(Duration::from_millis(300));
-    let pushes = (0..20).map(|_| async { menu::push(&api(&app), &simple_menu()).await });
+    let pushes = (0..20).map(|_| async { menu::push(&api(&app), &app.pool, &simple_menu()).await });
     for result in join_all(pushes).await {
         result.unwrap();
     }
@@ -124,7 +124,7 @@ async fn two_instances_on_one_database_share_one_token() {
     fake.slow_tokens(Duration::from_millis(300));
     let pushes = (0..20).map(|i| {
         let app = if i % 2 == 0 { &first } else { &second };
-        async move { menu::push(&api(app), &simple_menu()).await }
+        async move { menu::push(&api(app), &app.pool, &simple_menu()).await }
     });
     for result in join_all(pushes).await {
         result.unwrap();
@@ -136,11 +136,11 @@ async fn two_instances_on_one_database_share_one_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_is_refreshed_once_and_the_call_retried_once() {
     let (app, fake) = app_and_fake().await;
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
     let old = stored_token(&app).await;
 
     fake.expire_tokens();
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
     assert_eq!(fake.count(TOKEN_PATH), 2);
     let creates = fake.requests(CREATE_PATH);
     assert_eq!(creates.len(), 3);
@@ -152,7 +152,7 @@ async fn an_expired_token_is_refreshed_once_and_the_call_retried_once() {
     let expired = json!({"errcode": 42001, "errmsg": "access_token expired"});
     fake.script(CREATE_PATH, expired.clone());
     fake.script(CREATE_PATH, expired);
-    let err = menu::push(&api(&app), &simple_menu()).await.unwrap_err().to_string();
+    let err = menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap_err().to_string();
     assert!(err.contains("42001") && err.contains("access_token expired"), "{err}");
     assert_eq!(fake.count(TOKEN_PATH), 3);
     assert_eq!(fake.count(CREATE_PATH), 5);
@@ -169,7 +169,7 @@ async fn a_token_about_to_expire_is_refreshed_before_use() {
     .execute(&app.pool)
     .await
     .unwrap();
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
     assert_eq!(fake.count(TOKEN_PATH), 1);
     assert_eq!(fake.requests(CREATE_PATH)[0].query["access_token"], "ACCESS_TOKEN_1");
     assert_eq!(stored_token(&app).await, "ACCESS_TOKEN_1");
@@ -182,7 +182,7 @@ async fn an_ip_outside_the_whitelist_is_explained_and_not_retried() {
         TOKEN_PATH,
         json!({"errcode": 40164, "errmsg": "invalid ip 10.0.0.7 ipv6 ::ffff:10.0.0.7, not in whitelist"}),
     );
-    let err = menu::push(&api(&app), &simple_menu()).await.unwrap_err().to_string();
+    let err = menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap_err().to_string();
     assert!(
         err.starts_with("本服务器的 IP 不在公众号的 IP 白名单中（40164），请在公众平台「基本配置」里添加"),
         "{err}"
@@ -193,7 +193,7 @@ async fn an_ip_outside_the_whitelist_is_explained_and_not_retried() {
 
     // A quota error on the call itself is reported after one attempt.
     fake.script(CREATE_PATH, json!({"errcode": 45009, "errmsg": "reach max api daily quota limit"}));
-    let err = menu::push(&api(&app), &simple_menu()).await.unwrap_err().to_string();
+    let err = menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap_err().to_string();
     assert!(err.contains("次数已经用完") && err.contains("45009"), "{err}");
     assert_eq!(fake.count(CREATE_PATH), 1);
 }
@@ -205,7 +205,7 @@ async fn busy_is_retried_with_backoff_then_reported() {
     fake.script(CREATE_PATH, busy.clone());
     fake.script(CREATE_PATH, busy.clone());
     let started = Instant::now();
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(600), "backed off 200 ms, then 400 ms");
     assert_eq!(fake.count(CREATE_PATH), 3);
     assert!(fake.menu().is_some());
@@ -213,7 +213,7 @@ async fn busy_is_retried_with_backoff_then_reported() {
     for _ in 0..3 {
         fake.script(CREATE_PATH, busy.clone());
     }
-    let err = menu::push(&api(&app), &simple_menu()).await.unwrap_err().to_string();
+    let err = menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap_err().to_string();
     assert!(err.contains("繁忙") && err.contains("-1"), "{err}");
     assert_eq!(fake.count(CREATE_PATH), 6);
     assert_eq!(fake.count(TOKEN_PATH), 1);
@@ -266,7 +266,7 @@ async fn choosing_refuses_what_students_cannot_book() {
 
     // A menu beyond WeChat's limits is refused before anything is sent.
     let too_wide = Menu { button: vec![Button::click("查票", "MY_TICKETS"); 4] };
-    let err = menu::push(&api(&app), &too_wide).await.unwrap_err().to_string();
+    let err = menu::push(&api(&app), &app.pool, &too_wide).await.unwrap_err().to_string();
     assert!(err.contains("1 到 3 个按钮"), "{err}");
 }
 
@@ -291,7 +291,7 @@ async fn the_menu_commands_show_and_push_with_the_shared_token() {
     let (app, fake) = app_and_fake().await;
     let concert = app.activity("concert", 300, Window::Open).await;
     // The server already holds a token: the shell reuses it.
-    menu::push(&api(&app), &simple_menu()).await.unwrap();
+    menu::push(&api(&app), &app.pool, &simple_menu()).await.unwrap();
 
     // The fake answers on this runtime's other worker while the command runs.
     let run = |args: &[&str], secret: bool| tokio::task::block_in_place(|| cli(&app, &fake, args, secret));

@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::AdminSession;
+use super::{AdminSession, CsrfForm};
 use crate::{
     AppState, audit,
     booking::{
@@ -299,12 +299,6 @@ async fn update(
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }
-}
-
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// What the status buttons do.

@@ -13,7 +13,7 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{AdminSession, COOKIE, session_cookie};
+use super::{AdminSession, COOKIE, CsrfForm, session_cookie};
 use crate::{
     AppState, audit,
     auth::{accounts, sessions, throttle},
@@ -126,17 +126,11 @@ async fn login(
     Ok(([(header::SET_COOKIE, set_cookie)], Redirect::to(&next)).into_response())
 }
 
-#[derive(Deserialize)]
-struct LogoutForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 async fn logout(
     State(state): State<AppState>,
     session: AdminSession,
     headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let mut conn = state.pool.acquire().await?;

@@ -128,12 +128,11 @@ async fn compose_or_push(
     menu::remember_choice(&state.pool, &chosen).await?;
     if push {
         let pushed = match menu::wechat_api(&state.config, state.pool.clone()) {
-            Ok(api) => menu::push(&api, &composed).await,
+            Ok(api) => menu::push(&api, &state.pool, &composed).await,
             Err(e) => Err(e.into()),
         };
         match pushed {
             Ok(()) => {
-                menu::remember_pushed(&state.pool, &composed).await?;
                 let names: Vec<&str> = chosen.iter().map(|a| a.key.as_str()).collect();
                 audit::record(
                     &mut *state.pool.acquire().await?,

@@ -37,6 +37,13 @@ pub fn router() -> Router<AppState> {
         .merge(simulator::router())
 }
 
+/// A form whose only field is the CSRF token (buttons that change state).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.
 pub struct AdminSession {
     pub admin: Admin,

@@ -26,7 +26,7 @@ use axum::{
 use rand::Rng;
 use serde::Deserialize;
 
-use super::{AdminSession, menu::Bar};
+use super::{AdminSession, CsrfForm, menu::Bar};
 use crate::{
     AppState,
     booking::students::{self, TEST_OPENID_PREFIX, is_test},
@@ -135,12 +135,6 @@ async fn page(
     Ok(SimulatorPage { session, students, phone, chat_url, menus, encrypted: state.cipher.is_some() })
 }
 
-#[derive(Deserialize)]
-struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// A new test student follows the account, as a newcomer's first step would be.
 async fn new_student(
     State(state): State<AppState>,
@@ -154,7 +148,7 @@ async fn new_student(
         .map(|c| char::from(c).to_ascii_lowercase())
         .collect();
     let phone = Phone { student: format!("{TEST_OPENID_PREFIX}{suffix}"), menu: String::new() };
-    say(&state, phone.openid()?, UserAction::Subscribe).await?;
+    say(&state, phone.openid()?, UserAction::Subscribe, None).await?;
     Ok(Redirect::to(&format!("/admin/simulator?student={}", phone.student)))
 }
 
@@ -240,17 +234,13 @@ async fn send(
     };
     if let Some(action) = action {
         let tapped = (!form.label.is_empty()).then_some(form.label.as_str());
-        say_as(&state, openid, action, tapped).await?;
+        say(&state, openid, action, tapped).await?;
     }
     Ok(Redirect::to(&format!("{}#latest", form.phone.chat_url())))
 }
 
-async fn say(state: &AppState, openid: &str, action: UserAction) -> Result<(), AppError> {
-    say_as(state, openid, action, None).await
-}
-
 /// Writes the student's side of the chat, delivers it to `/wechat` and writes the reply.
-async fn say_as(state: &AppState, openid: &str, action: UserAction, tapped: Option<&str>) -> Result<(), AppError> {
+async fn say(state: &AppState, openid: &str, action: UserAction, tapped: Option<&str>) -> Result<(), AppError> {
     let mine = match &action {
         UserAction::Text { content, .. } => Entry::of("sent", content.clone()),
         UserAction::Click { key } => Entry::of("action", format!("点击菜单「{}」", tapped.unwrap_or(key))),
