@@ -130,6 +130,7 @@ pub async fn housekeeping(pool: PgPool) {
             let mut conn = pool.acquire().await?;
             let messages = db::messages::forget_old(&mut conn).await?;
             let sessions = crate::auth::sessions::forget_expired(&mut conn).await?;
+            crate::booking::students::forget_expired_bind_links(&mut conn).await?;
             Ok::<_, AppError>((messages, sessions))
         }
         .await;
