@@ -60,11 +60,11 @@ impl SignedQuery {
     }
 
     /// Signed by WeChat, recently: the check every request must pass first.
-    fn check(&self, token: &str) -> Result<i64, Response> {
+    fn check(&self, token: &str) -> Result<i64, &'static str> {
         if !self.signed_by(token) {
-            return Err(plain(StatusCode::FORBIDDEN, "bad signature"));
+            return Err("bad signature");
         }
-        self.fresh_timestamp().ok_or_else(|| plain(StatusCode::FORBIDDEN, "stale timestamp"))
+        self.fresh_timestamp().ok_or("stale timestamp")
     }
 }
 
@@ -73,8 +73,8 @@ fn plain(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuery>) -> Response {
-    if let Err(refused) = q.check(&state.wechat_token) {
-        return refused;
+    if let Err(why) = q.check(&state.wechat_token) {
+        return plain(StatusCode::FORBIDDEN, why);
     }
     plain(StatusCode::OK, q.echostr.unwrap_or_default())
 }
@@ -82,7 +82,7 @@ async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuer
 async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, body: Body) -> Response {
     let timestamp = match q.check(&state.wechat_token) {
         Ok(timestamp) => timestamp,
-        Err(refused) => return refused,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
     };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return plain(StatusCode::BAD_REQUEST, "body too large or unreadable");

@@ -13,5 +13,6 @@ mod rush;
 mod serve_binary;
 mod simulator;
 mod student_journey;
+mod trust;
 mod wechat_api;
 mod wechat_endpoint;
