@@ -189,6 +189,10 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
         Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
         Taken::SoldOut => Ok(BookOutcome::SoldOut),
+        // Places are left but every one stayed held by bookings in flight (or an
+        // admin's edit): not sold out, so the student is told to try again, and
+        // nothing is recorded, so WeChat's retry gets a real answer.
+        Taken::Busy => Err(AppError::Busy),
         Taken::AlreadyHeld { slot } => {
             // A concurrent booking by the same student or WeChat account won; give the place back.
             give_back(conn, check.activity_id, slot).await?;
@@ -209,6 +213,8 @@ enum Taken {
         slot: i16,
     },
     SoldOut,
+    /// Places exist, but none could be taken in time.
+    Busy,
 }
 
 /// Takes one place from a slot row that no one else holds and issues the
@@ -256,9 +262,10 @@ async fn take_place_and_issue(
         let jitter = rand::rng().random_range(1..=5);
         tokio::time::sleep(std::time::Duration::from_millis((attempt + 1).min(10) * jitter)).await;
     }
-    // Places exist but stayed held for the whole back-off: answer sold out
-    // rather than keep a student waiting past WeChat's deadline.
-    Ok(Taken::SoldOut)
+    // Places exist but stayed held for the whole back-off: rather than keep a
+    // student waiting past WeChat's deadline, say so — never "sold out", which
+    // is answered only when no place is left.
+    Ok(Taken::Busy)
 }
 
 /// The slot taken, the ticket issued (id, code, time), and whether any place was left.

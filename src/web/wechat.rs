@@ -121,6 +121,10 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
             tracing::warn!("a signed query was replayed with another message; refused");
             return plain(StatusCode::FORBIDDEN, "this signature was already used for another message");
         }
+        Ok(Err(AppError::Busy)) => {
+            tracing::warn!("a WeChat message found every place held; answered busy");
+            busy_reply(&msg)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "could not answer a WeChat message");
             busy_reply(&msg)
