@@ -7,6 +7,7 @@ mod admin_console;
 mod browser;
 mod checkin_export;
 mod demo;
+mod hardening;
 mod landing;
 mod menu_page;
 mod rush;
