@@ -171,8 +171,9 @@ async fn ticket_codes_and_signed_link_tokens_never_reach_the_logs() {
         .env("LISTEN", format!("127.0.0.1:{port}"))
         .env("PUBLIC_URL", &base)
         .env("WECHAT_TOKEN", TOKEN)
-        // Everything every crate logs, not just this app's spans.
-        .env("RUST_LOG", "trace")
+        // Everything every crate logs, not just this app's spans; the crate
+        // known to log raw paths named explicitly, too.
+        .env("RUST_LOG", "trace,tower_http::csrf=trace")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
