@@ -97,7 +97,7 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
     book.save_to_buffer().map_err(fail)
 }
 
-/// A sheet name Excel accepts, from an activity name: none of `[]:*?/\\`, at
+/// A sheet name Excel accepts, from an activity name: none of `[]:*?/\`, at
 /// most 31 UTF-16 units (an emoji takes two), not starting or ending with `'`.
 /// `None` when nothing is left: the sheet keeps its default name.
 fn sheet_title(activity_name: &str) -> Option<String> {
