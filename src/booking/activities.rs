@@ -127,14 +127,25 @@ pub async fn all(conn: &mut PgConnection) -> Result<Vec<Activity>, AppError> {
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM activities a ORDER BY a.id DESC")).fetch_all(conn).await?)
 }
 
+/// At most this many from [`bookable`]; [`bookable_count`] says how many there are in all.
+pub const BOOKABLE_AT_MOST: usize = 10;
+
 /// Published activities whose booking has not closed: what students can book now or soon.
 pub async fn bookable(conn: &mut PgConnection) -> Result<Vec<Activity>, AppError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM activities a WHERE a.status = 'published' AND a.book_end > now() \
-         ORDER BY a.book_start, a.id LIMIT 10"
+         ORDER BY a.book_start, a.id LIMIT $1"
     ))
+    .bind(BOOKABLE_AT_MOST as i64)
     .fetch_all(conn)
     .await?)
+}
+
+pub async fn bookable_count(conn: &mut PgConnection) -> Result<usize, AppError> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM activities WHERE status = 'published' AND book_end > now()")
+        .fetch_one(conn)
+        .await?;
+    Ok(n as usize)
 }
 
 /// Publishes a draft. Published stays published; archived cannot come back.

@@ -1,6 +1,8 @@
 //! Ticket lists for organisers: CSV (UTF-8 with BOM, so Excel opens it) and
 //! XLSX. Columns of SPEC §5. A cell a spreadsheet would run as a formula is
 //! made inert: prefixed with `'` in CSV, written as a string cell in XLSX.
+//! Ticket codes never start like a formula, so they are written unchanged
+//! and a code read from a list always finds its ticket.
 
 use rust_xlsxwriter::Workbook;
 use sqlx::{FromRow, PgConnection};
@@ -63,7 +65,9 @@ pub fn csv(rows: &[Row], tz: &time_tz::Tz) -> Result<Vec<u8>, AppError> {
         let fail = |e: csv::Error| AppError::Internal(format!("csv: {e}"));
         writer.write_record(HEADERS).map_err(fail)?;
         for row in rows {
-            writer.write_record(cells(row, tz).iter().map(|c| inert(c))).map_err(fail)?;
+            let [code, rest @ ..] = cells(row, tz);
+            let record = std::iter::once(code).chain(rest.iter().map(|c| inert(c)));
+            writer.write_record(record).map_err(fail)?;
         }
         writer.flush()?;
     }
@@ -74,9 +78,7 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
     let fail = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("xlsx: {e}"));
     let mut book = Workbook::new();
     let sheet = book.add_worksheet();
-    // Sheet names: at most 31 characters, none of []:*?/\
-    let name: String = sheet_name.chars().filter(|c| !"[]:*?/\\".contains(*c)).take(31).collect();
-    if !name.is_empty() {
+    if let Some(name) = sheet_title(sheet_name) {
         sheet.set_name(&name).map_err(fail)?;
     }
     for (col, header) in HEADERS.iter().enumerate() {
@@ -95,6 +97,24 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
     book.save_to_buffer().map_err(fail)
 }
 
+/// A sheet name Excel accepts, from an activity name: none of `[]:*?/\`, at
+/// most 31 UTF-16 units (an emoji takes two), not starting or ending with `'`.
+/// `None` when nothing is left: the sheet keeps its default name.
+fn sheet_title(activity_name: &str) -> Option<String> {
+    let mut title = String::new();
+    let mut units = 0;
+    for c in activity_name.chars().filter(|c| !"[]:*?/\\".contains(*c) && !c.is_control()) {
+        units += c.len_utf16();
+        if units > 31 {
+            break;
+        }
+        title.push(c);
+    }
+    let title = title.trim_matches(|c: char| c == '\'' || c.is_whitespace());
+    // Excel keeps "History" for itself.
+    (!title.is_empty() && !title.eq_ignore_ascii_case("history")).then(|| title.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +127,34 @@ mod tests {
         assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(inert("张三"), "张三");
         assert_eq!(inert("2024010001"), "2024010001");
+    }
+
+    #[test]
+    fn sheet_titles_are_names_excel_accepts() {
+        assert_eq!(sheet_title("新年音乐会").as_deref(), Some("新年音乐会"));
+        assert_eq!(sheet_title("'Hamlet'").as_deref(), Some("Hamlet"));
+        assert_eq!(sheet_title("a[b]:c*?/\\d").as_deref(), Some("abcd"));
+        assert_eq!(sheet_title(&"😀".repeat(40)).as_deref(), Some("😀".repeat(15).as_str()));
+        assert_eq!(sheet_title("[]"), None);
+        assert_eq!(sheet_title("History"), None);
+        for name in ["'Hamlet'", &"😀".repeat(40), &format!("{}'x", "a".repeat(30)), "a\tb"] {
+            let title = sheet_title(name).unwrap();
+            rust_xlsxwriter::utility::check_sheet_name(&title).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn ticket_codes_never_start_like_a_formula() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100_000 {
+            let code = tickets::new_code();
+            assert!(tickets::looks_like_code(&code), "{code}");
+            assert!(!code.starts_with(['=', '+', '-', '@', '_']), "{code}");
+            assert_eq!(inert(&code), code);
+            assert!(seen.insert(code));
+        }
+        // Every letter and digit comes up first: the first character is drawn, not fixed.
+        let firsts: std::collections::HashSet<char> = seen.iter().map(|c| c.chars().next().unwrap()).collect();
+        assert_eq!(firsts.len(), 62);
     }
 }

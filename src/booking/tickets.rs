@@ -283,9 +283,14 @@ async fn give_back(conn: &mut PgConnection, activity_id: i64, slot: i16) -> Resu
     Ok(())
 }
 
-/// 128 random bits, URL-safe: the ticket's bearer secret.
-fn new_code() -> String {
-    URL_SAFE_NO_PAD.encode(rand::rng().random::<[u8; 16]>())
+/// The ticket's bearer secret, URL-safe, 22 characters: a letter or digit, so
+/// no spreadsheet reads a code as a formula (`=`, `+`, `-`, `@`) and exports
+/// write it unchanged, then 21 base64url characters: log2(62) + 126 ≈ 132 random bits.
+pub(crate) fn new_code() -> String {
+    let mut rng = rand::rng();
+    let first = char::from(rng.sample(rand::distr::Alphanumeric));
+    let rest = URL_SAFE_NO_PAD.encode(rng.random::<[u8; 16]>());
+    format!("{first}{}", &rest[..21])
 }
 
 /// Whether a string could be a ticket code at all (to answer 404 without a query).

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod replies;
+pub mod reply_size;
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -23,11 +24,19 @@ use crate::{
 };
 use commands::Command;
 
-/// At most this many activities in one `抢啥` reply (WeChat cuts long texts).
+/// At most this many activities or tickets in one list reply, fewer if they
+/// would not fit in WeChat's 2,048 bytes.
 const LIST_LIMIT: usize = 6;
 
 /// Answers one message, using `conn` (the caller's transaction) for every read and write.
 pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Reply, AppError> {
+    Ok(match answer(state, conn, msg).await? {
+        Reply::Text(text) => Reply::Text(reply_size::cut(text)),
+        other => other,
+    })
+}
+
+async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Reply, AppError> {
     let openid = msg.from_user.as_str();
     let text = |s: String| Ok(Reply::Text(s));
     match commands::parse(msg) {
@@ -102,8 +111,10 @@ async fn list_activities(state: &AppState, conn: &mut PgConnection) -> Result<Re
     if list.is_empty() {
         return Ok(Reply::Text(replies::NO_ACTIVITIES.into()));
     }
+    let total =
+        if list.len() < activities::BOOKABLE_AT_MOST { list.len() } else { activities::bookable_count(conn).await? };
     let now = OffsetDateTime::now_utc();
-    let mut out = String::from("可以抢票的活动：\n");
+    let mut items = Vec::new();
     for a in list.iter().take(LIST_LIMIT) {
         let state_line = if now < a.book_start {
             format!("{} 开抢", local_time::short(a.book_start, tz))
@@ -113,10 +124,11 @@ async fn list_activities(state: &AppState, conn: &mut PgConnection) -> Result<Re
             format!("剩余 {} 张，{} 截止", a.remaining, local_time::short(a.book_end, tz))
         };
         let url = format!("{}/activities/{}", state.config.public_url, a.id);
-        out.push_str(&format!("\n【{}】代号 {}\n{}\n{}\n", a.name, a.key, state_line, replies::link(&url, "查看详情")));
+        items.push(format!("\n【{}】代号 {}\n{}\n{}\n", a.name, a.key, state_line, replies::link(&url, "查看详情")));
     }
-    out.push_str("\n发送「抢票 代号」即可抢票。");
-    Ok(Reply::Text(out))
+    let not_listed = total - items.len();
+    let footer = |left_out| replies::activities_footer(left_out + not_listed);
+    Ok(Reply::Text(reply_size::list("可以抢票的活动：\n", &items, footer)))
 }
 
 async fn my_tickets(
@@ -137,9 +149,9 @@ async fn my_tickets(
     if list.is_empty() {
         return Ok(Reply::Text(replies::NO_TICKETS.into()));
     }
-    let mut out = String::from("你的票：\n");
+    let mut items = Vec::new();
     for t in list.iter().take(LIST_LIMIT) {
-        out.push_str(&format!(
+        items.push(format!(
             "\n【{}】{}\n{} · {}\n{}\n",
             t.activity_name,
             tickets::status_label(&t.status),
@@ -148,8 +160,10 @@ async fn my_tickets(
             replies::link(&ticket_url(state, openid, &t.code), "查看电子票")
         ));
     }
-    out.push_str(&format!("\n{}", replies::link(&my_tickets_url(state, openid), "全部票")));
-    Ok(Reply::Text(out))
+    let all = my_tickets_url(state, openid);
+    let not_listed = list.len() - items.len();
+    let footer = |left_out| replies::tickets_footer(left_out + not_listed, &all);
+    Ok(Reply::Text(reply_size::list("你的票：\n", &items, footer)))
 }
 
 fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String) -> Reply {

@@ -50,8 +50,33 @@ pub fn unbound(student_id: &str) -> String {
     format!("已解除学号 {student_id} 的绑定。已抢到的票仍然属于这个学号，重新绑定后可以继续查看。")
 }
 
+/// What the student typed, shown back at most as long as an activity key can be
+/// (32 characters), so a pasted essay does not push the reply past WeChat's limit.
+fn typed(key: &str) -> String {
+    match key.char_indices().nth(32) {
+        Some((end, _)) => format!("{}…", &key[..end]),
+        None => key.to_string(),
+    }
+}
+
 pub fn no_such_activity(key: &str) -> String {
-    format!("没有代号为「{key}」的活动。发送「抢啥」查看可以抢的活动。")
+    format!("没有代号为「{}」的活动。发送「抢啥」查看可以抢的活动。", typed(key))
+}
+
+/// After the `抢啥` list; `left_out` activities did not fit in it.
+pub fn activities_footer(left_out: usize) -> String {
+    match left_out {
+        0 => "\n发送「抢票 代号」即可抢票。".into(),
+        n => format!("\n还有 {n} 个活动没有列出。\n发送「抢票 代号」即可抢票。"),
+    }
+}
+
+/// After the `查票` list; `left_out` tickets did not fit in it.
+pub fn tickets_footer(left_out: usize, all_url: &str) -> String {
+    match left_out {
+        0 => format!("\n{}", link(all_url, "全部票")),
+        n => format!("\n还有 {n} 张票没有列出，{}。", link(all_url, "点这里查看全部票")),
+    }
 }
 
 pub fn not_open_yet(opens_at: &str) -> String {
@@ -75,5 +100,5 @@ pub fn cancelled(activity: &str) -> String {
 }
 
 pub fn no_ticket_for(key: &str) -> String {
-    format!("你没有「{key}」的票。发送「查票」查看你的全部票。")
+    format!("你没有「{}」的票。发送「查票」查看你的全部票。", typed(key))
 }

@@ -1,6 +1,8 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 mod admin;
+mod headers;
+mod request_log;
 mod student;
 mod wechat;
 
@@ -10,20 +12,19 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Router,
-    extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    extract::State,
+    http::{StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
 use tower_http::{
-    catch_panic::CatchPanicLayer, csrf::CsrfLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer, csrf::CsrfLayer, services::ServeDir, timeout::TimeoutLayer, trace::TraceLayer,
 };
 
 use crate::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(landing))
         .route("/healthz", get(healthz))
         .merge(wechat::router())
@@ -31,23 +32,16 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .nest_service("/static", ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
         .fallback(|| async { crate::AppError::NotFound })
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
-        // No other site may frame these pages (clickjacking the admin forms);
-        // the simulator's phone frame is this site framing itself.
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")))
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
         // server sends neither header, so /wechat is unaffected.
         .layer(CsrfLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-        .layer(CatchPanicLayer::new())
-        // Spans name the path only: query strings carry signatures and signed links.
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |req: &Request| tracing::info_span!("request", method = %req.method(), path = %req.uri().path()),
-        ))
+        .layer(CatchPanicLayer::new());
+    // Outside the layers above, so their refusals carry the headers too.
+    let router = headers::add(router, state.config.public_url.starts_with("https://"));
+    router
+        // Spans name the path, secrets cut out (ticket codes, credentials); never the query.
+        .layer(TraceLayer::new_for_http().make_span_with(request_log::span))
         .with_state(state)
 }
 

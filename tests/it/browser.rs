@@ -40,6 +40,7 @@ async fn journey(b: &Browser) {
     b.find("#username").await;
     assert_eq!(b.path().await, "/admin/login");
     b.shot("login").await;
+    b.policy_kept("login").await;
     b.type_into("#username", "organiser").await;
     b.type_into("#password", PASSWORD).await;
     b.click_and_wait(r#"form[action="/admin/login"] button[type=submit]"#).await;
@@ -47,6 +48,7 @@ async fn journey(b: &Browser) {
     assert!(b.text(".topbar").await.contains("organiser"), "the admin's name in the top bar");
     assert!(b.text("main").await.contains("还没有活动"));
     b.shot("logged-in").await;
+    b.policy_kept("activity list").await;
 
     // 2. Create an activity whose booking window is open now, so students can book it below.
     let tz = app.state.config.timezone;
@@ -63,6 +65,7 @@ async fn journey(b: &Browser) {
     b.type_into("#capacity", "100").await;
     b.type_into("#description", "欢迎大家来听新年音乐会。").await;
     b.shot("new-activity").await;
+    b.policy_kept("new activity").await;
     b.click_and_wait(r#"form[action="/admin/activities"] button[type=submit]"#).await;
     let path = b.path().await;
     let id: i64 = match path.strip_prefix("/admin/activities/").and_then(|id| id.parse().ok()) {
@@ -82,6 +85,7 @@ async fn journey(b: &Browser) {
     assert_eq!(b.path().await, format!("/admin/activities/{id}"), "back on the edit page after the upload");
     assert!(b.image_loaded("img.poster").await, "the uploaded poster shows on the edit page");
     b.shot("poster-uploaded").await;
+    b.policy_kept("edit activity").await;
 
     // Publish (the 发布 button on the edit page); the list shows it as published.
     let publish = format!(r#"form[action="/admin/activities/{id}/publish"] button[type=submit]"#);
@@ -103,6 +107,7 @@ async fn journey(b: &Browser) {
     assert!(b.text("body").await.contains("新年音乐会"));
     assert!(b.image_loaded("img.poster").await, "the poster on the student page");
     b.shot("student-page").await;
+    b.policy_kept("student activity").await;
 
     // 3. The menu page.
     // 3. The menu page: the composer offers the published activity.
@@ -111,6 +116,7 @@ async fn journey(b: &Browser) {
     let menu = b.text("main").await;
     assert!(menu.contains("自定义菜单") && menu.contains("推送到微信"), "the menu page's content: {menu}");
     b.shot("menu").await;
+    b.policy_kept("menu").await;
 
     // 4. Check-in at the door. Two students book through the real WeChat endpoint.
     let openids = app.bound_students(31, 2).await;
@@ -145,6 +151,7 @@ async fn journey(b: &Browser) {
     assert!(good && text.contains("检票成功") && text.contains(&student_ids[1]), "by student ID: {text}");
     assert_eq!(b.text("#checked-in").await, "2");
     b.shot("checkin-student-id").await;
+    b.policy_kept("check-in").await;
 
     // 5. Downloads from the list page.
     b.goto(&app.url("/admin")).await;
@@ -163,6 +170,15 @@ async fn journey(b: &Browser) {
     let row_text = b.client.find(fantoccini::Locator::XPath(&row)).await.expect("the row").text().await.unwrap();
     assert!(row_text.contains("2 / 100"), "{row_text}");
     b.shot("exported").await;
+    b.policy_kept("activity list").await;
+
+    // The check above sees a violation when there is one: an image from elsewhere, injected.
+    b.client
+        .execute("const img = document.createElement('img'); img.src = 'http://example.invalid/x.png'; document.body.append(img);", vec![])
+        .await
+        .unwrap();
+    let violations = b.csp_violations().await;
+    assert!(violations.iter().any(|v| v.starts_with("img-src")), "{violations:?}");
 
     app.stop().await;
 }
@@ -205,6 +221,7 @@ async fn simulator_journey(b: &Browser) {
     assert!(landing.contains(&app.url("/wechat")) && landing.contains("明文模式"), "{landing}");
     assert!(!landing.contains(crate::common::TOKEN), "the Token is for admins only");
     b.shot("landing").await;
+    b.policy_kept("landing").await;
     b.click_and_wait(r#"main a[href="/admin/simulator"]"#).await;
     assert_eq!(b.path().await, "/admin/login");
     b.type_into("#username", "newcomer").await;
@@ -220,16 +237,19 @@ async fn simulator_journey(b: &Browser) {
     b.enter_frame("#phone").await;
     let chat = b.text("#chat").await;
     assert!(chat.contains("关注了公众号") && chat.contains("欢迎关注"), "{chat}");
+    b.policy_kept("simulator chat").await;
 
     // The bind link in the reply opens in the phone.
     b.click_and_wait(r#".wx-bubble a[href^="/bind?"]"#).await;
     assert_eq!(b.path().await, "/bind");
     b.type_into("#student_id", "2024010001").await;
     b.shot("bind-page").await;
+    b.policy_kept("bind").await;
     b.click_and_wait(r#"form[action="/bind"] button[type=submit]"#).await;
     assert!(b.text("body").await.contains("绑定成功"));
     b.leave_frame().await;
     b.shot("bound").await;
+    b.policy_kept("simulator").await;
 
     // Back to the chat, then 抢票 › the concert from the menu bar.
     b.find("#phone-back").await.click().await.expect("back to the chat");
@@ -243,6 +263,7 @@ async fn simulator_journey(b: &Browser) {
     let card = b.text(".wx-news").await;
     assert!(card.contains(&format!("抢票成功：{}", concert.name)) && card.contains("新清华学堂"), "{card}");
     assert!(b.image_loaded(".wx-news img").await, "the card shows the poster");
+    b.policy_kept("simulator chat with a ticket card").await;
     b.leave_frame().await;
     let readme = b.shot_of(".simulator", "ticket-card").await;
     b.shot("ticket-card-page").await;
@@ -253,11 +274,13 @@ async fn simulator_journey(b: &Browser) {
     assert!(b.path().await.starts_with("/tickets/"));
     assert!(!b.find_all(".qr svg").await.is_empty(), "the QR code on the ticket page");
     assert!(b.text("body").await.contains("2024010001"));
+    b.policy_kept("ticket").await;
     b.leave_frame().await;
     b.shot("ticket-page").await;
     b.enter_frame("#phone").await;
     b.click_and_wait(r#"form[action$="/cancel"] button[type=submit]"#).await;
     assert!(b.text("body").await.contains("已退"), "the ticket page after cancelling");
+    b.policy_kept("cancelled ticket").await;
     assert_eq!(app.live_tickets(concert.id).await, 0, "the place is free again");
     b.leave_frame().await;
     b.shot("cancelled").await;

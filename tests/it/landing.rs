@@ -15,7 +15,7 @@ async fn anyone_sees_url_mode_and_links_but_only_an_admin_sees_the_token() {
     let app = spawn_app_with(Settings::default().set("PUBLIC_URL", "https://ticket.example.edu/")).await;
 
     let page = landing(&app).await;
-    assert!(page.contains("<code style=\"word-break: break-all\">https://ticket.example.edu/wechat</code>"), "{page}");
+    assert!(page.contains("<code class=\"breakable\">https://ticket.example.edu/wechat</code>"), "{page}");
     assert!(page.contains("选「明文模式」") && page.contains("WECHAT_MESSAGE_MODE=plaintext"), "{page}");
     assert!(page.contains("href=\"/admin\"") && page.contains("href=\"/admin/simulator\""), "{page}");
     assert!(page.contains("没有公众号也能试用"), "{page}");
@@ -35,7 +35,7 @@ async fn anyone_sees_url_mode_and_links_but_only_an_admin_sees_the_token() {
 
     app.login_admin("admin").await;
     let page = landing(&app).await;
-    assert!(page.contains(&format!("<code style=\"word-break: break-all\">{TOKEN}</code>")), "{page}");
+    assert!(page.contains(&format!("<code class=\"breakable\">{TOKEN}</code>")), "{page}");
     assert!(!page.contains("登录管理后台</a>后再打开本页"), "{page}");
 }
 

@@ -7,6 +7,7 @@ mod admin_console;
 mod browser;
 mod checkin_export;
 mod demo;
+mod hardening;
 mod housekeeping;
 mod landing;
 mod menu_page;

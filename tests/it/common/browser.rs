@@ -337,6 +337,34 @@ impl Browser {
         result == Value::Bool(true)
     }
 
+    /// The Content-Security-Policy violations of the document in the current
+    /// frame since it started loading, as "directive blocked-URL": a buffered
+    /// ReportingObserver is handed the reports made before it existed.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let reports = self
+            .client
+            .execute_async(
+                "const done = arguments[0];\
+                 new ReportingObserver(\
+                   reports => done(reports.map(r => r.body.effectiveDirective + ' ' + r.body.blockedURL)),\
+                   {types: ['csp-violation'], buffered: true}).observe();\
+                 setTimeout(() => done([]), 300);",
+                vec![],
+            )
+            .await
+            .expect("read the CSP reports");
+        serde_json::from_value(reports).expect("a list of reports")
+    }
+
+    /// Fails the test (with a screenshot) when the page in the current frame
+    /// had something blocked by its Content-Security-Policy.
+    pub async fn policy_kept(&self, page: &str) {
+        let violations = self.csp_violations().await;
+        if !violations.is_empty() {
+            self.fail(format!("the {page} page broke its Content-Security-Policy: {violations:?}")).await;
+        }
+    }
+
     /// The HTTP status of a GET of `path` from inside the page (same cookies as the user).
     pub async fn fetch_status(&self, path: &str) -> u16 {
         let status = self
