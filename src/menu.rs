@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::{
     Config,
-    booking::{Activity, activities},
+    booking::{Activity, ActivityStatus, activities},
     db::{
         access_token::{PgTokenStore, WechatApi},
         settings,
@@ -87,9 +87,9 @@ pub async fn choose(conn: &mut PgConnection, keys_or_ids: &[String]) -> Result<V
             found = activities::by_id(conn, id).await?;
         }
         let activity = found.ok_or_else(|| AppError::Invalid(format!("没有代号或编号为「{wanted}」的活动")))?;
-        match activity.status.as_str() {
-            "published" => chosen.push(activity),
-            "archived" => {
+        match activity.status {
+            ActivityStatus::Published => chosen.push(activity),
+            ActivityStatus::Archived => {
                 return Err(AppError::Invalid(format!("活动「{}」已归档，不能放进菜单", activity.name)));
             }
             _ => return Err(AppError::Invalid(format!("活动「{}」还没有发布，不能放进菜单", activity.name))),
@@ -203,7 +203,7 @@ mod tests {
             start_at: now,
             end_at: now,
             capacity: 10,
-            status: "published".into(),
+            status: ActivityStatus::Published,
             remaining: 10,
         }
     }

@@ -4,6 +4,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::ActivityStatus;
 use crate::error::AppError;
 
 /// Places are split over this many slot rows (see `activity_slots`): enough
@@ -23,14 +24,14 @@ pub struct Activity {
     pub start_at: OffsetDateTime,
     pub end_at: OffsetDateTime,
     pub capacity: i32,
-    pub status: String,
+    pub status: ActivityStatus,
     /// Places not yet taken by a live ticket.
     pub remaining: i32,
 }
 
 impl Activity {
     pub fn is_published(&self) -> bool {
-        self.status == "published"
+        self.status == ActivityStatus::Published
     }
 }
 
@@ -63,7 +64,7 @@ pub fn validate(new: &NewActivity) -> Result<(), AppError> {
 
 pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activity, AppError> {
     validate(new)?;
-    let status = if new.publish { "published" } else { "draft" };
+    let status = if new.publish { ActivityStatus::Published } else { ActivityStatus::Draft };
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO activities (key, name, place, description, book_start, book_end, start_at, end_at, capacity, status) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
@@ -151,10 +152,10 @@ pub async fn bookable_count(conn: &mut PgConnection) -> Result<usize, AppError> 
 /// Publishes a draft. Published stays published; archived cannot come back.
 pub async fn publish(conn: &mut PgConnection, id: i64) -> Result<Activity, AppError> {
     let activity = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
-    match activity.status.as_str() {
-        "published" => Ok(activity),
-        "archived" => Err(AppError::Invalid(format!("活动 {} 已归档，不能再发布", activity.key))),
-        _ => {
+    match activity.status {
+        ActivityStatus::Published => Ok(activity),
+        ActivityStatus::Archived => Err(AppError::Invalid(format!("活动 {} 已归档，不能再发布", activity.key))),
+        ActivityStatus::Draft => {
             sqlx::query(
                 "UPDATE activities SET status = 'published', updated_at = now() WHERE id = $1 AND status = 'draft'",
             )
@@ -267,7 +268,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Resu
     let mut new = new.clone();
     let new = &mut new;
     let mut errors = check_fields(new);
-    let current: Option<(String, String, OffsetDateTime)> =
+    let current: Option<(ActivityStatus, String, OffsetDateTime)> =
         sqlx::query_as("SELECT status, key, book_start FROM activities WHERE id = $1 FOR NO KEY UPDATE")
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -285,7 +286,7 @@ pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Resu
     if i64::from(new.capacity) < booked {
         errors.add("capacity", format!("已经抢出 {booked} 张票，票数不能少于 {booked}"));
     }
-    if status != "draft" {
+    if status != ActivityStatus::Draft {
         if new.key != key {
             errors.add("key", "活动发布后不能再改代号");
         }

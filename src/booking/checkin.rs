@@ -4,7 +4,10 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use crate::{
-    booking::tickets::{self, Ticket},
+    booking::{
+        TicketStatus,
+        tickets::{self, Ticket},
+    },
     error::AppError,
     links,
 };
@@ -106,9 +109,9 @@ pub async fn check_in(
             .execute(&mut *conn)
             .await?;
     let ticket = tickets::by_code(conn, &code).await?.ok_or(AppError::NotFound)?;
-    Ok(match (done.rows_affected(), ticket.status.as_str(), ticket.checked_in_at) {
+    Ok(match (done.rows_affected(), ticket.status, ticket.checked_in_at) {
         (1, _, _) => CheckinOutcome::CheckedIn(ticket),
-        (_, "used", Some(at)) => CheckinOutcome::AlreadyUsed(ticket, at),
+        (_, TicketStatus::Used, Some(at)) => CheckinOutcome::AlreadyUsed(ticket, at),
         _ => CheckinOutcome::Cancelled(ticket),
     })
 }

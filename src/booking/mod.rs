@@ -6,9 +6,11 @@ pub mod activities;
 pub mod checkin;
 pub mod export;
 pub mod images;
+pub mod status;
 pub mod students;
 pub mod tickets;
 
 pub use activities::{Activity, NewActivity};
+pub use status::{ActivityStatus, TicketStatus};
 pub use students::Student;
 pub use tickets::Ticket;

@@ -13,6 +13,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{ActivityStatus, TicketStatus};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, FromRow)]
@@ -20,7 +21,7 @@ pub struct Ticket {
     pub id: i64,
     pub code: String,
     pub student_id: String,
-    pub status: String,
+    pub status: TicketStatus,
     pub booked_at: OffsetDateTime,
     pub checked_in_at: Option<OffsetDateTime>,
     pub cancelled_at: Option<OffsetDateTime>,
@@ -75,7 +76,7 @@ struct BookingCheck {
     start_at: OffsetDateTime,
     end_at: OffsetDateTime,
     poster_id: Option<Uuid>,
-    status: String,
+    status: ActivityStatus,
     book_start: OffsetDateTime,
     open: bool,
     closed: bool,
@@ -84,7 +85,7 @@ struct BookingCheck {
     held_id: Option<i64>,
     held_code: Option<String>,
     held_student_id: Option<String>,
-    held_status: Option<String>,
+    held_status: Option<TicketStatus>,
     held_booked_at: Option<OffsetDateTime>,
     held_checked_in_at: Option<OffsetDateTime>,
     held_cancelled_at: Option<OffsetDateTime>,
@@ -93,13 +94,13 @@ struct BookingCheck {
 impl BookingCheck {
     /// A new ticket, just issued.
     fn issued(&self, student_id: &str, id: i64, code: String, booked_at: OffsetDateTime) -> Ticket {
-        self.ticket(student_id, id, code, "valid".into(), booked_at, None, None)
+        self.ticket(student_id, id, code, TicketStatus::Valid, booked_at, None, None)
     }
 
     /// The live ticket the student, or this WeChat account, already holds for this activity.
     fn held_ticket(&self) -> Option<Ticket> {
         let (id, code, status, booked_at) =
-            (self.held_id?, self.held_code.clone()?, self.held_status.clone()?, self.held_booked_at?);
+            (self.held_id?, self.held_code.clone()?, self.held_status?, self.held_booked_at?);
         let student_id = self.held_student_id.as_deref()?;
         Some(self.ticket(student_id, id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at))
     }
@@ -110,13 +111,13 @@ impl BookingCheck {
         student_id: &str,
         id: i64,
         code: String,
-        status: String,
+        status: TicketStatus,
         booked_at: OffsetDateTime,
         checked_in_at: Option<OffsetDateTime>,
         cancelled_at: Option<OffsetDateTime>,
     ) -> Ticket {
         Ticket {
-            cancellable: status == "valid" && self.before_start,
+            cancellable: status == TicketStatus::Valid && self.before_start,
             id,
             code,
             student_id: student_id.to_string(),
@@ -177,7 +178,7 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     if let Some(ticket) = check.held_ticket() {
         return Ok(BookOutcome::AlreadyHolds(ticket));
     }
-    if check.status == "archived" || check.closed {
+    if check.status == ActivityStatus::Archived || check.closed {
         return Ok(BookOutcome::Closed);
     }
     if !check.open {
@@ -413,7 +414,7 @@ pub async fn cancel(conn: &mut PgConnection, which: TicketRef<'_>) -> Result<Can
         }
     };
     // Lock the ticket so a concurrent cancel or check-in sees our result.
-    let row: Option<(i64, String, i64, i16, String, bool)> = sqlx::query_as(&format!(
+    let row: Option<(i64, String, i64, i16, TicketStatus, bool)> = sqlx::query_as(&format!(
         "SELECT t.id, t.code, t.activity_id, t.slot, t.status, now() < a.start_at FROM tickets t \
          JOIN activities a ON a.id = t.activity_id \
          WHERE {filter} AND t.status <> 'cancelled' FOR UPDATE OF t"
@@ -425,7 +426,7 @@ pub async fn cancel(conn: &mut PgConnection, which: TicketRef<'_>) -> Result<Can
     let Some((ticket_id, code, activity_id, slot, status, before_start)) = row else {
         return Ok(CancelOutcome::NothingToCancel);
     };
-    if status != "valid" || !before_start {
+    if status != TicketStatus::Valid || !before_start {
         let ticket = by_code(conn, &code).await?.ok_or(AppError::NotFound)?;
         return Ok(CancelOutcome::TooLate(ticket));
     }
@@ -442,13 +443,4 @@ async fn activity_exists(conn: &mut PgConnection, key: &str) -> Result<bool, App
         .bind(key.to_ascii_lowercase())
         .fetch_one(conn)
         .await?)
-}
-
-/// A ticket's status as students and organisers read it.
-pub fn status_label(status: &str) -> &'static str {
-    match status {
-        "valid" => "有效",
-        "used" => "已检票",
-        _ => "已退票",
-    }
 }

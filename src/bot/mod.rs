@@ -6,6 +6,8 @@ pub mod replies;
 pub mod reply_size;
 
 use sqlx::PgConnection;
+
+use crate::booking::TicketStatus;
 use time::OffsetDateTime;
 
 use crate::{
@@ -72,7 +74,7 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
                 CancelOutcome::Cancelled(ticket) => replies::cancelled(&ticket.activity_name),
                 CancelOutcome::NoSuchActivity => replies::no_such_activity(&key),
                 CancelOutcome::NothingToCancel => replies::NOTHING_TO_CANCEL.into(),
-                CancelOutcome::TooLate(ticket) if ticket.status == "used" => replies::ALREADY_USED.into(),
+                CancelOutcome::TooLate(ticket) if ticket.status == TicketStatus::Used => replies::ALREADY_USED.into(),
                 CancelOutcome::TooLate(_) => replies::STARTED.into(),
             }))
         }
@@ -154,7 +156,7 @@ async fn my_tickets(
         items.push(format!(
             "\n【{}】{}\n{} · {}\n{}\n",
             t.activity_name,
-            tickets::status_label(&t.status),
+            t.status.label(),
             local_time::short(t.start_at, tz),
             t.place,
             replies::link(&ticket_url(state, openid, &t.code), "查看电子票")

@@ -7,6 +7,7 @@
 //! is brought back to its state as far as the booking rules allow (a published
 //! activity keeps its booking start), and whatever could not be is said so.
 
+use crate::booking::ActivityStatus;
 use rand::Rng;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime, macros::time};
@@ -158,7 +159,7 @@ async fn seed_activity(
         let created = activities::create(conn, &fresh).await?;
         return fill_if_sold_out(conn, sample, created, None).await;
     };
-    if existing.status == "archived" {
+    if existing.status == ActivityStatus::Archived {
         return Ok((existing, Some("archived by an admin, left as is".into())));
     }
     if sample.shows == Shows::OpensSoon && existing.is_published() && existing.book_start <= now {
@@ -257,10 +258,10 @@ async fn fill_if_sold_out(
 /// What a student would find: the state each sample is there to show.
 fn state(a: &Activity, now: OffsetDateTime, tz: &Tz) -> String {
     let booked = a.capacity - a.remaining;
-    match a.status.as_str() {
-        "archived" => return "archived".into(),
-        "draft" => return "draft (not published)".into(),
-        _ => {}
+    match a.status {
+        ActivityStatus::Archived => return "archived".into(),
+        ActivityStatus::Draft => return "draft (not published)".into(),
+        ActivityStatus::Published => {}
     }
     if now < a.book_start {
         let minutes = ((a.book_start - now).whole_seconds() + 59).div_euclid(60);

@@ -14,6 +14,8 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
+
+use crate::booking::{ActivityStatus, TicketStatus};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -236,7 +238,7 @@ struct ActivityView {
 impl ActivityView {
     fn new(activity: Activity, tz: &time_tz::Tz) -> ActivityView {
         let now = OffsetDateTime::now_utc();
-        let booking_state = if activity.status == "archived" || now >= activity.book_end {
+        let booking_state = if activity.status == ActivityStatus::Archived || now >= activity.book_end {
             "抢票已结束".to_string()
         } else if now < activity.book_start {
             format!("{} 开抢", local_time::short(activity.book_start, tz))
@@ -267,7 +269,7 @@ async fn activity_page(State(state): State<AppState>, Path(id): Path<String>) ->
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let activity = activities::by_id(&mut *state.pool.acquire().await?, id).await?;
     // Drafts are not public yet.
-    let activity = activity.filter(|a| a.status != "draft").ok_or(AppError::NotFound)?;
+    let activity = activity.filter(|a| a.status != ActivityStatus::Draft).ok_or(AppError::NotFound)?;
     Ok(ActivityPage { view: ActivityView::new(activity, state.config.timezone) })
 }
 
@@ -331,7 +333,7 @@ async fn ticket_page(
         .build();
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
     let page = TicketPage {
-        status_label: tickets::status_label(&ticket.status),
+        status_label: ticket.status.label(),
         start_at: local_time::full(ticket.start_at, tz),
         place: ticket.place.clone(),
         booked_at: local_time::full(ticket.booked_at, tz),
@@ -378,7 +380,7 @@ async fn cancel_ticket(
             let path = query.strip_prefix(&state.config.public_url).unwrap_or(&query).to_string();
             Redirect::to(&format!("{path}&cancelled=1")).into_response()
         }
-        CancelOutcome::TooLate(t) if t.status == "used" => {
+        CancelOutcome::TooLate(t) if t.status == TicketStatus::Used => {
             message_page(StatusCode::CONFLICT, "不能退票", "这张票已经检票入场，不能再退了。", false)
         }
         CancelOutcome::TooLate(_) => {
@@ -399,7 +401,7 @@ struct TicketLine {
     start_at: String,
     place: String,
     status_label: &'static str,
-    status: String,
+    status: TicketStatus,
 }
 
 #[derive(Template, WebTemplate)]
@@ -428,7 +430,7 @@ async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkP
         .await?
         .into_iter()
         .map(|t| TicketLine {
-            status_label: tickets::status_label(&t.status),
+            status_label: t.status.label(),
             start_at: local_time::full(t.start_at, tz),
             // Each ticket opened from here is opened by its holder.
             path: crate::bot::ticket_url(&state, &openid, &t.code)

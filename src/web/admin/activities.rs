@@ -1,6 +1,7 @@
 //! Activities: the list with counts, create, edit (SPEC §5 rules), publish,
 //! archive, poster upload.
 
+use crate::booking::ActivityStatus;
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
@@ -209,7 +210,8 @@ impl FormPage {
         self.errors.get(field).unwrap_or("")
     }
     fn locked(&self, field: &str) -> bool {
-        self.activity.as_ref().is_some_and(|a| a.status != "draft") && (field == "key" || field == "book_start")
+        self.activity.as_ref().is_some_and(|a| a.status != ActivityStatus::Draft)
+            && (field == "key" || field == "book_start")
     }
 }
 

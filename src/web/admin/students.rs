@@ -74,7 +74,7 @@ async fn render(
             .await?
             .into_iter()
             .map(|t| TicketView {
-                status_label: tickets::status_label(&t.status),
+                status_label: t.status.label(),
                 booked_at: local_time::full(t.booked_at, tz),
                 activity_name: t.activity_name,
             })
