@@ -120,8 +120,8 @@ pub async fn shutdown_signal() {
 }
 
 /// Forgets what is no longer needed, every ten minutes: de-duplication records
-/// older than WeChat's retries, expired admin sessions. Any number of
-/// instances may run it; the deletes are idempotent.
+/// older than WeChat's retries, expired admin sessions, failed logins too old
+/// to count. Any number of instances may run it; the deletes are idempotent.
 pub async fn housekeeping(pool: PgPool) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
@@ -130,11 +130,14 @@ pub async fn housekeeping(pool: PgPool) {
             let mut conn = pool.acquire().await?;
             let messages = db::messages::forget_old(&mut conn).await?;
             let sessions = crate::auth::sessions::forget_expired(&mut conn).await?;
-            Ok::<_, AppError>((messages, sessions))
+            let login_failures = crate::auth::throttle::forget_old(&mut conn).await?;
+            Ok::<_, AppError>((messages, sessions, login_failures))
         }
         .await;
         match result {
-            Ok((messages, sessions)) => tracing::debug!(messages, sessions, "housekeeping"),
+            Ok((messages, sessions, login_failures)) => {
+                tracing::debug!(messages, sessions, login_failures, "housekeeping")
+            }
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
     }
