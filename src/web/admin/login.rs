@@ -49,12 +49,8 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAdd
     if !is_trusted(&client) {
         return client;
     }
-    let forwarded: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
+    let forwarded: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
     for entry in forwarded.into_iter().rev() {
         // A trusted proxy appends a well-formed address; anything else is not its entry.
         let Ok(hop) = entry.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()) else { break };
@@ -133,7 +129,7 @@ async fn login(
     let next = safe_next(&form.next).to_string();
     let address = client_address(peer.ip(), &headers, &state.config.trusted_proxies);
     let bucket = throttle::bucket(address);
-    // No connection is held from here until the password has been checked.
+    // Each step takes a pooled connection for its own queries only: none is held while the hash runs.
     if let throttle::Verdict::Wait(wait) = throttle::begin_attempt(&state.pool, &username, &bucket).await? {
         let page = LoginPage { username, error: Some(wait_message(wait)), next };
         let retry_after = [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())];
