@@ -119,26 +119,31 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Forgets what is no longer needed, every ten minutes: de-duplication records
-/// older than WeChat's retries, expired admin sessions, failed logins too old
-/// to count. Any number of instances may run it; the deletes are idempotent.
+/// Forgets what is no longer needed, every ten minutes (see `tidy`). Any
+/// number of instances may run it; the deletes are idempotent.
 pub async fn housekeeping(pool: PgPool) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
         every.tick().await;
-        let result = async {
-            let mut conn = pool.acquire().await?;
-            let messages = db::messages::forget_old(&mut conn).await?;
-            let sessions = crate::auth::sessions::forget_expired(&mut conn).await?;
-            let login_failures = crate::auth::throttle::forget_old(&mut conn).await?;
-            Ok::<_, AppError>((messages, sessions, login_failures))
-        }
-        .await;
-        match result {
-            Ok((messages, sessions, login_failures)) => {
-                tracing::debug!(messages, sessions, login_failures, "housekeeping")
-            }
+        match tidy(&pool).await {
+            Ok(forgotten) => tracing::debug!(forgotten, "housekeeping"),
             Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
     }
+}
+
+/// One round of housekeeping over every table that grows: de-duplication
+/// records older than WeChat's retries and signed queries older than the
+/// freshness window, expired admin sessions, failed logins too old to count,
+/// spent bind links past their expiry, posters no activity uses, old
+/// simulator chats. Returns how many rows went.
+pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
+    let mut conn = pool.acquire().await?;
+    let mut forgotten = db::messages::forget_old(&mut conn).await?;
+    forgotten += crate::auth::sessions::forget_expired(&mut conn).await?;
+    forgotten += crate::auth::throttle::forget_old(&mut conn).await?;
+    forgotten += crate::booking::students::forget_expired_bind_links(&mut conn).await?;
+    forgotten += crate::booking::images::forget_unused(&mut conn).await?;
+    forgotten += db::transcripts::forget_old(&mut conn).await?;
+    Ok(forgotten)
 }

@@ -15,6 +15,38 @@ pub enum StudentVerify {
     Roster,
 }
 
+/// How WeChat delivers messages, as the WeChat console names the modes
+/// (消息加解密方式: 明文模式 / 兼容模式 / 安全模式).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageMode {
+    /// Plaintext XML, signed with the Token.
+    Plaintext,
+    /// Plaintext and an encrypted copy in one body; either is accepted.
+    Compatible,
+    /// Only the encrypted envelope, with a valid `msg_signature`, is accepted.
+    Safe,
+}
+
+impl MessageMode {
+    /// The name used by `WECHAT_MESSAGE_MODE` and shown on the landing page.
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageMode::Plaintext => "plaintext",
+            MessageMode::Compatible => "compatible",
+            MessageMode::Safe => "safe",
+        }
+    }
+
+    /// The name the WeChat console shows for the mode.
+    pub fn console_name(self) -> &'static str {
+        match self {
+            MessageMode::Plaintext => "明文模式",
+            MessageMode::Compatible => "兼容模式",
+            MessageMode::Safe => "安全模式",
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub database_url: Option<String>,
@@ -26,6 +58,7 @@ pub struct Config {
     pub wechat_appid: Option<String>,
     pub wechat_secret: Option<String>,
     pub wechat_aes_key: Option<String>,
+    pub message_mode: MessageMode,
     pub wechat_api_base: String,
     pub secret_key: Option<String>,
     pub student_verify: StudentVerify,
@@ -49,6 +82,7 @@ impl fmt::Debug for Config {
             .field("wechat_appid", &self.wechat_appid)
             .field("wechat_secret", &set(&self.wechat_secret))
             .field("wechat_aes_key", &set(&self.wechat_aes_key))
+            .field("message_mode", &self.message_mode)
             .field("wechat_api_base", &self.wechat_api_base)
             .field("secret_key", &set(&self.secret_key))
             .field("student_verify", &self.student_verify)
@@ -86,6 +120,21 @@ impl Config {
         {
             return Err(bad("WECHAT_AES_KEY", "must be the 43-character EncodingAESKey".into()));
         }
+        let message_mode = match get("WECHAT_MESSAGE_MODE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None if wechat_aes_key.is_some() => MessageMode::Compatible,
+            None | Some("plaintext") => MessageMode::Plaintext,
+            Some("compatible") => MessageMode::Compatible,
+            Some("safe") => MessageMode::Safe,
+            Some(other) => {
+                return Err(bad("WECHAT_MESSAGE_MODE", format!("`{other}` is not plaintext, compatible or safe")));
+            }
+        };
+        if message_mode != MessageMode::Plaintext && wechat_aes_key.is_none() {
+            return Err(bad(
+                "WECHAT_MESSAGE_MODE",
+                format!("{} mode needs WECHAT_AES_KEY (the EncodingAESKey) to be set", message_mode.name()),
+            ));
+        }
         let student_verify = match get("STUDENT_VERIFY").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => StudentVerify::Open,
             Some("roster") => StudentVerify::Roster,
@@ -114,6 +163,7 @@ impl Config {
             wechat_appid: get("WECHAT_APPID"),
             wechat_secret: get("WECHAT_SECRET"),
             wechat_aes_key,
+            message_mode,
             wechat_api_base: get("WECHAT_API_BASE")
                 .unwrap_or_else(|| "https://api.weixin.qq.com".into())
                 .trim_end_matches('/')
@@ -172,10 +222,25 @@ mod tests {
             ("TIMEZONE", "Mars/Base"),
             ("WECHAT_AES_KEY", "short"),
             ("STUDENT_ID_PATTERN", "("),
+            ("WECHAT_MESSAGE_MODE", "secure"),
+            ("WECHAT_MESSAGE_MODE", "safe"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn message_mode_follows_the_key_unless_named() {
+        let key = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+        assert_eq!(config(&[]).unwrap().message_mode, MessageMode::Plaintext);
+        assert_eq!(config(&[("WECHAT_AES_KEY", key)]).unwrap().message_mode, MessageMode::Compatible);
+        let safe = config(&[("WECHAT_AES_KEY", key), ("WECHAT_MESSAGE_MODE", "SAFE")]).unwrap();
+        assert_eq!(safe.message_mode, MessageMode::Safe);
+        let plain = config(&[("WECHAT_AES_KEY", key), ("WECHAT_MESSAGE_MODE", "plaintext")]).unwrap();
+        assert_eq!(plain.message_mode, MessageMode::Plaintext);
+        let err = config(&[("WECHAT_MESSAGE_MODE", "compatible")]).unwrap_err().to_string();
+        assert!(err.contains("needs WECHAT_AES_KEY"), "{err}");
     }
 
     #[test]

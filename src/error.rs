@@ -35,6 +35,10 @@ pub enum AppError {
     Io(#[from] std::io::Error),
     #[error("timed out")]
     Timeout,
+    /// Nothing is wrong, but the request could not be served in time (places
+    /// held by bookings in flight, the database restarting): try again.
+    #[error("busy")]
+    Busy,
     #[error("{0}")]
     Internal(String),
 }
@@ -55,7 +59,7 @@ impl AppError {
             AppError::BadRequest(msg) | AppError::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.as_str()),
             AppError::Forbidden(msg) => (StatusCode::FORBIDDEN, msg.as_str()),
             AppError::Wechat(_) => (StatusCode::BAD_REQUEST, "请求无效。"),
-            AppError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "服务器繁忙，请稍后再试。"),
+            AppError::Timeout | AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "服务器繁忙，请稍后再试。"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "服务器出了点问题，请稍后再试。"),
         }
     }

@@ -1,6 +1,12 @@
-//! Signed, expiring links sent inside WeChat replies (bind page, my tickets):
-//! HMAC-SHA256 with the secret key over the purpose, the openid and the expiry,
-//! so a link opens only for the WeChat user it was sent to.
+//! Signed, expiring links sent inside WeChat replies (bind page, ticket page,
+//! my tickets) and the tokens of the forms on those pages: HMAC-SHA256 with the
+//! secret key over the purpose, the openid, a subject (the ticket code for a
+//! ticket, a one-time nonce for a bind link) and the expiry, so a link opens
+//! only for the WeChat user it was sent to and only for what it names.
+//!
+//! Also the ticket's check-in credential, the QR code's content: a MAC over
+//! the ticket's id. It proves a ticket at the door and nothing else — it is
+//! not the ticket code, so it opens no ticket page and cancels nothing.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -13,6 +19,10 @@ type HmacSha256 = Hmac<Sha256>;
 pub enum Purpose {
     Bind,
     MyTickets,
+    /// A ticket page opened by its holder: the page may offer the cancel button.
+    Ticket,
+    /// The cancel button's form on a ticket page.
+    Cancel,
 }
 
 impl Purpose {
@@ -20,6 +30,8 @@ impl Purpose {
         match self {
             Purpose::Bind => "bind",
             Purpose::MyTickets => "my-tickets",
+            Purpose::Ticket => "ticket",
+            Purpose::Cancel => "cancel",
         }
     }
 
@@ -27,7 +39,8 @@ impl Purpose {
     pub fn lifetime(self) -> i64 {
         match self {
             Purpose::Bind => 30 * 60,
-            Purpose::MyTickets => 7 * 24 * 3600,
+            Purpose::MyTickets | Purpose::Ticket => 7 * 24 * 3600,
+            Purpose::Cancel => 3600,
         }
     }
 }
@@ -38,34 +51,73 @@ pub enum LinkError {
     Expired,
 }
 
-/// The query string (`o=…&e=…&s=…`) of a link for `openid`, valid until `expires`.
-pub fn sign(secret: &[u8], purpose: Purpose, openid: &str, expires: i64) -> String {
+/// The query string (`o=…&e=…&s=…`) of a link for `openid` about `subject`
+/// (which the link carries elsewhere: in its path, or as `n=`), valid until `expires`.
+pub fn sign(secret: &[u8], purpose: Purpose, openid: &str, subject: &str, expires: i64) -> String {
     let o = URL_SAFE_NO_PAD.encode(openid);
-    let s = URL_SAFE_NO_PAD.encode(mac(secret, purpose, openid, expires).finalize().into_bytes());
+    let s = URL_SAFE_NO_PAD.encode(mac(secret, purpose, openid, subject, expires).finalize().into_bytes());
     format!("o={o}&e={expires}&s={s}")
 }
 
-/// Checks a link's parts; returns the openid it was made for.
-pub fn verify(secret: &[u8], purpose: Purpose, o: &str, e: &str, s: &str, now: i64) -> Result<String, LinkError> {
+/// Checks a link's parts for `subject`; returns the openid it was made for.
+pub fn verify(
+    secret: &[u8],
+    purpose: Purpose,
+    subject: &str,
+    (o, e, s): (&str, &str, &str),
+    now: i64,
+) -> Result<String, LinkError> {
     let openid = URL_SAFE_NO_PAD.decode(o).ok().and_then(|b| String::from_utf8(b).ok()).ok_or(LinkError::Tampered)?;
     let expires: i64 = e.parse().map_err(|_| LinkError::Tampered)?;
     let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| LinkError::Tampered)?;
     // verify_slice compares in constant time.
-    mac(secret, purpose, &openid, expires).verify_slice(&sig).map_err(|_| LinkError::Tampered)?;
+    mac(secret, purpose, &openid, subject, expires).verify_slice(&sig).map_err(|_| LinkError::Tampered)?;
     if now >= expires {
         return Err(LinkError::Expired);
     }
     Ok(openid)
 }
 
-fn mac(secret: &[u8], purpose: Purpose, openid: &str, expires: i64) -> HmacSha256 {
+/// The path of a ticket page, with the signed query of its holder's link.
+pub fn ticket_path(code: &str, signed_query: &str) -> String {
+    format!("/tickets/{code}?{signed_query}")
+}
+
+/// A fresh random nonce for a one-time link (128 bits, URL-safe).
+pub fn nonce() -> String {
+    use rand::Rng;
+    URL_SAFE_NO_PAD.encode(rand::rng().random::<[u8; 16]>())
+}
+
+fn mac(secret: &[u8], purpose: Purpose, openid: &str, subject: &str, expires: i64) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    // Length-prefixed fields, so no two (purpose, openid, expiry) share an input.
-    for field in [purpose.label().as_bytes(), openid.as_bytes(), expires.to_string().as_bytes()] {
+    // Length-prefixed fields, so no two (purpose, openid, subject, expiry) share an input.
+    for field in [purpose.label().as_bytes(), openid.as_bytes(), subject.as_bytes(), expires.to_string().as_bytes()] {
         mac.update(&(field.len() as u64).to_be_bytes());
         mac.update(field);
     }
     mac
+}
+
+/// The check-in credential of the ticket with this id: `{id}.{mac}`, the MAC
+/// cut to 128 bits. The QR code on the ticket page carries it.
+pub fn checkin_credential(secret: &[u8], ticket_id: i64) -> String {
+    format!("{ticket_id}.{}", credential_mac(secret, ticket_id))
+}
+
+/// The ticket id a check-in credential proves, if it is genuine.
+pub fn open_checkin_credential(secret: &[u8], credential: &str) -> Option<i64> {
+    let (id, given) = credential.split_once('.')?;
+    let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+    let expected = credential_mac(secret, id);
+    bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes())).then_some(id)
+}
+
+fn credential_mac(secret: &[u8], ticket_id: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"checkin-credential\0");
+    mac.update(&ticket_id.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
 }
 
 #[cfg(test)]
@@ -79,20 +131,36 @@ mod tests {
 
     #[test]
     fn a_signed_link_opens_for_its_openid_until_it_expires() {
-        let q = sign(b"key", Purpose::Bind, "oUser", 1000);
+        let q = sign(b"key", Purpose::Bind, "oUser", "n1", 1000);
         let (o, e, s) = parts(&q);
-        assert_eq!(verify(b"key", Purpose::Bind, &o, &e, &s, 999), Ok("oUser".into()));
-        assert_eq!(verify(b"key", Purpose::Bind, &o, &e, &s, 1000), Err(LinkError::Expired));
+        assert_eq!(verify(b"key", Purpose::Bind, "n1", (&o, &e, &s), 999), Ok("oUser".into()));
+        assert_eq!(verify(b"key", Purpose::Bind, "n1", (&o, &e, &s), 1000), Err(LinkError::Expired));
     }
 
     #[test]
     fn tampering_is_refused() {
-        let (o, e, s) = parts(&sign(b"key", Purpose::Bind, "oUser", 1000));
+        let (o, e, s) = parts(&sign(b"key", Purpose::Bind, "oUser", "code1", 1000));
         let other = URL_SAFE_NO_PAD.encode("oOther");
-        assert_eq!(verify(b"key", Purpose::Bind, &other, &e, &s, 0), Err(LinkError::Tampered));
-        assert_eq!(verify(b"key", Purpose::Bind, &o, "2000", &s, 0), Err(LinkError::Tampered));
-        assert_eq!(verify(b"other", Purpose::Bind, &o, &e, &s, 0), Err(LinkError::Tampered));
-        assert_eq!(verify(b"key", Purpose::MyTickets, &o, &e, &s, 0), Err(LinkError::Tampered));
-        assert_eq!(verify(b"key", Purpose::Bind, &o, &e, "!!", 0), Err(LinkError::Tampered));
+        let check =
+            |purpose, subject, o: &str, e: &str, s: &str, secret: &[u8]| verify(secret, purpose, subject, (o, e, s), 0);
+        assert_eq!(check(Purpose::Bind, "code1", &other, &e, &s, b"key"), Err(LinkError::Tampered));
+        assert_eq!(check(Purpose::Bind, "code1", &o, "2000", &s, b"key"), Err(LinkError::Tampered));
+        assert_eq!(check(Purpose::Bind, "code1", &o, &e, &s, b"other"), Err(LinkError::Tampered));
+        assert_eq!(check(Purpose::MyTickets, "code1", &o, &e, &s, b"key"), Err(LinkError::Tampered));
+        assert_eq!(check(Purpose::Bind, "code2", &o, &e, &s, b"key"), Err(LinkError::Tampered), "another ticket");
+        assert_eq!(check(Purpose::Bind, "code1", &o, &e, "!!", b"key"), Err(LinkError::Tampered));
+    }
+
+    #[test]
+    fn a_checkin_credential_proves_its_ticket_only() {
+        let c = checkin_credential(b"key", 42);
+        assert_eq!(open_checkin_credential(b"key", &c), Some(42));
+        let (_, mac) = c.split_once('.').unwrap();
+        assert!(mac.len() >= 22, "128 bits");
+        assert_eq!(open_checkin_credential(b"key", &format!("43.{mac}")), None);
+        assert_eq!(open_checkin_credential(b"other", &c), None);
+        for junk in ["", "42", "42.", ".abc", "x.y", "-1.abc"] {
+            assert_eq!(open_checkin_credential(b"key", junk), None, "{junk:?}");
+        }
     }
 }

@@ -245,12 +245,19 @@ pub enum EditOutcome {
 /// key and the booking start stay. The activity row and all its slot rows are
 /// locked (slots in order, as bookings never wait on them) so no booking or
 /// cancel slips in between counting tickets and re-spreading the free places.
+///
+/// The activity row is locked `FOR NO KEY UPDATE`, not `FOR UPDATE`: a booking
+/// holding a slot row inserts a ticket, whose foreign key takes `FOR KEY SHARE`
+/// on the activity row. `FOR UPDATE` conflicts with that, so the edit (waiting
+/// for the booking's slot) and the booking (waiting for the edit's activity
+/// row) would wait for each other; `FOR NO KEY UPDATE` does not, and the edit
+/// changes no key of a row that has tickets (a published activity keeps its key).
 pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Result<EditOutcome, AppError> {
     let mut new = new.clone();
     let new = &mut new;
     let mut errors = check_fields(new);
     let current: Option<(String, String, OffsetDateTime)> =
-        sqlx::query_as("SELECT status, key, book_start FROM activities WHERE id = $1 FOR UPDATE")
+        sqlx::query_as("SELECT status, key, book_start FROM activities WHERE id = $1 FOR NO KEY UPDATE")
             .bind(id)
             .fetch_optional(&mut *conn)
             .await?;

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use crate::{
     booking::tickets::{self, Ticket},
     error::AppError,
+    links,
 };
 
 #[derive(Debug)]
@@ -20,18 +21,37 @@ pub enum CheckinOutcome {
     NoTicketForStudent(String),
 }
 
-/// What the door staff typed or scanned: a ticket URL, a bare code, or a student ID.
+/// What the door staff scanned or typed: a ticket's QR code (its check-in
+/// credential, as a URL or bare), a ticket URL, a bare code, or a student ID.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
+    /// A genuine check-in credential: the ticket with this id.
+    Credential(i64),
     Code(String),
     StudentId(String),
+    /// Something shaped like a credential that is not genuine.
+    Forged,
     Nothing,
 }
 
-pub fn read_input(input: &str) -> Presented {
+/// The path prefix of a check-in credential URL (the QR code's content).
+pub const CREDENTIAL_PATH: &str = "/c/";
+
+pub fn read_input(input: &str, secret: &[u8]) -> Presented {
     let input = input.trim();
     if input.is_empty() {
         return Presented::Nothing;
+    }
+    let credential = match input.rfind(CREDENTIAL_PATH) {
+        Some(at) => Some(input[at + CREDENTIAL_PATH.len()..].split(['?', '#', '/']).next().unwrap_or_default()),
+        // A bare credential: `{ticket id}.{mac}`.
+        None => input.split_once('.').filter(|(id, _)| id.bytes().all(|b| b.is_ascii_digit())).map(|_| input),
+    };
+    if let Some(credential) = credential {
+        return match links::open_checkin_credential(secret, credential) {
+            Some(id) => Presented::Credential(id),
+            None => Presented::Forged,
+        };
     }
     // A scanned QR code is the ticket URL: take the code after `/tickets/`.
     let candidate = match input.rfind("/tickets/") {
@@ -45,9 +65,17 @@ pub fn read_input(input: &str) -> Presented {
     }
 }
 
-pub async fn check_in(conn: &mut PgConnection, activity_id: i64, input: &str) -> Result<CheckinOutcome, AppError> {
-    let code = match read_input(input) {
-        Presented::Nothing => return Ok(CheckinOutcome::UnknownTicket),
+pub async fn check_in(
+    conn: &mut PgConnection,
+    activity_id: i64,
+    presented: Presented,
+) -> Result<CheckinOutcome, AppError> {
+    let code = match presented {
+        Presented::Nothing | Presented::Forged => return Ok(CheckinOutcome::UnknownTicket),
+        Presented::Credential(id) => match tickets::by_id(conn, id).await? {
+            Some(ticket) => ticket.code,
+            None => return Ok(CheckinOutcome::UnknownTicket),
+        },
         Presented::Code(code) => code,
         Presented::StudentId(student_id) => {
             // The student's ticket for this activity only; a live one if there is one.
@@ -103,7 +131,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_codes_and_student_ids() {
+    fn credentials_urls_codes_and_student_ids() {
+        let key = b"key";
+        let read_input = |input: &str| read_input(input, key);
+        let credential = links::checkin_credential(key, 7);
+        assert_eq!(read_input(&format!("https://t.example/c/{credential}")), Presented::Credential(7));
+        assert_eq!(read_input(&credential), Presented::Credential(7));
+        assert_eq!(read_input(&format!("https://t.example/c/{}", credential.replacen('7', "8", 1))), Presented::Forged);
+        assert_eq!(read_input("8.AAAAAAAAAAAAAAAAAAAAAA"), Presented::Forged);
         let code = "AbCdEfGhIjKlMnOpQrSt_-";
         assert_eq!(read_input(&format!("https://t.example/tickets/{code}")), Presented::Code(code.into()));
         assert_eq!(read_input(&format!(" https://t.example/tickets/{code}?x=1#y ")), Presented::Code(code.into()));

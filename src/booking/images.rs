@@ -37,3 +37,16 @@ pub async fn store(conn: &mut PgConnection, content_type: &str, bytes: &[u8]) ->
         .await?;
     Ok(id)
 }
+
+/// Forgets posters no activity uses (replaced, or uploaded and abandoned) once
+/// they are a day old: an upload's activity form may still be in flight for a
+/// while, and a cached page may still show a replaced poster for a bit.
+pub async fn forget_unused(conn: &mut PgConnection) -> Result<u64, AppError> {
+    Ok(sqlx::query(
+        "DELETE FROM images i WHERE i.created_at < now() - interval '1 day' \
+         AND NOT EXISTS (SELECT 1 FROM activities a WHERE a.poster_id = i.id)",
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

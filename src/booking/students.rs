@@ -2,7 +2,7 @@
 
 use sqlx::{FromRow, PgConnection};
 
-use crate::error::AppError;
+use crate::{audit, error::AppError};
 
 /// The openid prefix of the admin simulator's test students. No real openid
 /// has it (WeChat's are 28 base64 characters); tickets they book are marked
@@ -51,11 +51,11 @@ pub async fn bind(
     if !is_test(openid) {
         release_from_test_student(conn, student_id).await?;
     }
-    let result = sqlx::query_as(
-        "INSERT INTO students (openid, student_id, name, bound_at) VALUES ($1, $2, $3, now()) \
-         ON CONFLICT (openid) DO UPDATE SET student_id = $2, name = $3, bound_at = now() \
+    let result: Result<Option<(String, Option<String>, i32)>, _> = sqlx::query_as(
+        "INSERT INTO students (openid, student_id, name, bound_at, binds) VALUES ($1, $2, $3, now(), 1) \
+         ON CONFLICT (openid) DO UPDATE SET student_id = $2, name = $3, bound_at = now(), binds = students.binds + 1 \
          WHERE students.student_id IS NULL \
-         RETURNING student_id, name",
+         RETURNING student_id, name, binds",
     )
     .bind(openid)
     .bind(student_id)
@@ -63,7 +63,11 @@ pub async fn bind(
     .fetch_optional(&mut *conn)
     .await;
     match result {
-        Ok(Some(student)) => Ok(BindOutcome::Bound(student)),
+        Ok(Some((student_id, name, binds))) => {
+            let action = if binds > 1 { "重新绑定学号" } else { "绑定学号" };
+            audit::record(conn, &actor(openid), action, &format!("学号 {student_id}")).await?;
+            Ok(BindOutcome::Bound(Student { student_id, name }))
+        }
         // A concurrent bind of this same openid won.
         Ok(None) => Ok(BindOutcome::AlreadyBound(bound(conn, openid).await?.ok_or(AppError::NotFound)?)),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(BindOutcome::TakenByAnother),
@@ -91,12 +95,92 @@ async fn release_from_test_student(conn: &mut PgConnection, student_id: &str) ->
     for code in codes {
         super::tickets::cancel(conn, super::tickets::TicketRef::Code(&code)).await?;
     }
-    unbind(conn, &holder).await?;
+    if let Some(student) = release_binding(conn, &holder).await? {
+        let detail = format!("学号 {} 被真实学生绑定，测试学生 {holder} 让出", student.student_id);
+        audit::record(conn, "系统", "解绑测试学生", &detail).await?;
+    }
     Ok(())
 }
 
-/// Unbinds; the student's tickets stay with the student ID.
+/// How the audit log names a WeChat user acting for themself.
+fn actor(openid: &str) -> String {
+    format!("微信用户 {openid}")
+}
+
+/// Unbinds at the student's own request; the student's tickets stay with the student ID.
 pub async fn unbind(conn: &mut PgConnection, openid: &str) -> Result<Option<Student>, AppError> {
+    let student = release_binding(conn, openid).await?;
+    if let Some(student) = &student {
+        audit::record(conn, &actor(openid), "解绑学号", &format!("学号 {}", student.student_id)).await?;
+    }
+    Ok(student)
+}
+
+/// Who holds a student ID now: the WeChat account bound to it, and since when.
+#[derive(Debug, Clone, FromRow)]
+pub struct Holder {
+    pub openid: String,
+    pub student_id: String,
+    pub name: Option<String>,
+    pub bound_at: time::OffsetDateTime,
+}
+
+pub async fn holder(conn: &mut PgConnection, student_id: &str) -> Result<Option<Holder>, AppError> {
+    Ok(sqlx::query_as("SELECT openid, student_id, name, bound_at FROM students WHERE student_id = $1")
+        .bind(student_id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// An admin settles a dispute: the WeChat account holding `student_id` lets it
+/// go, so the rightful student can bind it. Its live tickets stay with the
+/// student ID, as on any unbind. Returns the account that held it.
+pub async fn release(conn: &mut PgConnection, student_id: &str, admin: &str) -> Result<Option<Holder>, AppError> {
+    let Some(holder) = sqlx::query_as::<_, Holder>(
+        "SELECT openid, student_id, name, bound_at FROM students WHERE student_id = $1 FOR UPDATE",
+    )
+    .bind(student_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    release_binding(conn, &holder.openid).await?;
+    let detail = format!("学号 {student_id} 从微信用户 {} 解除绑定", holder.openid);
+    audit::record(conn, admin, "管理员解绑学号", &detail).await?;
+    Ok(Some(holder))
+}
+
+/// Whether the bind link with this nonce has been used.
+pub async fn bind_link_used(conn: &mut PgConnection, nonce: &str) -> Result<bool, AppError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM used_bind_links WHERE nonce = $1)")
+        .bind(nonce)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Marks a bind link used, in the transaction that binds with it; false when
+/// it was used already (a concurrent use waits here for the other to finish).
+pub async fn use_bind_link(conn: &mut PgConnection, nonce: &str, expires: i64) -> Result<bool, AppError> {
+    let done = sqlx::query(
+        "INSERT INTO used_bind_links (nonce, expires_at) VALUES ($1, to_timestamp($2)) ON CONFLICT DO NOTHING",
+    )
+    .bind(nonce)
+    .bind(expires as f64)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A used bind link past its expiry would be refused as expired anyway.
+pub async fn forget_expired_bind_links(conn: &mut PgConnection) -> Result<u64, AppError> {
+    Ok(sqlx::query("DELETE FROM used_bind_links WHERE expires_at < now() - interval '1 minute'")
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+async fn release_binding(conn: &mut PgConnection, openid: &str) -> Result<Option<Student>, AppError> {
     Ok(sqlx::query_as(
         "UPDATE students s SET student_id = NULL, name = NULL, bound_at = NULL \
          FROM (SELECT openid, student_id, name FROM students WHERE openid = $1 FOR UPDATE) old \

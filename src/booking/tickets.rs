@@ -17,6 +17,7 @@ use crate::error::AppError;
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Ticket {
+    pub id: i64,
     pub code: String,
     pub student_id: String,
     pub status: String,
@@ -34,7 +35,7 @@ pub struct Ticket {
     pub cancellable: bool,
 }
 
-const COLUMNS: &str = "t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at, \
+const COLUMNS: &str = "t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at, \
      a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.place, a.start_at, a.end_at, a.poster_id, \
      (t.status = 'valid' AND now() < a.start_at) AS cancellable";
 
@@ -80,7 +81,9 @@ struct BookingCheck {
     closed: bool,
     before_start: bool,
     has_places: bool,
+    held_id: Option<i64>,
     held_code: Option<String>,
+    held_student_id: Option<String>,
     held_status: Option<String>,
     held_booked_at: Option<OffsetDateTime>,
     held_checked_in_at: Option<OffsetDateTime>,
@@ -89,19 +92,23 @@ struct BookingCheck {
 
 impl BookingCheck {
     /// A new ticket, just issued.
-    fn issued(&self, student_id: &str, code: String, booked_at: OffsetDateTime) -> Ticket {
-        self.ticket(student_id, code, "valid".into(), booked_at, None, None)
+    fn issued(&self, student_id: &str, id: i64, code: String, booked_at: OffsetDateTime) -> Ticket {
+        self.ticket(student_id, id, code, "valid".into(), booked_at, None, None)
     }
 
-    /// The live ticket the student already holds for this activity.
-    fn held_ticket(&self, student_id: &str) -> Option<Ticket> {
-        let (code, status, booked_at) = (self.held_code.clone()?, self.held_status.clone()?, self.held_booked_at?);
-        Some(self.ticket(student_id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at))
+    /// The live ticket the student, or this WeChat account, already holds for this activity.
+    fn held_ticket(&self) -> Option<Ticket> {
+        let (id, code, status, booked_at) =
+            (self.held_id?, self.held_code.clone()?, self.held_status.clone()?, self.held_booked_at?);
+        let student_id = self.held_student_id.as_deref()?;
+        Some(self.ticket(student_id, id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn ticket(
         &self,
         student_id: &str,
+        id: i64,
         code: String,
         status: String,
         booked_at: OffsetDateTime,
@@ -110,6 +117,7 @@ impl BookingCheck {
     ) -> Ticket {
         Ticket {
             cancellable: status == "valid" && self.before_start,
+            id,
             code,
             student_id: student_id.to_string(),
             status,
@@ -140,12 +148,13 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
          a.start_at, a.end_at, a.poster_id, a.status, a.book_start, \
          a.book_start <= now() AS open, a.book_end <= now() AS closed, now() < a.start_at AS before_start, \
          EXISTS (SELECT 1 FROM activity_slots s WHERE s.activity_id = a.id AND s.remaining > 0) AS has_places, \
-         h.code AS held_code, h.status AS held_status, h.booked_at AS held_booked_at, \
-         h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at \
+         h.id AS held_id, h.code AS held_code, h.student_id AS held_student_id, h.status AS held_status, \
+         h.booked_at AS held_booked_at, h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at \
          FROM activities a \
          LEFT JOIN students st ON st.openid = $1 AND st.student_id IS NOT NULL \
-         LEFT JOIN LATERAL (SELECT t.code, t.status, t.booked_at, t.checked_in_at, t.cancelled_at FROM tickets t \
-             WHERE t.activity_id = a.id AND t.student_id = st.student_id AND t.status <> 'cancelled') h ON true \
+         LEFT JOIN LATERAL (SELECT t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at \
+             FROM tickets t WHERE t.activity_id = a.id AND t.status <> 'cancelled' \
+             AND (t.student_id = st.student_id OR t.openid = $1) LIMIT 1) h ON true \
          WHERE {filter} AND a.status <> 'draft'"
     ))
     .bind(openid)
@@ -163,7 +172,9 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     let Some(student_id) = check.student_id.as_deref() else {
         return Ok(BookOutcome::NotBound);
     };
-    if let Some(ticket) = check.held_ticket(student_id) {
+    // Held by the student ID, or booked by this WeChat account under another
+    // student ID it was bound to before.
+    if let Some(ticket) = check.held_ticket() {
         return Ok(BookOutcome::AlreadyHolds(ticket));
     }
     if check.status == "archived" || check.closed {
@@ -175,13 +186,17 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     if !check.has_places {
         return Ok(BookOutcome::SoldOut);
     }
-    match take_place_and_issue(conn, check.activity_id, student_id, super::students::is_test(openid)).await? {
-        Taken::Issued { code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, code, booked_at))),
+    match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
+        Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
         Taken::SoldOut => Ok(BookOutcome::SoldOut),
+        // Places are left but every one stayed held by bookings in flight (or an
+        // admin's edit): not sold out, so the student is told to try again, and
+        // nothing is recorded, so WeChat's retry gets a real answer.
+        Taken::Busy => Err(AppError::Busy),
         Taken::AlreadyHeld { slot } => {
-            // A concurrent booking by the same student won; give the place back.
+            // A concurrent booking by the same student or WeChat account won; give the place back.
             give_back(conn, check.activity_id, slot).await?;
-            let held = held(conn, check.activity_id, student_id).await?;
+            let held = held(conn, check.activity_id, student_id, openid).await?;
             Ok(held.map_or(BookOutcome::SoldOut, BookOutcome::AlreadyHolds))
         }
     }
@@ -189,14 +204,17 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
 
 enum Taken {
     Issued {
+        id: i64,
         code: String,
         booked_at: OffsetDateTime,
     },
-    /// The student's other booking committed first; this place must go back.
+    /// The student's (or the WeChat account's) other booking committed first; this place must go back.
     AlreadyHeld {
         slot: i16,
     },
     SoldOut,
+    /// Places exist, but none could be taken in time.
+    Busy,
 }
 
 /// Takes one place from a slot row that no one else holds and issues the
@@ -209,43 +227,49 @@ async fn take_place_and_issue(
     conn: &mut PgConnection,
     activity_id: i64,
     student_id: &str,
-    simulated: bool,
+    openid: &str,
 ) -> Result<Taken, AppError> {
+    let simulated = super::students::is_test(openid);
     for attempt in 0..TAKE_ATTEMPTS {
-        let (slot, code, booked_at, any_left): (Option<i16>, Option<String>, Option<OffsetDateTime>, bool) =
-            sqlx::query_as(
-                "WITH taken AS ( \
+        let (slot, id, code, booked_at, any_left): Issue = sqlx::query_as(
+            "WITH taken AS ( \
                      UPDATE activity_slots SET remaining = remaining - 1 \
                      WHERE activity_id = $1 AND slot = (SELECT slot FROM activity_slots \
                          WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      RETURNING slot), \
                  issued AS ( \
-                     INSERT INTO tickets (code, activity_id, student_id, slot, simulated) \
-                     SELECT $2, $1, $3, slot, $4 FROM taken \
-                     ON CONFLICT (activity_id, student_id) WHERE status <> 'cancelled' DO NOTHING \
-                     RETURNING code, booked_at) \
-                 SELECT (SELECT slot FROM taken), (SELECT code FROM issued), (SELECT booked_at FROM issued), \
+                     INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid) \
+                     SELECT $2, $1, $3, slot, $4, $5 FROM taken \
+                     ON CONFLICT DO NOTHING \
+                     RETURNING id, code, booked_at) \
+                 SELECT (SELECT slot FROM taken), (SELECT id FROM issued), (SELECT code FROM issued), \
+                     (SELECT booked_at FROM issued), \
                      EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)",
-            )
-            .bind(activity_id)
-            .bind(new_code())
-            .bind(student_id)
-            .bind(simulated)
-            .fetch_one(&mut *conn)
-            .await?;
-        match (slot, code, booked_at) {
-            (Some(_), Some(code), Some(booked_at)) => return Ok(Taken::Issued { code, booked_at }),
-            (Some(slot), _, _) => return Ok(Taken::AlreadyHeld { slot }),
-            (None, _, _) if !any_left => return Ok(Taken::SoldOut),
-            (None, _, _) => {}
+        )
+        .bind(activity_id)
+        .bind(new_code())
+        .bind(student_id)
+        .bind(simulated)
+        .bind(openid)
+        .fetch_one(&mut *conn)
+        .await?;
+        match (slot, id, code, booked_at) {
+            (Some(_), Some(id), Some(code), Some(booked_at)) => return Ok(Taken::Issued { id, code, booked_at }),
+            (Some(slot), ..) => return Ok(Taken::AlreadyHeld { slot }),
+            (None, ..) if !any_left => return Ok(Taken::SoldOut),
+            (None, ..) => {}
         }
         let jitter = rand::rng().random_range(1..=5);
         tokio::time::sleep(std::time::Duration::from_millis((attempt + 1).min(10) * jitter)).await;
     }
-    // Places exist but stayed held for the whole back-off: answer sold out
-    // rather than keep a student waiting past WeChat's deadline.
-    Ok(Taken::SoldOut)
+    // Places exist but stayed held for the whole back-off: rather than keep a
+    // student waiting past WeChat's deadline, say so — never "sold out", which
+    // is answered only when no place is left.
+    Ok(Taken::Busy)
 }
+
+/// The slot taken, the ticket issued (id, code, time), and whether any place was left.
+type Issue = (Option<i16>, Option<i64>, Option<String>, Option<OffsetDateTime>, bool);
 
 /// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).
 const TAKE_ATTEMPTS: u64 = 30;
@@ -281,13 +305,28 @@ pub async fn by_code(conn: &mut PgConnection, code: &str) -> Result<Option<Ticke
     .await?)
 }
 
-async fn held(conn: &mut PgConnection, activity_id: i64, student_id: &str) -> Result<Option<Ticket>, AppError> {
+pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Ticket>, AppError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id WHERE t.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn held(
+    conn: &mut PgConnection,
+    activity_id: i64,
+    student_id: &str,
+    openid: &str,
+) -> Result<Option<Ticket>, AppError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id \
-         WHERE t.activity_id = $1 AND t.student_id = $2 AND t.status <> 'cancelled'"
+         WHERE t.activity_id = $1 AND (t.student_id = $2 OR t.openid = $3) AND t.status <> 'cancelled' LIMIT 1"
     ))
     .bind(activity_id)
     .bind(student_id)
+    .bind(openid)
     .fetch_optional(conn)
     .await?)
 }
@@ -330,7 +369,18 @@ pub enum CancelOutcome {
 
 /// Which ticket a cancel names: a student's ticket for an activity key, or a ticket code.
 pub enum TicketRef<'a> {
-    StudentAndKey { student_id: &'a str, key: &'a str },
+    StudentAndKey {
+        student_id: &'a str,
+        key: &'a str,
+    },
+    /// A ticket code, if the ticket is this student's: a ticket page's cancel
+    /// button, after the page's link proved who the student is.
+    CodeOfStudent {
+        code: &'a str,
+        student_id: &'a str,
+    },
+    /// Any ticket by its code, whoever holds it: for the rules' own use only,
+    /// never for a request, since the code alone proves nothing.
     Code(&'a str),
 }
 
@@ -343,6 +393,12 @@ pub async fn cancel(conn: &mut PgConnection, which: TicketRef<'_>) -> Result<Can
                 return Ok(CancelOutcome::NoSuchActivity);
             }
             ("t.student_id = $1 AND a.key = $2", student_id.to_string(), key.to_ascii_lowercase())
+        }
+        TicketRef::CodeOfStudent { code, student_id } => {
+            if !looks_like_code(code) {
+                return Ok(CancelOutcome::NothingToCancel);
+            }
+            ("t.code = $1 AND t.student_id = $2", code.to_string(), student_id.to_string())
         }
         TicketRef::Code(code) => {
             if !looks_like_code(code) {

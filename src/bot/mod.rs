@@ -79,8 +79,12 @@ async fn book(
     let tz = state.config.timezone;
     let outcome = tickets::book(conn, &activity, openid).await?;
     Ok(match outcome {
-        BookOutcome::Booked(ticket) => ticket_article(state, &ticket, replies::booked_title(&ticket.activity_name)),
-        BookOutcome::AlreadyHolds(ticket) => Reply::Text(replies::already_holds(&ticket_url(state, &ticket.code))),
+        BookOutcome::Booked(ticket) => {
+            ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))
+        }
+        BookOutcome::AlreadyHolds(ticket) => {
+            Reply::Text(replies::already_holds(&ticket_url(state, openid, &ticket.code)))
+        }
         BookOutcome::NoSuchActivity => Reply::Text(match activity {
             ActivityRef::Key(key) => replies::no_such_activity(&key),
             ActivityRef::Id(_) => replies::NO_SUCH_MENU_ACTIVITY.into(),
@@ -125,7 +129,7 @@ async fn my_tickets(
     let tz = state.config.timezone;
     if let Some(key) = key {
         return Ok(match tickets::live_for_student_and_key(conn, student_id, &key).await? {
-            Some(ticket) => ticket_article(state, &ticket, format!("我的票：{}", ticket.activity_name)),
+            Some(ticket) => ticket_article(state, openid, &ticket, format!("我的票：{}", ticket.activity_name)),
             None => Reply::Text(replies::no_ticket_for(&key)),
         });
     }
@@ -141,37 +145,42 @@ async fn my_tickets(
             tickets::status_label(&t.status),
             local_time::short(t.start_at, tz),
             t.place,
-            replies::link(&ticket_url(state, &t.code), "查看电子票")
+            replies::link(&ticket_url(state, openid, &t.code), "查看电子票")
         ));
     }
     out.push_str(&format!("\n{}", replies::link(&my_tickets_url(state, openid), "全部票")));
     Ok(Reply::Text(out))
 }
 
-fn ticket_article(state: &AppState, ticket: &Ticket, title: String) -> Reply {
+fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String) -> Reply {
     let tz = state.config.timezone;
     Reply::News(Article {
         title,
         description: replies::booked_description(&local_time::short(ticket.start_at, tz), &ticket.place),
         pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
-        url: ticket_url(state, &ticket.code),
+        url: ticket_url(state, openid, &ticket.code),
     })
 }
 
-pub fn ticket_url(state: &AppState, code: &str) -> String {
-    format!("{}/tickets/{code}", state.config.public_url)
+/// A ticket page link for the student `openid`: the page shows the ticket to
+/// anyone with the code, and the cancel button only to a link signed for its holder.
+pub fn ticket_url(state: &AppState, openid: &str, code: &str) -> String {
+    let query = signed_query(state, Purpose::Ticket, openid, code);
+    format!("{}{}", state.config.public_url, links::ticket_path(code, &query))
 }
 
-fn signed_url(state: &AppState, path: &str, purpose: Purpose, openid: &str) -> String {
+fn signed_query(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> String {
     let expires = OffsetDateTime::now_utc().unix_timestamp() + purpose.lifetime();
-    let query = links::sign(&state.secret_key, purpose, openid, expires);
-    format!("{}{path}?{query}", state.config.public_url)
+    links::sign(&state.secret_key, purpose, openid, subject, expires)
 }
 
+/// A bind link binds once: each carries its own nonce, recorded when it is used.
 pub fn bind_url(state: &AppState, openid: &str) -> String {
-    signed_url(state, "/bind", Purpose::Bind, openid)
+    let nonce = links::nonce();
+    let query = signed_query(state, Purpose::Bind, openid, &nonce);
+    format!("{}/bind?{query}&n={nonce}", state.config.public_url)
 }
 
 pub fn my_tickets_url(state: &AppState, openid: &str) -> String {
-    signed_url(state, "/my/tickets", Purpose::MyTickets, openid)
+    format!("{}/my/tickets?{}", state.config.public_url, signed_query(state, Purpose::MyTickets, openid, ""))
 }

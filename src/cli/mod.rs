@@ -56,6 +56,15 @@ pub enum Command {
     /// Show the custom menu on WeChat, or compose and push a new one.
     #[command(subcommand)]
     Menu(menu::MenuCommand),
+    /// Settle disputes over student IDs.
+    #[command(subcommand)]
+    Student(StudentCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StudentCommand {
+    /// Release a student ID from the WeChat account bound to it (its tickets stay with the student ID).
+    Unbind { student_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +175,18 @@ pub async fn run() -> Result<(), AppError> {
             .await
         }
         Command::Menu(command) => menu::run(&config, command).await,
+        Command::Student(StudentCommand::Unbind { student_id }) => {
+            with_database(&config, move |conn| {
+                Box::pin(async move {
+                    let holder = students::release(conn, &student_id, "shell")
+                        .await?
+                        .ok_or_else(|| AppError::Invalid(format!("student ID `{student_id}` is not bound")))?;
+                    println!("student ID {} released from WeChat account {}", holder.student_id, holder.openid);
+                    Ok(())
+                })
+            })
+            .await
+        }
         Command::Roster(RosterCommand::Import { file }) => {
             let bytes =
                 std::fs::read(&file).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", file.display())))?;
@@ -319,7 +340,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     let app = Application::build(state.clone()).await?;
     let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
     let addr = app.local_addr();
-    let mode = if state.cipher.is_some() { "safe or compatible (AES)" } else { "plaintext" };
+    let mode = state.config.message_mode.name();
     if state.config.wechat_token.is_none() {
         // Only the development token is printed: a real WECHAT_TOKEN is a secret.
         println!("development WeChat token: {}", state.wechat_token);

@@ -74,3 +74,14 @@ pub async fn test_students(pool: &PgPool) -> Result<Vec<TestStudent>, AppError> 
     .fetch_all(pool)
     .await?)
 }
+
+/// How long a simulator chat is kept: rehearsals are for the days before an event.
+pub const KEEP_DAYS: i32 = 30;
+
+pub async fn forget_old(conn: &mut sqlx::PgConnection) -> Result<u64, AppError> {
+    Ok(sqlx::query("DELETE FROM simulator_messages WHERE created_at < now() - make_interval(days => $1)")
+        .bind(KEEP_DAYS)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}

@@ -72,8 +72,11 @@ struct Landing {
     local_only: bool,
     /// `WECHAT_TOKEN` is set (otherwise the development token is in use).
     token_configured: bool,
-    /// Safe or compatible mode is available (`WECHAT_AES_KEY` is set).
+    /// `WECHAT_AES_KEY` is set.
     encrypted: bool,
+    /// The message mode in force: its `WECHAT_MESSAGE_MODE` name and the console's name for it.
+    mode: &'static str,
+    mode_console: &'static str,
     /// The values, for a logged-in admin only.
     secrets: Option<Secrets>,
 }
@@ -91,6 +94,8 @@ async fn landing(State(state): State<AppState>, session: Option<admin::AdminSess
         local_only: ["127.", "localhost", "0.0.0.0", "[::1]", "[::]"].iter().any(|local| host.starts_with(local)),
         token_configured: state.config.wechat_token.is_some(),
         encrypted: state.cipher.is_some(),
+        mode: state.config.message_mode.name(),
+        mode_console: state.config.message_mode.console_name(),
         secrets: session
             .map(|_| Secrets { token: state.wechat_token.clone(), aes_key: state.config.wechat_aes_key.clone() }),
     };

@@ -1,6 +1,8 @@
 //! Student pages (SPEC §4): phone-sized, Chinese, no JavaScript. The bind page
 //! and "my tickets" open from signed links; a ticket page opens by its code,
-//! which is the ticket's bearer secret.
+//! and offers the cancel button only when its link was signed for the WeChat
+//! user holding the ticket. The QR code on it is a check-in credential
+//! (`/c/{credential}`), which opens nothing but a "show this at the door" page.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -35,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/tickets/{code}", get(ticket_page))
         .route("/tickets/{code}/cancel", post(cancel_ticket))
         .route("/my/tickets", get(my_tickets_page))
+        .route("/c/{credential}", get(credential_page))
         .route("/images/{id}", get(image))
 }
 
@@ -47,6 +50,19 @@ struct LinkParts {
     e: String,
     #[serde(default)]
     s: String,
+    /// A bind link's one-time nonce.
+    #[serde(default)]
+    n: String,
+}
+
+impl LinkParts {
+    fn signed(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> LinkParts {
+        let expires = OffsetDateTime::now_utc().unix_timestamp() + purpose.lifetime();
+        let query = links::sign(&state.secret_key, purpose, openid, subject, expires);
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+        LinkParts { o: get("o"), e: get("e"), s: get("s"), n: String::new() }
+    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -61,10 +77,20 @@ fn message_page(status: StatusCode, title: &str, message: impl Into<String>, ok:
     (status, MessagePage { title: title.into(), message: message.into(), ok }).into_response()
 }
 
-/// Opens a signed link: the openid it was made for.
-fn open_link(state: &AppState, purpose: Purpose, link: &LinkParts) -> Result<String, LinkError> {
+/// Opens a signed link about `subject`: the openid it was made for.
+fn open_link(state: &AppState, purpose: Purpose, subject: &str, link: &LinkParts) -> Result<String, LinkError> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    links::verify(&state.secret_key, purpose, &link.o, &link.e, &link.s, now)
+    links::verify(&state.secret_key, purpose, subject, (&link.o, &link.e, &link.s), now)
+}
+
+/// The page for a bind link that has bound once already.
+fn bind_link_used() -> Response {
+    message_page(
+        StatusCode::GONE,
+        "链接已用过",
+        "这个绑定链接已经用过了，每个链接只能绑定一次。如需重新绑定，请在公众号里发送「绑定」获取新链接。",
+        false,
+    )
 }
 
 /// The page that says why a signed link will not open.
@@ -96,12 +122,16 @@ struct BindPage {
 }
 
 async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
-    let openid = match open_link(&state, Purpose::Bind, &link) {
+    let openid = match open_link(&state, Purpose::Bind, &link.n, &link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
     };
-    if let Some(student) = students::bound(&mut *state.pool.acquire().await?, &openid).await? {
+    let mut conn = state.pool.acquire().await?;
+    if let Some(student) = students::bound(&mut conn, &openid).await? {
         return Ok(already_bound_page(&student.student_id));
+    }
+    if students::bind_link_used(&mut conn, &link.n).await? {
+        return Ok(bind_link_used());
     }
     let roster = state.config.student_verify == StudentVerify::Roster;
     Ok(BindPage { link, roster, student_id: String::new(), name: String::new(), error: None }.into_response())
@@ -127,7 +157,7 @@ struct BindForm {
 }
 
 async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) -> Result<Response, AppError> {
-    let openid = match open_link(&state, Purpose::Bind, &form.link) {
+    let openid = match open_link(&state, Purpose::Bind, &form.link.n, &form.link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
     };
@@ -157,8 +187,16 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
     } else {
         Some(name.clone()).filter(|n| !n.is_empty() && n.chars().count() <= 64)
     };
+    // The link is spent only by a bind that succeeds: a typo can be corrected.
+    if !students::use_bind_link(&mut tx, &form.link.n, form.link.e.parse().unwrap_or_default()).await? {
+        return Ok(bind_link_used());
+    }
     let outcome = students::bind(&mut tx, &openid, &student_id, name.as_deref()).await?;
-    tx.commit().await?;
+    if matches!(outcome, BindOutcome::Bound(_)) {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
     Ok(match outcome {
         BindOutcome::Bound(student) => message_page(
             StatusCode::OK,
@@ -236,6 +274,8 @@ async fn activity_page(State(state): State<AppState>, Path(id): Path<String>) ->
 #[derive(Template, WebTemplate)]
 #[template(path = "student/ticket.html")]
 struct TicketPage {
+    /// The cancel form's token: only on a page opened by the ticket's holder.
+    cancel: Option<LinkParts>,
     ticket: Ticket,
     status_label: &'static str,
     start_at: String,
@@ -249,6 +289,22 @@ struct TicketPage {
 #[derive(Deserialize)]
 struct TicketQuery {
     cancelled: Option<String>,
+    #[serde(flatten)]
+    link: LinkParts,
+}
+
+/// The WeChat user a signed link proves, if that user is bound to the student
+/// ID holding `ticket` now (an unbound or rebound account cancels nothing).
+async fn holder_of(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    purpose: Purpose,
+    link: &LinkParts,
+    ticket: &Ticket,
+) -> Result<Option<String>, AppError> {
+    let Ok(openid) = open_link(state, purpose, &ticket.code, link) else { return Ok(None) };
+    let bound = students::bound(conn, &openid).await?;
+    Ok(bound.filter(|s| s.student_id == ticket.student_id).map(|_| openid))
 }
 
 async fn ticket_page(
@@ -256,9 +312,18 @@ async fn ticket_page(
     Path(code): Path<String>,
     Query(q): Query<TicketQuery>,
 ) -> Result<Response, AppError> {
-    let ticket = tickets::by_code(&mut *state.pool.acquire().await?, &code).await?.ok_or(AppError::NotFound)?;
+    let mut conn = state.pool.acquire().await?;
+    let ticket = tickets::by_code(&mut conn, &code).await?.ok_or(AppError::NotFound)?;
     let tz = state.config.timezone;
-    let url = crate::bot::ticket_url(&state, &ticket.code);
+    let cancel = match holder_of(&state, &mut conn, Purpose::Ticket, &q.link, &ticket).await? {
+        Some(openid) if ticket.cancellable => Some(LinkParts::signed(&state, Purpose::Cancel, &openid, &ticket.code)),
+        _ => None,
+    };
+    drop(conn);
+    // The QR code is the check-in credential, not the ticket code: a photo of
+    // it gets someone through the door once, and opens nothing else.
+    let credential = links::checkin_credential(&state.secret_key, ticket.id);
+    let url = format!("{}/c/{credential}", state.config.public_url);
     let qr_svg = qrcode::QrCode::new(url.as_bytes())
         .map_err(|e| AppError::Internal(format!("QR code: {e}")))?
         .render::<qrcode::render::svg::Color>()
@@ -273,18 +338,46 @@ async fn ticket_page(
         checked_in_at: ticket.checked_in_at.map(|t| local_time::full(t, tz)),
         qr_svg,
         notice,
+        cancel,
         ticket,
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())
 }
 
-async fn cancel_ticket(State(state): State<AppState>, Path(code): Path<String>) -> Result<Response, AppError> {
+/// Cancels from the ticket page's button. The code alone proves nothing (it
+/// is on the page, and anyone may have seen the page): the form must carry a
+/// token signed for the WeChat user who is bound to the ticket's student ID.
+async fn cancel_ticket(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    token: Result<Form<LinkParts>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    // No form at all is as good as a form without a token: refused below.
+    let token = token.map(|Form(t)| t).unwrap_or_default();
     let mut tx = state.pool.begin().await?;
-    let outcome = tickets::cancel(&mut tx, TicketRef::Code(&code)).await?;
+    let Some(ticket) = tickets::by_code(&mut tx, &code).await? else { return Err(AppError::NotFound) };
+    let Some(openid) = holder_of(&state, &mut tx, Purpose::Cancel, &token, &ticket).await? else {
+        return Ok(message_page(
+            StatusCode::FORBIDDEN,
+            "不能在这里退票",
+            format!(
+                "退票需要确认是你本人：请在公众号里发送「退票 {}」，或从公众号发给你的链接打开电子票再退。",
+                ticket.activity_key
+            ),
+            false,
+        ));
+    };
+    let which = TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id };
+    let outcome = tickets::cancel(&mut tx, which).await?;
     tx.commit().await?;
     Ok(match outcome {
-        CancelOutcome::Cancelled(t) => Redirect::to(&format!("/tickets/{}?cancelled=1", t.code)).into_response(),
+        CancelOutcome::Cancelled(t) => {
+            // Back to the page as its holder saw it.
+            let query = crate::bot::ticket_url(&state, &openid, &t.code);
+            let path = query.strip_prefix(&state.config.public_url).unwrap_or(&query).to_string();
+            Redirect::to(&format!("{path}&cancelled=1")).into_response()
+        }
         CancelOutcome::TooLate(t) if t.status == "used" => {
             message_page(StatusCode::CONFLICT, "不能退票", "这张票已经检票入场，不能再退了。", false)
         }
@@ -301,7 +394,7 @@ async fn cancel_ticket(State(state): State<AppState>, Path(code): Path<String>) 
 }
 
 struct TicketLine {
-    code: String,
+    path: String,
     activity_name: String,
     start_at: String,
     place: String,
@@ -317,7 +410,7 @@ struct MyTicketsPage {
 }
 
 async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
-    let openid = match open_link(&state, Purpose::MyTickets, &link) {
+    let openid = match open_link(&state, Purpose::MyTickets, "", &link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
     };
@@ -337,13 +430,40 @@ async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkP
         .map(|t| TicketLine {
             status_label: tickets::status_label(&t.status),
             start_at: local_time::full(t.start_at, tz),
-            code: t.code,
+            // Each ticket opened from here is opened by its holder.
+            path: crate::bot::ticket_url(&state, &openid, &t.code)
+                .strip_prefix(&state.config.public_url)
+                .map(str::to_string)
+                .unwrap_or_default(),
             activity_name: t.activity_name,
             place: t.place,
             status: t.status,
         })
         .collect();
     Ok(MyTicketsPage { student_id: student.student_id, tickets }.into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/credential.html")]
+struct CredentialPage {
+    activity_name: String,
+    start_at: String,
+    place: String,
+}
+
+/// What a phone shows when someone scans a ticket's QR code with WeChat: it is
+/// for the door. No student ID, no name, no cancel button; a forged or
+/// mistyped credential is a 404.
+async fn credential_page(State(state): State<AppState>, Path(credential): Path<String>) -> Result<Response, AppError> {
+    let id = links::open_checkin_credential(&state.secret_key, &credential).ok_or(AppError::NotFound)?;
+    let ticket = tickets::by_id(&mut *state.pool.acquire().await?, id).await?.ok_or(AppError::NotFound)?;
+    let tz = state.config.timezone;
+    let page = CredentialPage {
+        activity_name: ticket.activity_name,
+        start_at: local_time::full(ticket.start_at, tz),
+        place: ticket.place,
+    };
+    Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())
 }
 
 /// Posters, from the database so every instance serves the same bytes. An

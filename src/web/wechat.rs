@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use crate::{
     AppState, bot,
-    db::messages,
+    config::MessageMode,
+    db::messages::{self, Recorded, SignedPair},
     error::AppError,
     wechat::{crypto, message, reply, signature},
 };
@@ -52,6 +53,19 @@ impl SignedQuery {
             _ => false,
         }
     }
+
+    /// The signed `timestamp`, when it is within the freshness window of now.
+    fn fresh_timestamp(&self) -> Option<i64> {
+        signature::fresh(self.timestamp(), time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
+    /// Signed by WeChat, recently: the check every request must pass first.
+    fn check(&self, token: &str) -> Result<i64, &'static str> {
+        if !self.signed_by(token) {
+            return Err("bad signature");
+        }
+        self.fresh_timestamp().ok_or("stale timestamp")
+    }
 }
 
 fn plain(status: StatusCode, body: impl Into<String>) -> Response {
@@ -59,16 +73,17 @@ fn plain(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuery>) -> Response {
-    if !q.signed_by(&state.wechat_token) {
-        return plain(StatusCode::FORBIDDEN, "bad signature");
+    if let Err(why) = q.check(&state.wechat_token) {
+        return plain(StatusCode::FORBIDDEN, why);
     }
     plain(StatusCode::OK, q.echostr.unwrap_or_default())
 }
 
 async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, body: Body) -> Response {
-    if !q.signed_by(&state.wechat_token) {
-        return plain(StatusCode::FORBIDDEN, "bad signature");
-    }
+    let timestamp = match q.check(&state.wechat_token) {
+        Ok(timestamp) => timestamp,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
+    };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return plain(StatusCode::BAD_REQUEST, "body too large or unreadable");
     };
@@ -77,6 +92,12 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
     };
 
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+    // In safe mode only the encrypted envelope counts: a plaintext body (a
+    // compatible-mode one included) could have been rewritten by anyone who
+    // saw one signed query, since `signature` does not cover the body.
+    if state.config.message_mode == MessageMode::Safe && !encrypted {
+        return plain(StatusCode::FORBIDDEN, "safe mode: only encrypted messages are accepted");
+    }
     let inner = if encrypted {
         match open_envelope(&state, &q, body) {
             Ok(xml) => xml,
@@ -93,8 +114,17 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
         }
     };
 
-    let xml = match tokio::time::timeout(DEADLINE, answer_once(&state, &msg)).await {
-        Ok(Ok(xml)) => xml,
+    let signed = SignedPair { timestamp, nonce: q.nonce() };
+    let xml = match tokio::time::timeout(DEADLINE, answer_once(&state, &msg, &signed)).await {
+        Ok(Ok(Answer::Reply(xml))) => xml,
+        Ok(Ok(Answer::Replayed)) => {
+            tracing::warn!("a signed query was replayed with another message; refused");
+            return plain(StatusCode::FORBIDDEN, "this signature was already used for another message");
+        }
+        Ok(Err(AppError::Busy)) => {
+            tracing::warn!("a WeChat message found every place held; answered busy");
+            busy_reply(&msg)
+        }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "could not answer a WeChat message");
             busy_reply(&msg)
@@ -137,21 +167,36 @@ fn open_envelope(state: &AppState, q: &SignedQuery, body: &str) -> Result<String
     })
 }
 
+enum Answer {
+    Reply(String),
+    /// The signed query already carried another message.
+    Replayed,
+}
+
 /// Handles a message at most once, whichever instance or retry gets it first:
-/// the handling and the record of its reply commit together, and a loser of
-/// that race rolls its handling back and answers with the winner's reply.
-async fn answer_once(state: &AppState, msg: &message::Message) -> Result<String, AppError> {
+/// the handling, the record of its reply and the record of the signed query
+/// that carried it commit together. A loser of the race for the reply rolls
+/// its handling back and answers with the winner's reply; a message under a
+/// signed query that carried another one rolls back and is refused.
+async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPair<'_>) -> Result<Answer, AppError> {
     let key = msg.dedup_key();
     let mut tx = state.pool.begin().await?;
     let answer = bot::handle(state, &mut tx, msg).await?;
     let xml = reply::render(&answer, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
-    if messages::record(&mut tx, &key, &xml).await? {
-        tx.commit().await?;
-        return Ok(xml);
+    match messages::record(&mut tx, &key, signed, &xml).await? {
+        Recorded::First => {
+            tx.commit().await?;
+            return Ok(Answer::Reply(xml));
+        }
+        Recorded::Replayed => {
+            tx.rollback().await?;
+            return Ok(Answer::Replayed);
+        }
+        Recorded::Again => tx.rollback().await?,
     }
-    tx.rollback().await?;
     messages::stored_reply(&mut *state.pool.acquire().await?, &key)
         .await?
+        .map(Answer::Reply)
         .ok_or_else(|| AppError::Internal("a recorded reply vanished".into()))
 }
 

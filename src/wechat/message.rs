@@ -84,7 +84,9 @@ impl Message {
     /// sender, time, event and key, which WeChat repeats verbatim on a retry.
     pub fn dedup_key(&self) -> String {
         if let Some(id) = &self.msg_id {
-            return format!("msg:{id}");
+            // Per sender: a MsgId is only unique per user, and one user's
+            // MsgId must never answer for another.
+            return format!("msg:{}:{id}", self.from_user);
         }
         let (name, key) = match &self.kind {
             MessageKind::Event(event) => (event.name(), event.key()),
@@ -313,7 +315,7 @@ mod tests {
         assert_eq!(msg.create_time, 1700000000);
         assert_eq!(msg.msg_id.as_deref(), Some("1234567890123456"));
         assert_eq!(msg.kind, MessageKind::Text { content: "抢票 concert".into() });
-        assert_eq!(msg.dedup_key(), "msg:1234567890123456");
+        assert_eq!(msg.dedup_key(), "msg:oUser123:1234567890123456");
     }
 
     #[test]

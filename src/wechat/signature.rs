@@ -32,6 +32,16 @@ pub fn verify_msg(token: &str, timestamp: &str, nonce: &str, encrypt: &str, msg_
     matches(&sign(&[token, timestamp, nonce, encrypt]), msg_signature)
 }
 
+/// A signed `timestamp` further than this from our clock is refused, so a
+/// captured request cannot be replayed later.
+pub const FRESHNESS_SECONDS: i64 = 300;
+
+/// The signed `timestamp` (seconds), when it is within the freshness window of `now`.
+pub fn fresh(timestamp: &str, now: i64) -> Option<i64> {
+    let ts: i64 = timestamp.parse().ok()?;
+    (now.checked_sub(ts)?.abs() <= FRESHNESS_SECONDS).then_some(ts)
+}
+
 /// Constant-time comparison, so response timing does not leak how many
 /// leading characters of a forged signature were right.
 fn matches(expected: &str, given: &str) -> bool {
@@ -77,6 +87,19 @@ mod tests {
         let mut h = Sha1::new();
         h.update(b"Zab");
         assert_eq!(sign(&["ab", "Z"]), hex::encode(h.finalize()));
+    }
+
+    #[test]
+    fn only_recent_timestamps_are_fresh() {
+        let now = 1_700_000_000;
+        assert_eq!(fresh("1700000000", now), Some(now));
+        assert_eq!(fresh("1699999700", now), Some(now - 300));
+        assert_eq!(fresh("1700000300", now), Some(now + 300));
+        assert_eq!(fresh("1699999699", now), None);
+        assert_eq!(fresh("1700000301", now), None);
+        for junk in ["", "abc", "1.5", "-9223372036854775808", "99999999999999999999"] {
+            assert_eq!(fresh(junk, now), None, "{junk:?}");
+        }
     }
 
     #[test]

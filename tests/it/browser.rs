@@ -117,7 +117,7 @@ async fn journey(b: &Browser) {
     let mut codes = Vec::new();
     for openid in &openids {
         match app.say(&wx::click(openid, &format!("BOOK_{id}"))).await {
-            wx::Reply::News { url, .. } => codes.push(url.rsplit('/').next().unwrap().to_string()),
+            wx::Reply::News { url, .. } => codes.push(crate::common::fixtures::ticket_code(&url)),
             other => panic!("booking should answer with the ticket: {other:?}"),
         }
     }

@@ -11,7 +11,7 @@ async fn book_all(app: &TestApp, openids: &[String], activity_id: i64) -> Vec<St
     let mut codes = Vec::new();
     for openid in openids {
         match app.say(&wx::click(openid, &format!("BOOK_{activity_id}"))).await {
-            wx::Reply::News { url, .. } => codes.push(url.rsplit('/').next().unwrap().to_string()),
+            wx::Reply::News { url, .. } => codes.push(crate::common::fixtures::ticket_code(&url)),
             other => panic!("{other:?}"),
         }
     }

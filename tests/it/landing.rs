@@ -16,7 +16,7 @@ async fn anyone_sees_url_mode_and_links_but_only_an_admin_sees_the_token() {
 
     let page = landing(&app).await;
     assert!(page.contains("<code style=\"word-break: break-all\">https://ticket.example.edu/wechat</code>"), "{page}");
-    assert!(page.contains("明文模式") && !page.contains("安全模式（推荐）"), "{page}");
+    assert!(page.contains("选「明文模式」") && page.contains("WECHAT_MESSAGE_MODE=plaintext"), "{page}");
     assert!(page.contains("href=\"/admin\"") && page.contains("href=\"/admin/simulator\""), "{page}");
     assert!(page.contains("没有公众号也能试用"), "{page}");
     assert!(page.contains("WECHAT_TOKEN") && page.contains("登录管理后台"), "says where the token is: {page}");
@@ -40,11 +40,11 @@ async fn anyone_sees_url_mode_and_links_but_only_an_admin_sees_the_token() {
 }
 
 #[tokio::test]
-async fn safe_mode_offers_both_modes_and_shows_the_key_to_an_admin_only() {
+async fn with_a_key_the_mode_is_compatible_and_only_an_admin_sees_the_key() {
     let app = spawn_app_with(Settings::default().encrypted()).await;
 
     let page = landing(&app).await;
-    assert!(page.contains("安全模式（推荐）或兼容模式"), "{page}");
+    assert!(page.contains("选「兼容模式」") && page.contains("WECHAT_MESSAGE_MODE=compatible"), "{page}");
     assert!(page.contains("WECHAT_AES_KEY"), "{page}");
     assert!(!page.contains(AES_KEY) && !page.contains(TOKEN), "{page}");
     // The default PUBLIC_URL is this machine, which WeChat cannot reach.
@@ -69,4 +69,11 @@ async fn the_development_token_is_shown_to_an_admin_and_said_to_be_printed_at_st
     app.login_admin("admin").await;
     let page = landing(&app).await;
     assert!(page.contains(&token) && page.contains("这是开发用 Token"), "{page}");
+}
+
+#[tokio::test]
+async fn safe_mode_is_named_as_the_console_names_it() {
+    let app = spawn_app_with(Settings::default().encrypted().set("WECHAT_MESSAGE_MODE", "safe")).await;
+    let page = landing(&app).await;
+    assert!(page.contains("选「安全模式」") && page.contains("WECHAT_MESSAGE_MODE=safe"), "{page}");
 }

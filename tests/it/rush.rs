@@ -159,3 +159,155 @@ async fn cancel_and_rebook_under_concurrency_never_exceed_capacity() {
             .collect();
     assert!(per_student.values().all(|n| *n == 1));
 }
+
+/// An admin saving the activity over and over while it is being rushed, as
+/// the admin handler does it: one transaction per save.
+async fn edit_capacity_until(app: &TestApp, id: i64, stop: &std::sync::atomic::AtomicBool) -> (usize, Vec<String>) {
+    use wechat_ticket::booking::{NewActivity, activities};
+    let (mut saves, mut errors) = (0, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut tx = app.pool.begin().await.unwrap();
+        let a = activities::by_id(&mut tx, id).await.unwrap().unwrap();
+        let new = NewActivity {
+            key: a.key.clone(),
+            name: a.name.clone(),
+            place: a.place.clone(),
+            description: a.description.clone(),
+            book_start: a.book_start,
+            book_end: a.book_end,
+            start_at: a.start_at,
+            end_at: a.end_at,
+            capacity: if a.capacity == 300 { 320 } else { 300 },
+            publish: true,
+        };
+        match activities::update(&mut tx, id, &new).await {
+            Ok(activities::EditOutcome::Saved(_)) => {
+                tx.commit().await.unwrap();
+                saves += 1;
+            }
+            Ok(activities::EditOutcome::Refused(e)) => errors.push(format!("refused: {e:?}")),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    (saves, errors)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_edits_during_a_rush_neither_deadlock_nor_say_sold_out_wrongly() {
+    let app = spawn_app().await;
+    let a = app.activity("edited", 300, Window::Open).await;
+    let students = app.bound_students(11, 250).await;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let rush_then_stop = async {
+        let replies = rush(&[&app], &students, a.id).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        replies
+    };
+    let (replies, (saves, edit_errors)) = tokio::join!(rush_then_stop, edit_capacity_until(&app, a.id, &stop));
+    assert!(edit_errors.is_empty(), "the admin's saves failed: {edit_errors:?}");
+    assert!(saves > 0);
+
+    // At least 300 places throughout for 250 students: "sold out" would be a lie.
+    let mut retry = Vec::new();
+    for (openid, (status, body)) in students.iter().zip(&replies) {
+        assert_eq!(*status, 200, "{body}");
+        match Reply::parse(body) {
+            Reply::News { title, .. } if title.contains("抢票成功") => {}
+            Reply::Text(text) if text.contains("请稍后再试") => retry.push(openid.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Those told to try again get their ticket when they do.
+    for openid in &retry {
+        let reply = app.say(&wx::click(openid, &format!("BOOK_{}", a.id))).await;
+        assert!(matches!(&reply, Reply::News { title, .. } if title.contains("抢票成功")), "{reply:?}");
+    }
+    assert_eq!(app.live_tickets(a.id).await, 250);
+    let capacity = app.count(&format!("SELECT capacity::bigint FROM activities WHERE id = {}", a.id)).await;
+    let remaining = app.count(&format!("SELECT sum(remaining) FROM activity_slots WHERE activity_id = {}", a.id)).await;
+    assert_eq!(250 + remaining, capacity, "capacity exact: every place a live ticket or free");
+    assert_eq!(app.count("SELECT count(DISTINCT student_id) FROM tickets WHERE status <> 'cancelled'").await, 250);
+    // A deadlock's victim may be a booking, answered "busy" and retried above:
+    // PostgreSQL's own count says whether there was one. (Backends report their
+    // counts within about a second of going idle.)
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let deadlocks = app.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").await;
+    assert_eq!(deadlocks, 0, "no lock cycle between the edits and the bookings");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_and_a_booking_holding_a_slot_never_wait_for_each_other() {
+    use wechat_ticket::booking::{NewActivity, activities};
+    let app = spawn_app().await;
+    let a = app.activity("locks", 10, Window::Open).await;
+    app.bound_students(12, 1).await;
+    // A booking, paused half-way: it holds a slot row, as the booking statement
+    // does between taking a place and inserting the ticket.
+    let mut booking = app.pool.begin().await.unwrap();
+    sqlx::query("UPDATE activity_slots SET remaining = remaining - 1 WHERE activity_id = $1 AND slot = 0")
+        .bind(a.id)
+        .execute(&mut *booking)
+        .await
+        .unwrap();
+    // The admin saves meanwhile: it locks the activity row, then waits for that slot.
+    let pool = app.pool.clone();
+    let edit = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let current = activities::by_id(&mut tx, a.id).await.unwrap().unwrap();
+        let new = NewActivity {
+            key: current.key,
+            name: current.name,
+            place: current.place,
+            description: current.description,
+            book_start: current.book_start,
+            book_end: current.book_end,
+            start_at: current.start_at,
+            end_at: current.end_at,
+            capacity: 12,
+            publish: true,
+        };
+        let saved = activities::update(&mut tx, a.id, &new).await;
+        tx.commit().await.unwrap();
+        saved.map(|_| ())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The booking now issues its ticket: the foreign key check on the activity
+    // row must not wait behind the edit that waits behind the booking.
+    let issued = sqlx::query(
+        "INSERT INTO tickets (code, activity_id, student_id, slot, openid) VALUES ('LoCkSLoCkSLoCkSLoCkS01', $1, '0001200000', 0, 'o12_0')",
+    )
+    .bind(a.id)
+    .execute(&mut *booking)
+    .await;
+    assert!(issued.is_ok(), "the booking was the victim of a lock cycle: {issued:?}");
+    booking.commit().await.unwrap();
+    let saved =
+        tokio::time::timeout(std::time::Duration::from_secs(5), edit).await.expect("the edit finished").unwrap();
+    assert!(saved.is_ok(), "the edit failed: {saved:?}");
+    assert_eq!(app.live_tickets(a.id).await, 1);
+    assert_eq!(app.count(&format!("SELECT sum(remaining) FROM activity_slots WHERE activity_id = {}", a.id)).await, 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn places_held_too_long_are_busy_not_sold_out_and_the_retry_books() {
+    let app = spawn_app().await;
+    let a = app.activity("held", 5, Window::Open).await;
+    let me = &app.bound_students(13, 1).await[0];
+    // Every place is held by transactions in flight (bookings that may yet roll back).
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT slot FROM activity_slots WHERE activity_id = $1 FOR UPDATE")
+        .bind(a.id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let xml = wx::text_with_id(me, "抢票 held", wx::next_msg_id());
+    let started = std::time::Instant::now();
+    let reply = app.say(&xml).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "inside WeChat's deadline");
+    assert!(reply.text().contains("请稍后再试") && !reply.text().contains("抢完"), "{reply:?}");
+    holder.rollback().await.unwrap();
+    // Not recorded: WeChat's retry of the same message gets a real answer.
+    let retry = app.say(&xml).await;
+    assert!(matches!(&retry, Reply::News { title, .. } if title.contains("抢票成功")), "{retry:?}");
+    assert_eq!(app.live_tickets(a.id).await, 1);
+}

@@ -77,16 +77,16 @@ async fn serve_runs_its_own_postgres_and_keeps_data_across_restarts() {
     let server = start(&data, port);
     wait_healthy(port).await;
 
-    let sig = signature::sign(&["binary-token", "1410685589", "test"]);
-    let echo = reqwest::get(format!(
-        "http://127.0.0.1:{port}/wechat?signature={sig}&timestamp=1410685589&nonce=test&echostr=hello"
-    ))
-    .await
-    .unwrap();
+    let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sig = signature::sign(&["binary-token", &ts.to_string(), "test"]);
+    let echo =
+        reqwest::get(format!("http://127.0.0.1:{port}/wechat?signature={sig}&timestamp={ts}&nonce=test&echostr=hello"))
+            .await
+            .unwrap();
     assert_eq!(echo.status(), 200);
     assert_eq!(echo.text().await.unwrap(), "hello");
     let wrong = reqwest::get(format!(
-        "http://127.0.0.1:{port}/wechat?signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443fe&timestamp=1410685589&nonce=test&echostr=hello"
+        "http://127.0.0.1:{port}/wechat?signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443fe&timestamp={ts}&nonce=test&echostr=hello"
     ))
     .await
     .unwrap();
@@ -174,11 +174,10 @@ async fn serve_runs_its_own_postgres_and_keeps_data_across_restarts() {
 
     let server = start(&data, port);
     wait_healthy(port).await;
-    let echo = reqwest::get(format!(
-        "http://127.0.0.1:{port}/wechat?signature={sig}&timestamp=1410685589&nonce=test&echostr=again"
-    ))
-    .await
-    .unwrap();
+    let echo =
+        reqwest::get(format!("http://127.0.0.1:{port}/wechat?signature={sig}&timestamp={ts}&nonce=test&echostr=again"))
+            .await
+            .unwrap();
     assert_eq!(echo.text().await.unwrap(), "again");
 
     // Killed outright, the app cannot stop its PostgreSQL; the next serve uses

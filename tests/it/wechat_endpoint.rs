@@ -18,18 +18,19 @@ async fn health_check_answers_when_the_database_does() {
 #[tokio::test]
 async fn server_verification_echoes_only_when_signed() {
     let app = spawn_app().await;
-    // The known-answer vector: token `test` is not ours, so sign with ours.
-    let sig = signature::sign(&[TOKEN, "1410685589", "test"]);
-    let ok = app.get(&format!("/wechat?signature={sig}&timestamp=1410685589&nonce=test&echostr=X%2By%20z")).await;
+    // Signed with our token, at the current time (an old timestamp is refused).
+    let ts = wx::now().to_string();
+    let sig = signature::sign(&[TOKEN, &ts, "test"]);
+    let ok = app.get(&format!("/wechat?signature={sig}&timestamp={ts}&nonce=test&echostr=X%2By%20z")).await;
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "X+y z");
 
     let mut wrong = sig.clone();
     wrong.replace_range(39..40, if sig.ends_with('0') { "1" } else { "0" });
-    let bad = app.get(&format!("/wechat?signature={wrong}&timestamp=1410685589&nonce=test&echostr=X")).await;
+    let bad = app.get(&format!("/wechat?signature={wrong}&timestamp={ts}&nonce=test&echostr=X")).await;
     assert_eq!(bad.status(), 403);
     assert_ne!(bad.text().await.unwrap(), "X");
-    let missing = app.get("/wechat?timestamp=1410685589&nonce=test&echostr=X").await;
+    let missing = app.get(&format!("/wechat?timestamp={ts}&nonce=test&echostr=X")).await;
     assert_eq!(missing.status(), 403);
 }
 
@@ -79,8 +80,8 @@ async fn safe_mode_replies_in_an_encrypted_envelope() {
     let (status, body) = app.post_encrypted(&wx::text("oStudent", "帮助")).await;
     assert_eq!(status, 200, "{body}");
     assert!(!body.contains("抢票"), "the reply must not be readable in transit: {body}");
-    let ts = wx::elements(&body).into_iter().find(|(k, _)| k == "TimeStamp").unwrap().1;
-    let inner = wx::open_reply(&body, &ts, "1320562132");
+    let field = |name: &str| wx::elements(&body).into_iter().find(|(k, _)| k == name).unwrap().1;
+    let inner = wx::open_reply(&body, &field("TimeStamp"), &field("Nonce"));
     assert!(Reply::parse(&inner).text().contains("抢票"), "{inner}");
 }
 

@@ -70,7 +70,8 @@ async fn check_in(
     let tz = state.config.timezone;
     let mut tx = state.pool.begin().await?;
     let activity = activities::by_id(&mut tx, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let outcome = checkin::check_in(&mut tx, activity.id, &form.code).await?;
+    let presented = checkin::read_input(&form.code, &state.secret_key);
+    let outcome = checkin::check_in(&mut tx, activity.id, presented).await?;
     let bad = |headline: &str, detail: String| Verdict { good: false, headline: headline.into(), detail };
     let verdict = match outcome {
         CheckinOutcome::CheckedIn(t) => {

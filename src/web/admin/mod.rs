@@ -9,6 +9,7 @@ mod login;
 pub mod menu;
 mod roster;
 mod simulator;
+mod students;
 
 use axum::{
     Router,
@@ -41,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .merge(menu::router())
         .merge(roster::router())
         .merge(simulator::router())
+        .merge(students::router())
 }
 
 /// A form whose only field is the CSRF token (buttons that change state).

@@ -53,7 +53,7 @@ impl TestApp {
     pub async fn submit_bind(&self, link: &str, student_id: &str, name: &str) -> (u16, String) {
         let query = link.split_once('?').expect("a signed link").1;
         let mut form: Vec<(String, String)> =
-            url_pairs(query).into_iter().filter(|(k, _)| ["o", "e", "s"].contains(&k.as_str())).collect();
+            url_pairs(query).into_iter().filter(|(k, _)| ["o", "e", "s", "n"].contains(&k.as_str())).collect();
         form.push(("student_id".into(), student_id.into()));
         form.push(("name".into(), name.into()));
         let resp = self.http.post(self.url("/bind")).form(&form).send().await.unwrap();
@@ -89,4 +89,25 @@ impl TestApp {
 /// The pairs of a query string (signed links carry only URL-safe characters).
 pub fn url_pairs(query: &str) -> Vec<(String, String)> {
     query.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The ticket code in a ticket page URL (signed links carry a query after it).
+pub fn ticket_code(url: &str) -> String {
+    let after = url.rsplit("/tickets/").next().unwrap_or_default();
+    after.split(['?', '#', '/']).next().unwrap_or_default().to_string()
+}
+
+/// A page's form submitted as the browser would: every hidden input of the
+/// form whose action is `action`.
+pub fn hidden_fields(page: &str, action: &str) -> Vec<(String, String)> {
+    let Some(start) = page.find(&format!("action=\"{action}\"")) else { return Vec::new() };
+    let form = &page[start..page[start..].find("</form>").map_or(page.len(), |e| start + e)];
+    form.split("<input type=\"hidden\" name=\"")
+        .skip(1)
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once('"')?;
+            let value = rest.split_once("value=\"")?.1.split('"').next()?;
+            Some((name.to_string(), value.replace("&#61;", "=").replace("&amp;", "&")))
+        })
+        .collect()
 }

@@ -105,7 +105,8 @@ impl TestApp {
     /// Sends a message in safe mode: an encrypted envelope with msg_signature.
     pub async fn post_encrypted(&self, xml: &str) -> (u16, String) {
         let timestamp = now().to_string();
-        let nonce = "1320562132".to_string();
+        // A fresh nonce per delivery, as WeChat sends: a signed pair carries one message.
+        let nonce = format!("{}", next_msg_id() % 1_000_000_007);
         let encrypt = cipher().encrypt(xml);
         let sig = signature::sign(&[TOKEN, &timestamp, &nonce]);
         let msg_sig = signature::sign(&[TOKEN, &timestamp, &nonce, &encrypt]);
