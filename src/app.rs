@@ -134,13 +134,14 @@ pub async fn housekeeping(pool: PgPool) {
 
 /// One round of housekeeping over every table that grows: de-duplication
 /// records older than WeChat's retries and signed queries older than the
-/// freshness window, expired admin sessions, spent bind links past their
-/// expiry, posters no activity uses, old simulator chats. Returns how many
-/// rows went.
+/// freshness window, expired admin sessions, failed logins too old to count,
+/// spent bind links past their expiry, posters no activity uses, old
+/// simulator chats. Returns how many rows went.
 pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
     let mut conn = pool.acquire().await?;
     let mut forgotten = db::messages::forget_old(&mut conn).await?;
     forgotten += crate::auth::sessions::forget_expired(&mut conn).await?;
+    forgotten += crate::auth::throttle::forget_old(&mut conn).await?;
     forgotten += crate::booking::students::forget_expired_bind_links(&mut conn).await?;
     forgotten += crate::booking::images::forget_unused(&mut conn).await?;
     forgotten += db::transcripts::forget_old(&mut conn).await?;

@@ -64,6 +64,9 @@ pub struct Config {
     pub student_verify: StudentVerify,
     pub student_id_pattern: Regex,
     pub timezone: &'static time_tz::Tz,
+
+    /// `TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -85,6 +88,7 @@ impl fmt::Debug for Config {
             .field("student_verify", &self.student_verify)
             .field("student_id_pattern", &self.student_id_pattern.as_str())
             .field("timezone", &self.timezone.name())
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -145,6 +149,11 @@ impl Config {
         let timezone = time_tz::timezones::get_by_name(&tz_name)
             .ok_or_else(|| bad("TIMEZONE", format!("unknown time zone `{tz_name}`")))?;
 
+        let trusted_proxies = get("TRUSTED_PROXIES")
+            .map(|list| parse_proxies(&list).map_err(|why| bad("TRUSTED_PROXIES", why)))
+            .transpose()?
+            .unwrap_or_default();
+
         Ok(Config {
             database_url: get("DATABASE_URL"),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
@@ -163,8 +172,23 @@ impl Config {
             student_verify,
             student_id_pattern,
             timezone,
+            trusted_proxies,
         })
     }
+}
+
+/// `10.0.0.1, 10.1.0.0/16, fd00::/8`: addresses and networks, comma-separated.
+fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{entry}` is neither an IP address nor a network like 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -225,5 +249,17 @@ mod tests {
             .unwrap();
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cr3t") && !shown.contains("k3y") && !shown.contains("t0ken"), "{shown}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        assert!(config(&[]).unwrap().trusted_proxies.is_empty(), "nobody is trusted by default");
+        let c = config(&[("TRUSTED_PROXIES", " 127.0.0.1, 10.0.0.0/8,fd00::/8 ,")]).unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        for bad in ["nginx", "10.0.0.0/33", "10.0.0.1 10.0.0.2", "127.0.0.1,localhost"] {
+            let err = config(&[("TRUSTED_PROXIES", bad)]).unwrap_err().to_string();
+            assert!(err.contains("TRUSTED_PROXIES"), "{err}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Admin users.
 
-use sqlx::{FromRow, PgConnection};
+use sqlx::{Acquire, FromRow, PgConnection, PgPool};
 
 use crate::{auth::passwords, error::AppError};
 
@@ -14,7 +14,8 @@ pub fn valid_username(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
-/// Creates an admin, or sets a new password when the username exists.
+/// Creates an admin, or sets a new password when the username exists. A new
+/// password ends every session of that admin: whoever knew the old one is out.
 pub async fn add(conn: &mut PgConnection, username: &str, password: &str) -> Result<Admin, AppError> {
     if !valid_username(username) {
         return Err(AppError::Invalid("username: letters, digits, `_`, `.` and `-`, at most 64".into()));
@@ -23,14 +24,18 @@ pub async fn add(conn: &mut PgConnection, username: &str, password: &str) -> Res
         return Err(AppError::Invalid("password: at least 8 characters".into()));
     }
     let hash = passwords::hash(password.to_string()).await?;
-    Ok(sqlx::query_as(
+    let mut tx = conn.begin().await?;
+    let admin: Admin = sqlx::query_as(
         "INSERT INTO admin_users (username, password_hash) VALUES ($1, $2) \
          ON CONFLICT (username) DO UPDATE SET password_hash = EXCLUDED.password_hash RETURNING id, username",
     )
     .bind(username)
     .bind(hash)
-    .fetch_one(conn)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM admin_sessions WHERE user_id = $1").bind(admin.id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(admin)
 }
 
 /// Whether an admin with this username exists (`add` would overwrite its password).
@@ -41,16 +46,14 @@ pub async fn exists(conn: &mut PgConnection, username: &str) -> Result<bool, App
         .await?)
 }
 
-/// The admin whose username and password these are.
-pub async fn check_password(
-    conn: &mut PgConnection,
-    username: &str,
-    password: &str,
-) -> Result<Option<Admin>, AppError> {
+/// The admin whose username and password these are. The connection goes back
+/// to the pool before the (slow) hash is checked, so a flood of logins cannot
+/// hold the connections the students' requests need.
+pub async fn check_password(pool: &PgPool, username: &str, password: &str) -> Result<Option<Admin>, AppError> {
     let row: Option<(i64, String, String)> =
         sqlx::query_as("SELECT id, username, password_hash FROM admin_users WHERE username = $1")
             .bind(username)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(pool)
             .await?;
     let (admin, stored) = match row {
         Some((id, username, hash)) => (Some(Admin { id, username }), hash),

@@ -20,12 +20,18 @@ use axum::{
 use subtle::ConstantTimeEq;
 
 use crate::{
-    AppState,
+    AppState, Config,
     auth::{accounts::Admin, sessions},
     error::AppError,
 };
 
-pub const COOKIE: &str = "wt_admin";
+/// The session cookie's name. Over https it is `__Host-` prefixed: a browser
+/// then keeps it only if this host set it Secure, with `Path=/` and no
+/// `Domain`, so neither a sibling subdomain nor a plain-http page can plant or
+/// replace the admin's session.
+pub fn cookie_name(config: &Config) -> &'static str {
+    if config.public_url.starts_with("https://") { "__Host-wt_admin" } else { "wt_admin" }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,14 +69,15 @@ impl AdminSession {
     }
 }
 
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub fn session_cookie(headers: &HeaderMap, config: &Config) -> Option<String> {
+    let name = cookie_name(config);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_string())
 }
 
@@ -78,7 +85,7 @@ impl OptionalFromRequestParts<AppState> for AdminSession {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, AppError> {
-        let Some(cookie) = session_cookie(&parts.headers) else { return Ok(None) };
+        let Some(cookie) = session_cookie(&parts.headers, &state.config) else { return Ok(None) };
         let session = sessions::find(&mut *state.pool.acquire().await?, &cookie).await?;
         Ok(session.map(|s| AdminSession { admin: s.admin, csrf_token: s.csrf_token }))
     }
