@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 
-use crate::{Config, db, error::AppError, wechat::crypto::Cipher};
+use crate::{Config, error::AppError, wechat::crypto::Cipher};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -35,11 +35,11 @@ impl AppState {
     pub async fn new(config: Config, pool: PgPool) -> Result<AppState, AppError> {
         let wechat_token = match &config.wechat_token {
             Some(token) => token.clone(),
-            None => db::settings::get_or_generate(&pool, "dev_wechat_token").await?,
+            None => crate::settings::get_or_generate(&pool, "dev_wechat_token").await?,
         };
         let secret_key = match &config.secret_key {
             Some(key) => key.as_bytes().to_vec(),
-            None => db::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
+            None => crate::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
         };
         let cipher = match &config.wechat_aes_key {
             Some(key) => {
@@ -139,11 +139,11 @@ pub async fn housekeeping(pool: PgPool) {
 /// simulator chats. Returns how many rows went.
 pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
     let mut conn = pool.acquire().await?;
-    let mut forgotten = db::messages::forget_old(&mut conn).await?;
+    let mut forgotten = crate::web::wechat::records::forget_old(&mut conn).await?;
     forgotten += crate::auth::sessions::forget_expired(&mut conn).await?;
     forgotten += crate::auth::throttle::forget_old(&mut conn).await?;
     forgotten += crate::booking::students::forget_expired_bind_links(&mut conn).await?;
     forgotten += crate::booking::images::forget_unused(&mut conn).await?;
-    forgotten += db::transcripts::forget_old(&mut conn).await?;
+    forgotten += crate::web::admin::simulator::transcripts::forget_old(&mut conn).await?;
     Ok(forgotten)
 }

@@ -6,8 +6,6 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 
-use crate::wechat::WechatError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error("configuration: {0}")]
@@ -18,11 +16,11 @@ pub enum AppError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("wechat protocol: {0}")]
-    Wechat(#[from] WechatError),
-    /// A WeChat API call failed; the message is a sentence for the admin.
+    /// A call to another service (the WeChat API) failed; the message is a
+    /// sentence for the admin. The feature making the call converts its
+    /// client's error into this, so the rules never depend on a protocol.
     #[error("{0}")]
-    WechatApi(#[from] crate::wechat::api::ApiError),
+    External(String),
     #[error("not found")]
     NotFound,
     #[error("bad request: {0}")]
@@ -58,7 +56,6 @@ impl AppError {
             AppError::NotFound => (StatusCode::NOT_FOUND, "找不到这个页面。"),
             AppError::BadRequest(msg) | AppError::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.as_str()),
             AppError::Forbidden(msg) => (StatusCode::FORBIDDEN, msg.as_str()),
-            AppError::Wechat(_) => (StatusCode::BAD_REQUEST, "请求无效。"),
             AppError::Timeout | AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "服务器繁忙，请稍后再试。"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "服务器出了点问题，请稍后再试。"),
         }

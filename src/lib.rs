@@ -16,6 +16,7 @@ pub mod links;
 pub mod local_time;
 pub mod menu;
 pub mod roster;
+pub mod settings;
 pub mod telemetry;
 pub mod web;
 pub mod wechat;

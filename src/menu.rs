@@ -9,14 +9,12 @@ use time::OffsetDateTime;
 use crate::{
     Config,
     booking::{Activity, ActivityStatus, activities},
-    db::{
-        access_token::{PgTokenStore, WechatApi},
-        settings,
-    },
     error::AppError,
+    settings,
     wechat::{
         api::{ApiClient, ApiError, Credentials},
         menu::{self, Button, MAX_SUB_BUTTONS, MAX_SUB_NAME_BYTES, Menu},
+        token_store::{PgTokenStore, WechatApi},
     },
 };
 
@@ -156,6 +154,15 @@ pub async fn remember_pushed(pool: &PgPool, menu: &Menu) -> Result<(), AppError>
 /// version cannot read (written by another) counts as none.
 pub async fn last_pushed(pool: &PgPool) -> Result<Option<Menu>, AppError> {
     Ok(settings::get(pool, PUSHED).await?.and_then(|json| serde_json::from_str(&json).ok()))
+}
+
+/// The menu is what calls the WeChat API: its client's errors become the
+/// app's here, as the sentence the admin reads, so the one error type needs
+/// nothing from the protocol layer.
+impl From<ApiError> for AppError {
+    fn from(e: ApiError) -> AppError {
+        AppError::External(e.to_string())
+    }
 }
 
 /// `WECHAT_APPID` and `WECHAT_SECRET`, or an error naming the missing one.

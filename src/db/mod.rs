@@ -1,10 +1,6 @@
 //! The connection pool, migrations, and the managed local PostgreSQL.
 
-pub mod access_token;
 pub mod local;
-pub mod messages;
-pub mod settings;
-pub mod transcripts;
 
 use std::time::Duration;
 

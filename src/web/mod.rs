@@ -1,10 +1,10 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
-mod admin;
+pub(crate) mod admin;
 mod headers;
 mod request_log;
 mod student;
-mod wechat;
+pub(crate) mod wechat;
 
 use std::time::Duration;
 

@@ -13,6 +13,9 @@ pub mod menu;
 pub mod message;
 pub mod reply;
 pub mod signature;
+/// The API client's access token, kept in PostgreSQL for every instance (the
+/// one part of this module that touches the database).
+pub mod token_store;
 
 /// Everything that can go wrong while reading what WeChat sent us.
 ///

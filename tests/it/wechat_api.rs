@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use serde_json::json;
 use wechat_ticket::{
-    db::access_token::WechatApi,
     menu,
     wechat::menu::{Button, Menu},
+    wechat::token_store::WechatApi,
 };
 
 use crate::common::{

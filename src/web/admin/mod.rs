@@ -8,7 +8,7 @@ mod export;
 mod login;
 pub mod menu;
 mod roster;
-mod simulator;
+pub(crate) mod simulator;
 mod students;
 
 use axum::{

@@ -1,5 +1,7 @@
 //! `GET /wechat` (server verification) and `POST /wechat` (messages), per SPEC §2.
 
+pub mod records;
+
 use std::time::Duration;
 
 use axum::{
@@ -15,10 +17,10 @@ use serde::Deserialize;
 use crate::{
     AppState, bot,
     config::MessageMode,
-    db::messages::{self, Recorded, SignedPair},
     error::AppError,
     wechat::{crypto, message, reply, signature},
 };
+use records::{Recorded, SignedPair};
 
 /// WeChat's messages are a few hundred bytes; anything near this is not WeChat.
 const MAX_BODY: usize = 64 * 1024;
@@ -183,7 +185,7 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
     let mut tx = state.pool.begin().await?;
     let answer = bot::handle(state, &mut tx, msg).await?;
     let xml = reply::render(&answer, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
-    match messages::record(&mut tx, &key, signed, &xml).await? {
+    match records::record(&mut tx, &key, signed, &xml).await? {
         Recorded::First => {
             tx.commit().await?;
             return Ok(Answer::Reply(xml));
@@ -194,7 +196,7 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
         }
         Recorded::Again => tx.rollback().await?,
     }
-    messages::stored_reply(&mut *state.pool.acquire().await?, &key)
+    records::stored_reply(&mut *state.pool.acquire().await?, &key)
         .await?
         .map(Answer::Reply)
         .ok_or_else(|| AppError::Internal("a recorded reply vanished".into()))

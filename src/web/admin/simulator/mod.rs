@@ -7,6 +7,8 @@
 //! and the links in replies (bind page, ticket page) open in it too, as they
 //! do in WeChat's own browser.
 
+pub mod transcripts;
+
 use std::{
     sync::{
         LazyLock,
@@ -30,7 +32,6 @@ use super::{AdminSession, CsrfForm, menu::Bar};
 use crate::{
     AppState,
     booking::students::{self, TEST_OPENID_PREFIX, is_test},
-    db::transcripts::{self, Entry, TestStudent},
     error::AppError,
     menu,
     wechat::{
@@ -38,6 +39,7 @@ use crate::{
         reply::{self, Reply},
     },
 };
+use transcripts::{Entry, TestStudent};
 
 /// Lines of chat the phone shows.
 const SHOWN: i64 = 60;
