@@ -11,6 +11,7 @@ mod demo;
 mod hardening;
 mod housekeeping;
 mod landing;
+mod layers;
 mod menu_page;
 mod rush;
 mod serve_binary;
