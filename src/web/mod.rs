@@ -1,6 +1,7 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 mod admin;
+mod static_files;
 mod student;
 mod wechat;
 
@@ -16,8 +17,8 @@ use axum::{
     routing::get,
 };
 use tower_http::{
-    catch_panic::CatchPanicLayer, csrf::CsrfLayer, services::ServeDir, set_header::SetResponseHeaderLayer,
-    timeout::TimeoutLayer, trace::TraceLayer,
+    catch_panic::CatchPanicLayer, csrf::CsrfLayer, set_header::SetResponseHeaderLayer, timeout::TimeoutLayer,
+    trace::TraceLayer,
 };
 
 use crate::AppState;
@@ -29,7 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wechat::router())
         .merge(student::router())
         .merge(admin::router())
-        .nest_service("/static", ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
+        .route("/static/{*path}", get(static_files::serve))
         .fallback(|| async { crate::AppError::NotFound })
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

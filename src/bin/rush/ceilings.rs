@@ -35,7 +35,8 @@ pub async fn http(
 ) -> Result<HttpCeiling, String> {
     let list: Vec<Request> = (0..requests).map(|i| Request::Get(verify_url(base, token, i))).collect();
     let warm_up = verify_url(base, token, usize::MAX / 2);
-    let run = runtime.spawn(load::run(list, concurrency, warm_up)).await.map_err(|e| e.to_string())??;
+    let connections = load::Connections::KeepAlive { warm_up };
+    let run = runtime.spawn(load::run(list, concurrency, connections)).await.map_err(|e| e.to_string())??;
     let errors = run.responses.iter().enumerate().filter(|(i, r)| r.status != 200 || r.body != format!("e{i}")).count();
     Ok(HttpCeiling { requests_per_s: rate(requests, run.wall), requests, errors })
 }
