@@ -4,21 +4,27 @@
 //! `serve` runs) on its own PostgreSQL — a fresh managed cluster with fsync on,
 //! or a fresh database in `DATABASE_URL` — seeds bound students and one open
 //! activity, and sends every student's signed `CLICK BOOK_<id>` event over real
-//! HTTP from a fixed number of keep-alive connections. Next to it, on the same
+//! HTTP from a fixed number of keep-alive connections (or, in a burst, each
+//! over a fresh connection opened inside the clock). Next to it, on the same
 //! machine, it measures two ceilings: the same server answering signed `GET
 //! /wechat` checks (no database), and plain durable `INSERT`s of ticket-sized
 //! rows through a pool the size of the app's. Afterwards it checks in the
 //! database that no ticket was sold twice or beyond capacity.
 //!
 //! `cargo run --release --bin rush -- --scenario all --json`
+//! `cargo run --release --bin rush -- --scenario burst`
 
 // A binary's root looks for modules beside itself; ours live in `rush/`.
 #[path = "rush/ceilings.rs"]
 mod ceilings;
 #[path = "rush/cpu.rs"]
 mod cpu;
+#[path = "rush/fresh.rs"]
+mod fresh;
 #[path = "rush/load.rs"]
 mod load;
+#[path = "rush/netstat.rs"]
+mod netstat;
 #[path = "rush/postgres.rs"]
 mod postgres;
 #[path = "rush/report.rs"]
@@ -42,9 +48,16 @@ struct Args {
     /// Tickets of the activity.
     #[arg(long)]
     capacity: Option<i32>,
-    /// Concurrent keep-alive HTTP connections.
+    /// Concurrent HTTP connections (keep-alive, unless fresh).
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Open a fresh connection for every request, inside the clock (the burst scenario does).
+    #[arg(long)]
+    fresh_connections: bool,
+    /// The server's listen backlog; default as large as the kernel allows
+    /// (net.core.somaxconn). 128 is what tokio's and std's `bind` ask for.
+    #[arg(long)]
+    listen_backlog: Option<u32>,
     /// Requests for the HTTP ceiling.
     #[arg(long, default_value_t = 20_000)]
     http_requests: usize,
@@ -65,6 +78,8 @@ enum Which {
     Rush,
     /// 20,000 students, 20,000 tickets, 256 connections.
     Bulk,
+    /// 10,000 students, 1,000 tickets, 1,024 fresh connections at once.
+    Burst,
     /// Rush, then bulk.
     All,
 }
@@ -76,13 +91,19 @@ fn main() -> ExitCode {
     let scenarios: Vec<scenario::Scenario> = match args.scenario {
         Which::Rush => vec![scenario::Scenario::rush()],
         Which::Bulk => vec![scenario::Scenario::bulk()],
+        Which::Burst => vec![scenario::Scenario::burst()],
         Which::All => vec![scenario::Scenario::rush(), scenario::Scenario::bulk()],
     }
     .into_iter()
-    .map(|s| s.with_overrides(args.students, args.capacity, args.concurrency))
+    .map(|s| s.with_overrides(args.students, args.capacity, args.concurrency, args.fresh_connections))
     .collect();
     if let Some(bad) = scenarios.iter().find_map(|s| s.invalid()) {
         eprintln!("rush: {bad}");
+        return ExitCode::FAILURE;
+    }
+    let listen_backlog = args.listen_backlog.unwrap_or_else(wechat_ticket::app::max_backlog);
+    if !(1..=i32::MAX as u32).contains(&listen_backlog) {
+        eprintln!("rush: --listen-backlog must be between 1 and {}", i32::MAX);
         return ExitCode::FAILURE;
     }
 
@@ -101,6 +122,7 @@ fn main() -> ExitCode {
     let options = scenario::RunOptions {
         http_requests: args.http_requests,
         write_seconds: args.write_seconds,
+        listen_backlog,
         statements,
         load: client.handle().clone(),
     };

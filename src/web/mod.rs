@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 mod headers;
 mod request_log;
+mod static_files;
 mod student;
 pub(crate) mod wechat;
 
@@ -17,9 +18,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use tower_http::{
-    catch_panic::CatchPanicLayer, csrf::CsrfLayer, services::ServeDir, timeout::TimeoutLayer, trace::TraceLayer,
-};
+use tower_http::{catch_panic::CatchPanicLayer, csrf::CsrfLayer, timeout::TimeoutLayer, trace::TraceLayer};
 
 use crate::AppState;
 
@@ -30,7 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wechat::router())
         .merge(student::router())
         .merge(admin::router())
-        .nest_service("/static", ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
+        .route("/static/{*path}", get(static_files::serve))
         .fallback(|| async { crate::AppError::NotFound })
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
         // server sends neither header, so /wechat is unaffected.

@@ -35,7 +35,8 @@ pub async fn http(
 ) -> Result<HttpCeiling, String> {
     let list: Vec<Request> = (0..requests).map(|i| Request::Get(verify_url(base, token, i))).collect();
     let warm_up = verify_url(base, token, usize::MAX / 2);
-    let run = runtime.spawn(load::run(list, concurrency, warm_up)).await.map_err(|e| e.to_string())??;
+    let connections = load::Connections::KeepAlive { warm_up };
+    let run = runtime.spawn(load::run(list, concurrency, connections)).await.map_err(|e| e.to_string())??;
     let errors = run.responses.iter().enumerate().filter(|(i, r)| r.status != 200 || r.body != format!("e{i}")).count();
     Ok(HttpCeiling { requests_per_s: rate(requests, run.wall), requests, errors })
 }
@@ -73,11 +74,14 @@ pub async fn write(options: PgConnectOptions, writers: u32, seconds: f64) -> Res
                 let mut rows = 0u64;
                 while Instant::now() < deadline {
                     let code = URL_SAFE_NO_PAD.encode(rand::rng().random::<[u8; 16]>());
+                    // A booking also records the WeChat account (and its unique index).
+                    let student = format!("{w:03}{rows:07}");
                     sqlx::query(
-                        "INSERT INTO rush_write_ceiling (code, activity_id, student_id, slot) VALUES ($1, 1, $2, 0)",
+                        "INSERT INTO rush_write_ceiling (code, activity_id, student_id, slot, openid) \
+                         VALUES ($1, 1, $2, 0, 'o' || $2)",
                     )
                     .bind(code)
-                    .bind(format!("{w:03}{rows:07}"))
+                    .bind(student)
                     .execute(&mut *conn)
                     .await?;
                     rows += 1;

@@ -1,5 +1,7 @@
-//! The load generator: K workers, each with its own keep-alive connection,
-//! pulling prepared requests from one shared queue until it is empty.
+//! The load generator: K workers pulling prepared requests from one shared
+//! queue until it is empty, each over its own keep-alive connection opened
+//! before the clock starts, or over a fresh connection per request opened
+//! inside the clock, as WeChat's servers deliver a burst.
 
 use std::{
     sync::{
@@ -10,6 +12,8 @@ use std::{
 };
 
 use tokio::sync::Barrier;
+
+use crate::fresh;
 
 /// WeChat drops a reply that takes longer than this.
 pub const WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,6 +31,16 @@ pub struct Response {
     pub latency: Duration,
     /// When the reply was complete, counted from the start of the run.
     pub done_at: Duration,
+    /// With fresh connections: how long the TCP handshake took (None if it never completed).
+    pub connect: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub enum Connections {
+    /// One connection per worker, opened and used once with this URL before the clock starts.
+    KeepAlive { warm_up: String },
+    /// A new connection for every request, inside the clock: the first K arrive at once.
+    Fresh,
 }
 
 pub struct Run {
@@ -34,10 +48,11 @@ pub struct Run {
     pub wall: Duration,
 }
 
-/// Sends every request once over `concurrency` connections. Each connection
-/// is opened and used once (`warm_up`) before the clock starts, so the run
-/// measures answering, not TCP handshakes.
-pub async fn run(requests: Vec<Request>, concurrency: usize, warm_up: String) -> Result<Run, String> {
+/// Sends every request once from `concurrency` workers. With keep-alive
+/// connections the run measures answering, not TCP handshakes; with fresh
+/// ones a request's latency includes its handshake, and a SYN the server's
+/// listen queue dropped shows as the kernel's one-second retransmit.
+pub async fn run(requests: Vec<Request>, concurrency: usize, connections: Connections) -> Result<Run, String> {
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
     // Everyone warmed up, then the clock starts, then everyone goes.
@@ -53,13 +68,17 @@ pub async fn run(requests: Vec<Request>, concurrency: usize, warm_up: String) ->
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        let (requests, next, ready, go, started, warm_up) =
-            (requests.clone(), next.clone(), ready.clone(), go.clone(), started.clone(), warm_up.clone());
+        let (requests, next, ready, go, started, connections) =
+            (requests.clone(), next.clone(), ready.clone(), go.clone(), started.clone(), connections.clone());
         workers.push(tokio::spawn(async move {
-            let warm = client.get(&warm_up).send().await.and_then(|r| r.error_for_status());
-            let warm = match warm {
-                Ok(r) => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let warm = match &connections {
+                Connections::KeepAlive { warm_up } => {
+                    match client.get(warm_up).send().await.and_then(|r| r.error_for_status()) {
+                        Ok(r) => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Connections::Fresh => Ok(()),
             };
             ready.wait().await;
             go.wait().await;
@@ -71,18 +90,15 @@ pub async fn run(requests: Vec<Request>, concurrency: usize, warm_up: String) ->
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(request) = requests.get(i) else { break };
                 let sent = Instant::now();
-                let response = send(&client, request).await;
+                let (status, timed_out, body, connect) = match connections {
+                    Connections::KeepAlive { .. } => {
+                        let (status, timed_out, body) = send(&client, request).await;
+                        (status, timed_out, body, None)
+                    }
+                    Connections::Fresh => fresh::send(request).await,
+                };
                 let now = Instant::now();
-                done.push((
-                    i,
-                    Response {
-                        status: response.0,
-                        timed_out: response.1,
-                        body: response.2,
-                        latency: now - sent,
-                        done_at: now - t0,
-                    },
-                ));
+                done.push((i, Response { status, timed_out, body, latency: now - sent, done_at: now - t0, connect }));
             }
             Ok::<_, String>(done)
         }));

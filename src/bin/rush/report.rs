@@ -17,6 +17,7 @@ use crate::{
     ceilings::{HttpCeiling, WriteCeiling, rate},
     cpu::Split,
     load::{self, Response},
+    netstat::ListenCounters,
     scenario::{Check, DbCounters, Scenario},
 };
 
@@ -119,12 +120,31 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// Percentiles in milliseconds (nearest rank); all zero for no samples.
+    fn of(mut samples: Vec<Duration>) -> Latency {
+        samples.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len().max(1)) - 1;
+            samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        Latency { p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), max: pct(1.0) }
+    }
+
+    fn cell(&self) -> String {
+        format!("{:.0} / {:.0} / {:.0} / {:.0}", self.p50, self.p95, self.p99, self.max)
+    }
+}
+
 #[derive(Serialize)]
 pub struct ScenarioResult {
     pub scenario: &'static str,
     pub students: usize,
     pub capacity: i32,
     pub concurrency: usize,
+    /// "keep-alive" (opened before the clock) or "fresh" (one per request, inside the clock).
+    pub connections: &'static str,
+    pub listen_backlog: u32,
     pub requests: usize,
     pub wall_s: f64,
     pub requests_per_s: f64,
@@ -135,6 +155,10 @@ pub struct ScenarioResult {
     pub errors: usize,
     pub timeouts: usize,
     pub latency_ms: Latency,
+    /// TCP handshakes of fresh connections (latency includes them).
+    pub connect_ms: Option<Latency>,
+    /// Connections the kernel's listen queues turned away during the rush (Linux, whole namespace).
+    pub listen: Option<ListenCounters>,
     pub tickets_sold: i64,
     pub duplicate_tickets: i64,
     pub places_add_up: bool,
@@ -170,6 +194,8 @@ impl ScenarioResult {
         statements: Option<u64>,
         peak_rss_kib: u64,
         cpu_s: Split,
+        listen: Option<ListenCounters>,
+        listen_backlog: u32,
     ) -> ScenarioResult {
         let count = |c: Class| classes.iter().filter(|x| **x == c).count();
         let booked = count(Class::Booked);
@@ -181,12 +207,10 @@ impl ScenarioResult {
             .map(|(r, _)| r.done_at)
             .max()
             .unwrap_or_default();
-        let mut latencies: Vec<Duration> = run.responses.iter().map(|r| r.latency).collect();
-        latencies.sort_unstable();
-        let pct = |p: f64| {
-            let i = ((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
-            latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-        };
+        let latency = Latency::of(run.responses.iter().map(|r| r.latency).collect());
+        // A handshake that never completed counts as the whole wait.
+        let connect_ms =
+            scenario.fresh.then(|| Latency::of(run.responses.iter().map(|r| r.connect.unwrap_or(r.latency)).collect()));
         let n = run.responses.len();
         let per_request = |x: i64| x as f64 / n.max(1) as f64;
         let mut error_samples: Vec<String> = Vec::new();
@@ -205,6 +229,8 @@ impl ScenarioResult {
             students: scenario.students,
             capacity: scenario.capacity,
             concurrency: scenario.concurrency,
+            connections: if scenario.fresh { "fresh" } else { "keep-alive" },
+            listen_backlog,
             requests: n,
             wall_s: run.wall.as_secs_f64(),
             requests_per_s,
@@ -213,7 +239,9 @@ impl ScenarioResult {
             sold_out_replies: count(Class::SoldOut),
             errors: count(Class::Error),
             timeouts: count(Class::Timeout),
-            latency_ms: Latency { p50: pct(0.50), p95: pct(0.95), p99: pct(0.99), max: pct(1.0) },
+            latency_ms: latency,
+            connect_ms,
+            listen,
             tickets_sold: check.tickets_sold,
             duplicate_tickets: check.duplicate_tickets,
             places_add_up: check.places_add_up,
@@ -287,14 +315,14 @@ fn table(run: &RunResult) -> String {
             "students / tickets / connections",
             Box::new(|s| format!("{} / {} / {}", s.students, s.capacity, s.concurrency)),
         ),
+        ("connections; server listen backlog", Box::new(|s| format!("{}; {}", s.connections, s.listen_backlog))),
         ("requests/s", Box::new(|s| format!("{:.0}", s.requests_per_s))),
         ("bookings/s", Box::new(|s| format!("{:.0}", s.bookings_per_s))),
+        ("latency p50 / p95 / p99 / max (ms)", Box::new(|s| s.latency_ms.cell())),
+        ("connect p50 / p95 / p99 / max (ms)", Box::new(|s| s.connect_ms.as_ref().map_or("-".into(), Latency::cell))),
         (
-            "latency p50 / p95 / p99 / max (ms)",
-            Box::new(|s| {
-                let l = &s.latency_ms;
-                format!("{:.0} / {:.0} / {:.0} / {:.0}", l.p50, l.p95, l.p99, l.max)
-            }),
+            "listen overflows / drops (kernel)",
+            Box::new(|s| s.listen.map_or("-".into(), |l| format!("{} / {}", l.overflows, l.drops))),
         ),
         ("booked / sold-out replies", Box::new(|s| format!("{} / {}", s.booked_replies, s.sold_out_replies))),
         ("tickets sold (capacity)", Box::new(|s| format!("{} ({})", s.tickets_sold, s.capacity))),

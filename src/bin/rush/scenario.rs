@@ -11,9 +11,8 @@ use std::{
 
 use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions};
 use time::{Duration, OffsetDateTime};
-use tokio::net::TcpListener;
 use wechat_ticket::{
-    AppState, Application, Config,
+    AppState, Application, Config, app,
     booking::{NewActivity, activities},
     db,
     wechat::{reply, signature},
@@ -22,6 +21,7 @@ use wechat_ticket::{
 use crate::{
     ceilings, cpu,
     load::{self, Request},
+    netstat::ListenCounters,
     postgres::Postgres,
     report::{self, Class, Machine, RunResult, ScenarioResult},
 };
@@ -37,21 +37,35 @@ pub struct Scenario {
     pub students: usize,
     pub capacity: i32,
     pub concurrency: usize,
+    /// Every request on a fresh connection opened inside the clock.
+    pub fresh: bool,
 }
 
 impl Scenario {
     pub fn rush() -> Scenario {
-        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256 }
+        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false }
     }
 
     pub fn bulk() -> Scenario {
-        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256 }
+        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256, fresh: false }
     }
 
-    pub fn with_overrides(mut self, students: Option<usize>, capacity: Option<i32>, k: Option<usize>) -> Scenario {
+    /// The rush as WeChat's servers deliver it: connections opened in a burst.
+    pub fn burst() -> Scenario {
+        Scenario { name: "burst", students: 10_000, capacity: 1_000, concurrency: 1_024, fresh: true }
+    }
+
+    pub fn with_overrides(
+        mut self,
+        students: Option<usize>,
+        capacity: Option<i32>,
+        k: Option<usize>,
+        fresh: bool,
+    ) -> Scenario {
         self.students = students.unwrap_or(self.students);
         self.capacity = capacity.unwrap_or(self.capacity);
         self.concurrency = k.unwrap_or(self.concurrency);
+        self.fresh |= fresh;
         self
     }
 
@@ -72,6 +86,8 @@ impl Scenario {
 pub struct RunOptions {
     pub http_requests: usize,
     pub write_seconds: f64,
+    /// The server's listen backlog.
+    pub listen_backlog: u32,
     /// SQL statements the process has sent, when counting is on.
     pub statements: Option<Arc<AtomicU64>>,
     pub load: tokio::runtime::Handle,
@@ -85,8 +101,13 @@ pub async fn run_all(scenarios: &[Scenario], options: &RunOptions) -> Result<Run
         let name = format!("wt_rush_{}_{}", std::process::id(), scenario.name);
         let db = pg.fresh_database(&name).await?;
         eprintln!(
-            "rush: scenario {} — {} students, {} tickets, {} connections",
-            scenario.name, scenario.students, scenario.capacity, scenario.concurrency
+            "rush: scenario {} — {} students, {} tickets, {} {} connections, listen backlog {}",
+            scenario.name,
+            scenario.students,
+            scenario.capacity,
+            scenario.concurrency,
+            if scenario.fresh { "fresh" } else { "keep-alive" },
+            options.listen_backlog
         );
         let result = measure(scenario, db, options, pg.postmaster_pid()).await;
         pg.drop_database(&name).await?;
@@ -106,7 +127,8 @@ async fn measure(
     eprintln!("rush:   durable-write ceiling {:.0} rows/s", write.rows_per_s);
 
     let pool = db::pool(db.clone()).await.map_err(err)?;
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = app::bind_listener_with_backlog(([127, 0, 0, 1], 0).into(), options.listen_backlog)
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let base = format!("http://{addr}");
     let vars: HashMap<&str, String> = HashMap::from([
@@ -132,10 +154,19 @@ async fn measure(
     let statements_before = options.statements.as_ref().map(|n| n.load(Ordering::Relaxed));
     report::reset_peak_rss();
     let cpu_before = cpu::sample(postmaster);
-    let warm_up = ceilings::verify_url(&base, TOKEN, usize::MAX / 2);
-    let run =
-        options.load.spawn(load::run(requests, scenario.concurrency, warm_up)).await.map_err(|e| e.to_string())??;
+    let connections = if scenario.fresh {
+        load::Connections::Fresh
+    } else {
+        load::Connections::KeepAlive { warm_up: ceilings::verify_url(&base, TOKEN, usize::MAX / 2) }
+    };
+    let listen_before = ListenCounters::read();
+    let run = options
+        .load
+        .spawn(load::run(requests, scenario.concurrency, connections))
+        .await
+        .map_err(|e| e.to_string())??;
     let cpu = cpu_before.until(&cpu::sample(postmaster));
+    let listen = ListenCounters::read().zip(listen_before).map(|(after, before)| after.minus(before));
     let peak_rss_kib = report::peak_rss_kib();
     let statements = options.statements.as_ref().zip(statements_before).map(|(n, b)| n.load(Ordering::Relaxed) - b);
 
@@ -159,6 +190,8 @@ async fn measure(
         statements,
         peak_rss_kib,
         cpu,
+        listen,
+        options.listen_backlog,
     ))
 }
 

@@ -26,7 +26,6 @@ use sqlx::{
     ConnectOptions, Connection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::net::TcpListener;
 use wechat_ticket::{
     AppState, Application, Config,
     db::{self, Durability, LocalCluster},
@@ -153,7 +152,8 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
 pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     init_logs();
     wechat_ticket::install_crypto_provider();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Bound as `serve` binds, so the tests meet the same listen queue.
+    let listener = wechat_ticket::app::bind_listener(([127, 0, 0, 1], 0).into()).unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
     let mut vars = settings.vars;
