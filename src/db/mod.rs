@@ -1,9 +1,10 @@
-//! The connection pool, migrations, and the managed local PostgreSQL.
+//! The connection pool, migrations, and the managed local PostgreSQL and its supervisor.
 
 pub mod access_token;
 pub mod local;
 pub mod messages;
 pub mod settings;
+pub mod supervisor;
 pub mod transcripts;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sqlx::{
 
 use crate::{config::Config, error::AppError};
 pub use local::{Durability, LocalCluster, RunningCluster};
+pub use supervisor::DatabaseHealth;
 
 /// The database name used inside the managed cluster.
 pub const LOCAL_DATABASE: &str = "wechat_ticket";
