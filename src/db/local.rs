@@ -137,6 +137,11 @@ impl LocalCluster {
         Ok(Started::Now)
     }
 
+    /// The server's major version, from the cluster's `PG_VERSION`.
+    fn major_version(&self) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join("PG_VERSION")).ok()?.trim().parse().ok()
+    }
+
     /// The postmaster's pid, from the first line of `postmaster.pid`.
     pub fn postmaster_pid(&self) -> Option<i32> {
         lock_file_pid(&self.dir.join("postmaster.pid"))
@@ -204,6 +209,14 @@ impl LocalCluster {
              unix_socket_permissions = 0700\n\
              max_connections = 300\n"
         );
+        // After a crash the server syncs its whole data directory before
+        // recovering: one syncfs(2) of the file system instead of an fsync per
+        // file (measured after a kill -9 mid-rush: back in 0.6 s, not 2.5-5 s).
+        // The price: other programs' dirty files on that file system are
+        // written too. Only PostgreSQL 14+ on Linux knows the setting.
+        if cfg!(target_os = "linux") && self.major_version().is_some_and(|v| v >= 14) {
+            text.push_str("recovery_init_sync_method = syncfs\n");
+        }
         if self.durability == Durability::Throwaway {
             text.push_str("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n");
         }

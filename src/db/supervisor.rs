@@ -58,10 +58,6 @@ impl DatabaseHealth {
         *self.0.borrow()
     }
 
-    pub fn is_down(&self) -> bool {
-        self.status().is_down()
-    }
-
     /// Resolves once the database is known to be down: at once if it is.
     pub async fn went_down(&self) {
         let mut seen = self.0.subscribe();
@@ -134,7 +130,6 @@ async fn watch(cluster: LocalCluster, pool: PgPool, health: DatabaseHealth, mut 
             match tokio::task::spawn_blocking(move || starting.ensure_running()).await {
                 Ok(Ok(started)) => {
                     forget_dead_connections(&pool).await;
-                    health.set(Status::Up);
                     let by = if started == Started::Now { "this process" } else { "another process" };
                     tracing::warn!(
                         down_ms = gone.elapsed().as_millis() as u64,
@@ -142,6 +137,7 @@ async fn watch(cluster: LocalCluster, pool: PgPool, health: DatabaseHealth, mut 
                         started_by = by,
                         "the local PostgreSQL is back"
                     );
+                    health.set(Status::Up);
                     break;
                 }
                 Ok(Err(e)) => tracing::warn!(attempt, error = %e, "could not start the local PostgreSQL"),
@@ -167,5 +163,35 @@ async fn forget_dead_connections(pool: &PgPool) {
             conn.close_on_drop();
         }
         taken.push(conn);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_told_in_local_time_with_its_attempt() {
+        let health = DatabaseHealth::default();
+        let tz = time_tz::timezones::db::asia::SHANGHAI;
+        assert_eq!(health.outage(tz), None);
+        health.set(Status::Down { since: time::macros::datetime!(2026-12-01 09:53:07 UTC), attempt: 3 });
+        assert_eq!(health.outage(tz).as_deref(), Some("database down since 17:53:07, restarting (attempt 3)"));
+        health.set(Status::Up);
+        assert_eq!(health.outage(tz), None);
+    }
+
+    #[tokio::test]
+    async fn went_down_waits_for_an_outage_and_not_longer() {
+        let health = DatabaseHealth::default();
+        let wait = Duration::from_millis(50);
+        assert!(tokio::time::timeout(wait, health.went_down()).await.is_err(), "up: keeps waiting");
+        let waiting = tokio::spawn({
+            let health = health.clone();
+            async move { health.went_down().await }
+        });
+        health.set(Status::Down { since: OffsetDateTime::now_utc(), attempt: 1 });
+        tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("woken by the outage").unwrap();
+        assert!(tokio::time::timeout(wait, health.went_down()).await.is_ok(), "down already: at once");
     }
 }

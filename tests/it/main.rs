@@ -4,6 +4,7 @@
 mod common;
 
 mod admin_console;
+mod bad_day;
 mod browser;
 mod checkin_export;
 mod demo;
