@@ -40,6 +40,7 @@ const AFTERWARDS: Duration = Duration::from_millis(700);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_managed_postgres_is_restarted_mid_rush_and_no_booking_is_lost() {
     let data = tempdir("crash");
+    let _leftovers = Leftovers::of(&data, "postgres");
     let port = free_port();
     let server = serve(&data, port, &[]);
     wait_healthy(port).await;
@@ -84,12 +85,12 @@ async fn a_killed_managed_postgres_is_restarted_mid_rush_and_no_booking_is_lost(
 
     terminate(server);
     assert!(postmaster_pid(&cluster).is_none(), "stopping the app stops the restarted server; nothing starts it again");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_external_server_restarted_mid_rush_is_survived() {
     let dir = tempdir("external");
+    let _leftovers = Leftovers::of(&dir, "pg");
     let cluster = LocalCluster::new(&dir.join("pg"), Durability::Throwaway).and_then(LocalCluster::start).unwrap();
     let socket = cluster.socket_dir().to_path_buf();
     cluster.stop_and_remove_when_process_exits().unwrap();
@@ -134,12 +135,12 @@ async fn an_external_server_restarted_mid_rush_is_survived() {
 
     assert_every_retry_books_and_places_add_up(&base, &db, activity, &deliveries).await;
     terminate(server);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serves_sharing_a_cluster_start_it_once_after_a_crash() {
     let data = tempdir("shared");
+    let _leftovers = Leftovers::of(&data, "postgres");
     let (one, two) = (free_port(), free_port());
     let first = serve(&data, one, &[]);
     wait_healthy(one).await;
@@ -179,7 +180,6 @@ async fn two_serves_sharing_a_cluster_start_it_once_after_a_crash() {
     wait_healthy(two).await;
     terminate(second);
     assert!(postmaster_pid(&cluster).is_none(), "the last one out stopped it");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// The binary, serving on `port`, its log in `data/serve.log`.
@@ -409,6 +409,33 @@ async fn assert_every_retry_books_and_places_add_up(
     let newcomer = openids.last().unwrap();
     let (reply, raw) = post(&http, base, &wx::click(newcomer, &format!("BOOK_{activity}"))).await;
     assert_eq!(reply, Outcome::Booked, "a new booking after the outage: {raw}");
+}
+
+/// Removes a test's directory, stopping the PostgreSQL left in it: a test that
+/// fails half-way has its `serve` killed, which leaves the server running.
+struct Leftovers {
+    dir: PathBuf,
+    cluster: PathBuf,
+}
+
+impl Leftovers {
+    fn of(dir: &Path, cluster: &str) -> Leftovers {
+        Leftovers { dir: dir.to_path_buf(), cluster: dir.join(cluster) }
+    }
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if let Some(pid) = postmaster_pid(&self.cluster) {
+            // SIGQUIT: immediate shutdown; the data is thrown away next.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while postmaster_pid(&self.cluster).is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn tempdir(what: &str) -> PathBuf {
