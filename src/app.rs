@@ -5,7 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use sqlx::PgPool;
 use tokio::net::{TcpListener, TcpSocket};
 
-use crate::{Config, error::AppError, wechat::crypto::Cipher};
+use crate::{Config, db, error::AppError, wechat::crypto::Cipher};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]
@@ -22,6 +22,8 @@ pub struct Inner {
     pub cipher: Option<Cipher>,
     /// Where this instance listens, once bound: the simulator posts to its own `/wechat` there.
     pub local_addr: std::sync::OnceLock<SocketAddr>,
+    /// Whether the database is there, as the managed cluster's supervisor sees it.
+    pub database: db::DatabaseHealth,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +60,7 @@ impl AppState {
             secret_key,
             cipher,
             local_addr: std::sync::OnceLock::new(),
+            database: db::DatabaseHealth::default(),
         })))
     }
 }

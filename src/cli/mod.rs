@@ -339,6 +339,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     let state = AppState::new(config, pool.clone()).await?;
     let app = Application::build(state.clone()).await?;
     let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
+    let supervisor = cluster.as_ref().map(|c| db::supervisor::spawn(c, pool.clone(), state.database.clone()));
     let addr = app.local_addr();
     let mode = state.config.message_mode.name();
     if state.config.wechat_token.is_none() {
@@ -349,6 +350,10 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     println!("WeChat server URL: {}/wechat  (message mode: {mode})", state.config.public_url);
     let result = app.run_until(crate::app::shutdown_signal()).await;
     housekeeping.abort();
+    // Before the cluster stops, or the supervisor would start it again.
+    if let Some(supervisor) = supervisor {
+        supervisor.stop().await;
+    }
     pool.close().await;
     drop(cluster);
     result

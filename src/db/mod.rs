@@ -1,6 +1,7 @@
-//! The connection pool, migrations, and the managed local PostgreSQL.
+//! The connection pool, migrations, and the managed local PostgreSQL and its supervisor.
 
 pub mod local;
+pub mod supervisor;
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use sqlx::{
 
 use crate::{config::Config, error::AppError};
 pub use local::{Durability, LocalCluster, RunningCluster};
+pub use supervisor::DatabaseHealth;
 
 /// The database name used inside the managed cluster.
 pub const LOCAL_DATABASE: &str = "wechat_ticket";

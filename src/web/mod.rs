@@ -45,11 +45,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    match sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await {
-        Ok(_) => (StatusCode::OK, "ok"),
-        Err(e) => {
+    let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
+    // Known down (or found down while the probe waits for a connection): say
+    // why at once rather than when the pool gives up.
+    let probed = tokio::select! {
+        biased;
+        () = state.database.went_down() => None,
+        probed = probe => Some(probed),
+    };
+    match probed {
+        None => {
+            let why = state.database.outage(state.config.timezone);
+            (StatusCode::SERVICE_UNAVAILABLE, why.unwrap_or_else(|| "database down".into()))
+        }
+        Some(Ok(_)) => (StatusCode::OK, "ok".into()),
+        Some(Err(e)) => {
             tracing::warn!(error = %e, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
         }
     }
 }

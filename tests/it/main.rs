@@ -5,6 +5,7 @@ mod common;
 
 mod admin_console;
 mod admin_login;
+mod bad_day;
 mod browser;
 mod checkin_export;
 mod connection_burst;

@@ -117,17 +117,30 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
     };
 
     let signed = SignedPair { timestamp, nonce: q.nonce() };
-    let xml = match tokio::time::timeout(DEADLINE, answer_once(&state, &msg, &signed)).await {
-        Ok(Ok(Answer::Reply(xml))) => xml,
-        Ok(Ok(Answer::Replayed)) => {
+    // A database known to be down cannot answer: busy at once, also for a
+    // message already waiting on it, instead of at the deadline.
+    let answer = async {
+        tokio::select! {
+            biased;
+            () = state.database.went_down() => None,
+            answer = answer_once(&state, &msg, &signed) => Some(answer),
+        }
+    };
+    let xml = match tokio::time::timeout(DEADLINE, answer).await {
+        Ok(None) => {
+            tracing::debug!("the database is down; answered busy");
+            busy_reply(&msg)
+        }
+        Ok(Some(Ok(Answer::Reply(xml)))) => xml,
+        Ok(Some(Ok(Answer::Replayed))) => {
             tracing::warn!("a signed query was replayed with another message; refused");
             return plain(StatusCode::FORBIDDEN, "this signature was already used for another message");
         }
-        Ok(Err(AppError::Busy)) => {
+        Ok(Some(Err(AppError::Busy))) => {
             tracing::warn!("a WeChat message found every place held; answered busy");
             busy_reply(&msg)
         }
-        Ok(Err(e)) => {
+        Ok(Some(Err(e))) => {
             tracing::error!(error = %e, "could not answer a WeChat message");
             busy_reply(&msg)
         }
