@@ -403,3 +403,21 @@ async fn the_holder_cancels_from_the_page_their_link_opened() {
     let back = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(app.get(&back).await.text().await.unwrap().contains("名额已经释放"));
 }
+
+#[tokio::test]
+async fn a_signed_query_spent_on_one_instance_is_spent_on_every_instance() {
+    let one = spawn_app().await;
+    let two = crate::common::spawn_app_on(one.db.clone(), Settings::default()).await;
+    let a = one.activity("gala", 10, Window::Open).await;
+    one.bind("oAlice", "2024010001").await;
+    one.bind("oMallory", "2024010002").await;
+    let captured = query_at(wx::now(), "555");
+    let alice = wx::text("oAlice", "帮助");
+    let (status, first) = one.post_wechat_raw(&captured, alice.clone()).await;
+    assert_eq!(status, 200);
+    let (status, _) = two.post_wechat_raw(&captured, wx::click("oMallory", &format!("BOOK_{}", a.id))).await;
+    assert_eq!(status, 403);
+    assert_eq!(one.live_tickets(a.id).await, 0);
+    // WeChat's retry reaching the other instance gets the first answer.
+    assert_eq!(two.post_wechat_raw(&captured, alice).await, (200, first));
+}
