@@ -20,3 +20,4 @@ mod student_journey;
 mod trust;
 mod wechat_api;
 mod wechat_endpoint;
+mod wechat_scan;
