@@ -12,6 +12,7 @@ mod hardening;
 mod housekeeping;
 mod landing;
 mod layers;
+mod live_qr;
 mod menu_page;
 mod rush;
 mod serve_binary;

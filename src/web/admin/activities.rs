@@ -132,6 +132,9 @@ pub struct ActivityForm {
     end_at: String,
     #[serde(default)]
     capacity: String,
+    /// The checkbox: present ("on") when ticked.
+    #[serde(default)]
+    live_qr: String,
 }
 
 impl ActivityForm {
@@ -147,7 +150,12 @@ impl ActivityForm {
             start_at: local_time::input(a.start_at, tz),
             end_at: local_time::input(a.end_at, tz),
             capacity: a.capacity.to_string(),
+            live_qr: if a.live_qr { "on".into() } else { String::new() },
         }
+    }
+
+    fn live_qr(&self) -> bool {
+        !self.live_qr.is_empty()
     }
 
     /// Reads the typed values; unreadable ones become field errors.
@@ -252,6 +260,7 @@ async fn create(
         Err(AppError::Invalid(message)) => return refuse(session, form, EditErrors(vec![("key", message)])),
         Err(e) => return Err(e),
     };
+    activities::set_live_qr(&mut tx, activity.id, form.live_qr()).await?;
     audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{}", activity.id)).into_response())
@@ -284,7 +293,9 @@ async fn update(
         Err(errors) => EditOutcome::Refused(errors),
     };
     match outcome {
-        EditOutcome::Saved(saved) => {
+        EditOutcome::Saved(mut saved) => {
+            activities::set_live_qr(&mut tx, saved.id, form.live_qr()).await?;
+            saved.live_qr = form.live_qr();
             audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
                 .await?;
             tx.commit().await?;
