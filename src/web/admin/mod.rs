@@ -4,6 +4,7 @@
 
 mod activities;
 mod checkin;
+mod door_chart;
 mod export;
 mod login;
 pub mod menu;
