@@ -76,7 +76,7 @@ mod tests {
     use time::OffsetDateTime;
 
     fn bins(counts: &[i64]) -> Vec<Bin> {
-        let start = OffsetDateTime::from_unix_timestamp(1_700_000_100 - 1_700_000_100 % 300).unwrap();
+        let start = OffsetDateTime::from_unix_timestamp(1_700_000_100).unwrap(); // on a five-minute boundary
         counts
             .iter()
             .enumerate()
