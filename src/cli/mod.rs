@@ -302,8 +302,11 @@ async fn activity(
                 capacity,
                 publish,
             };
-            let a = activities::create(conn, &new).await?;
-            activities::set_live_qr(conn, a.id, live_qr).await?;
+            // Created with its live-QR setting, or not at all.
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let a = activities::create(&mut tx, &new).await?;
+            activities::set_live_qr(&mut tx, a.id, live_qr).await?;
+            tx.commit().await?;
             println!("{}\t{}\t{}\tcreated{}", a.id, a.key, a.status, if live_qr { "\tlive QR" } else { "" });
         }
         ActivityCommand::List => {
