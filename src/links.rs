@@ -6,7 +6,9 @@
 //!
 //! Also the ticket's check-in credential, the QR code's content: a MAC over
 //! the ticket's id. It proves a ticket at the door and nothing else — it is
-//! not the ticket code, so it opens no ticket page and cancels nothing.
+//! not the ticket code, so it opens no ticket page and cancels nothing. An
+//! activity with a live QR shows instead a credential that changes every 30 s
+//! (a MAC over the credential and the time step, like TOTP).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -113,6 +115,46 @@ pub fn open_checkin_credential(secret: &[u8], credential: &str) -> Option<i64> {
     bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes())).then_some(id)
 }
 
+/// A live QR changes this often (seconds), like a TOTP code.
+pub const LIVE_STEP_SECONDS: i64 = 30;
+
+/// The time step a live QR shown at `unix` (seconds) belongs to.
+pub fn live_step(unix: i64) -> i64 {
+    unix.div_euclid(LIVE_STEP_SECONDS)
+}
+
+/// The door takes the current step and the one before it: a code shown a
+/// moment before its step ended still works, a screenshot a minute old does not.
+pub fn live_step_is_current(step: i64, now_unix: i64) -> bool {
+    let now = live_step(now_unix);
+    step == now || step == now - 1
+}
+
+/// The live check-in credential of a ticket for one time step:
+/// `{id}.{step}.{mac}`, the MAC over the static credential and the step.
+pub fn live_credential(secret: &[u8], ticket_id: i64, step: i64) -> String {
+    format!("{ticket_id}.{step}.{}", live_mac(secret, ticket_id, step))
+}
+
+/// The (ticket id, step) a live credential proves, if it is genuine; how old
+/// the step is is for the door to judge.
+pub fn open_live_credential(secret: &[u8], credential: &str) -> Option<(i64, i64)> {
+    let mut parts = credential.splitn(3, '.');
+    let id: i64 = parts.next()?.parse().ok().filter(|id| *id > 0)?;
+    let step: i64 = parts.next()?.parse().ok().filter(|step| *step >= 0)?;
+    let given = parts.next()?;
+    let expected = live_mac(secret, id, step);
+    bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes())).then_some((id, step))
+}
+
+fn live_mac(secret: &[u8], ticket_id: i64, step: i64) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(b"checkin-live\0");
+    mac.update(checkin_credential(secret, ticket_id).as_bytes());
+    mac.update(&step.to_be_bytes());
+    URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+}
+
 fn credential_mac(secret: &[u8], ticket_id: i64) -> String {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(b"checkin-credential\0");
@@ -162,5 +204,34 @@ mod tests {
         for junk in ["", "42", "42.", ".abc", "x.y", "-1.abc"] {
             assert_eq!(open_checkin_credential(b"key", junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_live_credential_proves_its_ticket_and_step_only() {
+        let live = live_credential(b"key", 42, 56_000_000);
+        assert_eq!(open_live_credential(b"key", &live), Some((42, 56_000_000)));
+        // Neither kind opens as the other.
+        assert_eq!(open_checkin_credential(b"key", &live), None);
+        assert_eq!(open_live_credential(b"key", &checkin_credential(b"key", 42)), None);
+        let mac = live.rsplit('.').next().unwrap();
+        assert!(mac.len() >= 22, "128 bits");
+        assert_eq!(open_live_credential(b"key", &format!("42.56000001.{mac}")), None, "another step");
+        assert_eq!(open_live_credential(b"key", &format!("43.56000000.{mac}")), None, "another ticket");
+        assert_eq!(open_live_credential(b"other", &live), None);
+        for junk in ["", "42.1", "42.1.", "42.-1.abc", "x.1.abc", "0.1.abc"] {
+            assert_eq!(open_live_credential(b"key", junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn the_door_takes_the_current_and_the_previous_step() {
+        let now = 1_699_999_995; // 15 s into its step
+        let step = live_step(now);
+        assert_eq!(live_step(now - 15), step);
+        assert_eq!(live_step(now + 15), step + 1);
+        assert!(live_step_is_current(step, now));
+        assert!(live_step_is_current(step - 1, now));
+        assert!(!live_step_is_current(step - 2, now), "a minute old");
+        assert!(!live_step_is_current(step + 1, now), "not shown yet");
     }
 }

@@ -212,6 +212,7 @@ mod tests {
             capacity: 10,
             status: ActivityStatus::Published,
             remaining: 10,
+            live_qr: false,
         }
     }
 

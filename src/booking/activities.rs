@@ -27,6 +27,9 @@ pub struct Activity {
     pub status: ActivityStatus,
     /// Places not yet taken by a live ticket.
     pub remaining: i32,
+    /// The ticket page shows a QR code that changes every 30 s, and the door
+    /// takes only a current one.
+    pub live_qr: bool,
 }
 
 impl Activity {
@@ -51,7 +54,7 @@ pub struct NewActivity {
 
 /// The columns of `Activity`, for `SELECT … FROM activities a`.
 pub(crate) const COLUMNS: &str = "a.id, a.key, a.name, a.place, a.description, a.poster_id, a.book_start, a.book_end, \
-     a.start_at, a.end_at, a.capacity, a.status, \
+     a.start_at, a.end_at, a.capacity, a.status, a.live_qr, \
      (SELECT coalesce(sum(s.remaining), 0) FROM activity_slots s WHERE s.activity_id = a.id)::int AS remaining";
 
 /// Checks what the database also checks, to say which rule was broken in words.
@@ -121,6 +124,16 @@ pub async fn by_key(conn: &mut PgConnection, key: &str) -> Result<Option<Activit
         .bind(key.to_ascii_lowercase())
         .fetch_optional(conn)
         .await?)
+}
+
+/// Turns the live QR on or off; tickets already booked follow at once.
+pub async fn set_live_qr(conn: &mut PgConnection, id: i64, live_qr: bool) -> Result<(), AppError> {
+    sqlx::query("UPDATE activities SET live_qr = $2, updated_at = now() WHERE id = $1 AND live_qr <> $2")
+        .bind(id)
+        .bind(live_qr)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Every activity, newest first (admin and CLI).

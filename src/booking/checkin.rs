@@ -22,7 +22,12 @@ pub enum CheckinOutcome {
     UnknownTicket,
     /// A student ID with no live ticket for this activity.
     NoTicketForStudent(String),
+    /// A live-QR activity's ticket shown as a static or an old code (a screenshot).
+    QrExpired(Ticket),
 }
+
+/// Why a live-QR activity's door refuses a static or an old code.
+pub const QR_EXPIRED: &str = "二维码已过期，请让同学刷新电子票";
 
 /// What the door staff scanned or typed: a ticket's QR code (its check-in
 /// credential, as a URL or bare), a ticket URL, a bare code, or a student ID.
@@ -30,6 +35,11 @@ pub enum CheckinOutcome {
 pub enum Presented {
     /// A genuine check-in credential: the ticket with this id.
     Credential(i64),
+    /// A genuine live credential: the ticket, and the 30 s step it was shown in.
+    LiveCredential {
+        ticket_id: i64,
+        step: i64,
+    },
     Code(String),
     StudentId(String),
     /// Something shaped like a credential that is not genuine.
@@ -51,6 +61,9 @@ pub fn read_input(input: &str, secret: &[u8]) -> Presented {
         None => input.split_once('.').filter(|(id, _)| id.bytes().all(|b| b.is_ascii_digit())).map(|_| input),
     };
     if let Some(credential) = credential {
+        if let Some((ticket_id, step)) = links::open_live_credential(secret, credential) {
+            return Presented::LiveCredential { ticket_id, step };
+        }
         return match links::open_checkin_credential(secret, credential) {
             Some(id) => Presented::Credential(id),
             None => Presented::Forged,
@@ -73,12 +86,19 @@ pub async fn check_in(
     activity_id: i64,
     presented: Presented,
 ) -> Result<CheckinOutcome, AppError> {
+    let shown_step = match presented {
+        Presented::LiveCredential { step, .. } => Some(step),
+        _ => None,
+    };
+    let static_credential = matches!(presented, Presented::Credential(_));
     let code = match presented {
         Presented::Nothing | Presented::Forged => return Ok(CheckinOutcome::UnknownTicket),
-        Presented::Credential(id) => match tickets::by_id(conn, id).await? {
-            Some(ticket) => ticket.code,
-            None => return Ok(CheckinOutcome::UnknownTicket),
-        },
+        Presented::Credential(id) | Presented::LiveCredential { ticket_id: id, .. } => {
+            match tickets::by_id(conn, id).await? {
+                Some(ticket) => ticket.code,
+                None => return Ok(CheckinOutcome::UnknownTicket),
+            }
+        }
         Presented::Code(code) => code,
         Presented::StudentId(student_id) => {
             // The student's ticket for this activity only; a live one if there is one.
@@ -102,6 +122,9 @@ pub async fn check_in(
     if ticket.activity_id != activity_id {
         return Ok(CheckinOutcome::OtherActivity(ticket));
     }
+    if (static_credential || shown_step.is_some()) && !live_qr_accepts(conn, activity_id, shown_step).await? {
+        return Ok(CheckinOutcome::QrExpired(ticket));
+    }
     // Only a valid ticket turns used; two scanners at once cannot both succeed.
     let done =
         sqlx::query("UPDATE tickets SET status = 'used', checked_in_at = now() WHERE code = $1 AND status = 'valid'")
@@ -114,6 +137,18 @@ pub async fn check_in(
         (_, TicketStatus::Used, Some(at)) => CheckinOutcome::AlreadyUsed(ticket, at),
         _ => CheckinOutcome::Cancelled(ticket),
     })
+}
+
+/// Whether the activity takes a QR code shown in `step` (`None`: the static
+/// credential). Only a live-QR activity is particular; a typed code or student
+/// ID is the door staff's own judgement and is not asked about.
+async fn live_qr_accepts(conn: &mut PgConnection, activity_id: i64, step: Option<i64>) -> Result<bool, AppError> {
+    let live: bool = sqlx::query_scalar("SELECT live_qr FROM activities WHERE id = $1")
+        .bind(activity_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    Ok(!live || step.is_some_and(|step| links::live_step_is_current(step, now)))
 }
 
 /// (booked, checked in) for the check-in page's counter; the simulator's test
@@ -149,5 +184,10 @@ mod tests {
         assert_eq!(read_input("2024010001"), Presented::StudentId("2024010001".into()));
         assert_eq!(read_input("https://t.example/tickets/short"), Presented::Code("short".into()));
         assert_eq!(read_input("   "), Presented::Nothing);
+        let live = links::live_credential(key, 7, 56_000_000);
+        let as_live = Presented::LiveCredential { ticket_id: 7, step: 56_000_000 };
+        assert_eq!(read_input(&format!("https://t.example/c/{live}")), as_live);
+        assert_eq!(read_input(&live), as_live);
+        assert_eq!(read_input(&format!("https://t.example/c/{}", live.replacen("56", "57", 1))), Presented::Forged);
     }
 }

@@ -92,6 +92,9 @@ pub enum ActivityCommand {
         /// Publish at once (otherwise it stays a draft).
         #[arg(long)]
         publish: bool,
+        /// A live QR: the ticket shows a code that changes every 30 s, so a screenshot gets no one in.
+        #[arg(long)]
+        live_qr: bool,
     },
     /// One line per activity: id, key, status, booked/capacity, name.
     List,
@@ -281,6 +284,7 @@ async fn activity(
             end,
             description,
             publish,
+            live_qr,
         } => {
             let time = |flag: &str, text: &str| {
                 local_time::parse(text, tz)
@@ -298,8 +302,12 @@ async fn activity(
                 capacity,
                 publish,
             };
-            let a = activities::create(conn, &new).await?;
-            println!("{}\t{}\t{}\tcreated", a.id, a.key, a.status);
+            // Created with its live-QR setting, or not at all.
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let a = activities::create(&mut tx, &new).await?;
+            activities::set_live_qr(&mut tx, a.id, live_qr).await?;
+            tx.commit().await?;
+            println!("{}\t{}\t{}\tcreated{}", a.id, a.key, a.status, if live_qr { "\tlive QR" } else { "" });
         }
         ActivityCommand::List => {
             // Booked as the admin list counts it: the simulator's test tickets left out.

@@ -37,3 +37,28 @@ pub fn add<S: Clone + Send + Sync + 'static>(router: Router<S>, https: bool) -> 
         ))
         .layer(SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, hsts))
 }
+
+/// The JS-SDK's host, allowed to serve scripts on the check-in pages only.
+pub const WECHAT_JSSDK_ORIGIN: &str = "https://res.wx.qq.com";
+
+/// [`CONTENT_SECURITY_POLICY`] with the JS-SDK's host among the script
+/// sources: the WeChat scanner on a check-in page opened in WeChat.
+pub fn policy_with_wechat_jssdk() -> String {
+    CONTENT_SECURITY_POLICY.replacen("script-src 'self'", &format!("script-src 'self' {WECHAT_JSSDK_ORIGIN}"), 1)
+}
+
+/// Lets the pages of `router` load the JS-SDK when opened in WeChat's browser
+/// (its User-Agent says MicroMessenger); every other browser gets the strict policy.
+pub fn with_wechat_jssdk<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    router.layer(axum::middleware::from_fn(async |request: axum::extract::Request, next: axum::middleware::Next| {
+        let in_wechat = crate::web::in_wechat(request.headers());
+        let mut response = next.run(request).await;
+        if in_wechat {
+            let policy =
+                POLICY.get_or_init(|| HeaderValue::from_str(&policy_with_wechat_jssdk()).expect("the policy is ASCII"));
+            response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy.clone());
+        }
+        response
+    }))
+}

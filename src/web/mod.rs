@@ -44,6 +44,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The request comes from WeChat's built-in browser.
+pub(crate) fn in_wechat(headers: &axum::http::HeaderMap) -> bool {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).is_some_and(|ua| ua.contains("MicroMessenger"))
+}
+
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool);
     // Known down (or found down while the probe waits for a connection): say

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .route("/activities/{id}", get(activity_page))
         .route("/tickets/{code}", get(ticket_page))
         .route("/tickets/{code}/cancel", post(cancel_ticket))
+        .route("/tickets/{code}/live-qr", get(live_qr))
         .route("/my/tickets", get(my_tickets_page))
         .route("/c/{credential}", get(credential_page))
         .route("/images/{id}", get(image))
@@ -285,6 +286,10 @@ struct TicketPage {
     booked_at: String,
     checked_in_at: Option<String>,
     qr_svg: String,
+    /// The activity wants a live QR: only its holder's page shows one.
+    live_qr: bool,
+    /// Where the holder's page fetches the next live QR.
+    live_refresh: Option<String>,
     notice: Option<String>,
 }
 
@@ -317,20 +322,24 @@ async fn ticket_page(
     let mut conn = state.pool.acquire().await?;
     let ticket = tickets::by_code(&mut conn, &code).await?.ok_or(AppError::NotFound)?;
     let tz = state.config.timezone;
-    let cancel = match holder_of(&state, &mut conn, Purpose::Ticket, &q.link, &ticket).await? {
-        Some(openid) if ticket.cancellable => Some(LinkParts::signed(&state, Purpose::Cancel, &openid, &ticket.code)),
+    let holder = holder_of(&state, &mut conn, Purpose::Ticket, &q.link, &ticket).await?;
+    let cancel = match &holder {
+        Some(openid) if ticket.cancellable => Some(LinkParts::signed(&state, Purpose::Cancel, openid, &ticket.code)),
         _ => None,
     };
+    let live_qr = activities::by_id(&mut conn, ticket.activity_id).await?.is_some_and(|a| a.live_qr);
     drop(conn);
     // The QR code is the check-in credential, not the ticket code: a photo of
-    // it gets someone through the door once, and opens nothing else.
-    let credential = links::checkin_credential(&state.secret_key, ticket.id);
-    let url = format!("{}/c/{credential}", state.config.public_url);
-    let qr_svg = qrcode::QrCode::new(url.as_bytes())
-        .map_err(|e| AppError::Internal(format!("QR code: {e}")))?
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(240, 240)
-        .build();
+    // it gets someone through the door once, and opens nothing else. A live
+    // one is shown to the holder only: the ticket code alone is not enough.
+    let (qr_svg, live_refresh) = match (live_qr, &holder) {
+        (false, _) => (qr_svg(&state, &links::checkin_credential(&state.secret_key, ticket.id))?, None),
+        (true, Some(_)) => {
+            let refresh = format!("/tickets/{}/live-qr?o={}&e={}&s={}", ticket.code, q.link.o, q.link.e, q.link.s);
+            (qr_svg(&state, &live_credential_now(&state, ticket.id))?, Some(refresh))
+        }
+        (true, None) => (String::new(), None),
+    };
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
     let page = TicketPage {
         status_label: ticket.status.label(),
@@ -339,12 +348,50 @@ async fn ticket_page(
         booked_at: local_time::full(ticket.booked_at, tz),
         checked_in_at: ticket.checked_in_at.map(|t| local_time::full(t, tz)),
         qr_svg,
+        live_qr,
+        live_refresh,
         notice,
         cancel,
         ticket,
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())
+}
+
+/// The QR code of a check-in credential URL, as inline SVG (presentation
+/// attributes only, no `style=`, so the page's CSP holds).
+fn qr_svg(state: &AppState, credential: &str) -> Result<String, AppError> {
+    let url = format!("{}/c/{credential}", state.config.public_url);
+    Ok(qrcode::QrCode::new(url.as_bytes())
+        .map_err(|e| AppError::Internal(format!("QR code: {e}")))?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(240, 240)
+        .build())
+}
+
+fn live_credential_now(state: &AppState, ticket_id: i64) -> String {
+    let step = links::live_step(OffsetDateTime::now_utc().unix_timestamp());
+    links::live_credential(&state.secret_key, ticket_id, step)
+}
+
+/// The next live QR for its holder's ticket page (`static/live-qr.js`). A
+/// ticket no longer valid, or an activity without a live QR, has none.
+async fn live_qr(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    Query(link): Query<LinkParts>,
+) -> Result<Response, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let ticket = tickets::by_code(&mut conn, &code).await?.ok_or(AppError::NotFound)?;
+    if holder_of(&state, &mut conn, Purpose::Ticket, &link, &ticket).await?.is_none() {
+        return Err(AppError::Forbidden("请从公众号发给你的链接打开电子票。".into()));
+    }
+    let live = activities::by_id(&mut conn, ticket.activity_id).await?.is_some_and(|a| a.live_qr);
+    if !live || ticket.status != TicketStatus::Valid {
+        return Err(AppError::NotFound);
+    }
+    let svg = qr_svg(&state, &live_credential_now(&state, ticket.id))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "private, no-store")], svg).into_response())
 }
 
 /// Cancels from the ticket page's button. The code alone proves nothing (it
@@ -457,7 +504,9 @@ struct CredentialPage {
 /// for the door. No student ID, no name, no cancel button; a forged or
 /// mistyped credential is a 404.
 async fn credential_page(State(state): State<AppState>, Path(credential): Path<String>) -> Result<Response, AppError> {
-    let id = links::open_checkin_credential(&state.secret_key, &credential).ok_or(AppError::NotFound)?;
+    let id = links::open_checkin_credential(&state.secret_key, &credential)
+        .or_else(|| links::open_live_credential(&state.secret_key, &credential).map(|(id, _)| id))
+        .ok_or(AppError::NotFound)?;
     let ticket = tickets::by_id(&mut *state.pool.acquire().await?, id).await?.ok_or(AppError::NotFound)?;
     let tz = state.config.timezone;
     let page = CredentialPage {

@@ -1,4 +1,5 @@
-//! The WeChat server API (`WECHAT_API_BASE`): the `access_token` and the custom menu.
+//! The WeChat server API (`WECHAT_API_BASE`): the `access_token`, the custom
+//! menu and the JS-SDK's `jsapi_ticket`.
 //!
 //! WeChat allows a limited number of token fetches a day, and a new token
 //! invalidates the old one a few minutes later, so every instance must share
@@ -50,7 +51,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// An `access_token` and when WeChat said it expires.
+/// An `access_token` (or a `jsapi_ticket`) and when WeChat said it expires.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken {
     pub token: String,
@@ -81,10 +82,19 @@ pub enum Refreshed {
 
 pub type StoreError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The two shared secrets a store keeps per appid. Both are rationed by
+/// WeChat and both are replaced by a fetch, so both need one refresh at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    AccessToken,
+    /// The JS-SDK's `jsapi_ticket` (`wx.config` signatures), fetched with an access token.
+    JsapiTicket,
+}
+
 /// Where the shared token lives (PostgreSQL in this app).
 pub trait TokenStore: Send + Sync {
     /// The stored token of `appid`, if any, read without waiting for a refresh.
-    fn current(&self, appid: &str) -> impl Future<Output = Result<Option<AccessToken>, StoreError>> + Send;
+    fn current(&self, kind: Kind, appid: &str) -> impl Future<Output = Result<Option<AccessToken>, StoreError>> + Send;
 
     /// Runs `refresh` with the stored token while holding a lock that every
     /// instance respects, and stores what it fetched before releasing it. So
@@ -95,6 +105,7 @@ pub trait TokenStore: Send + Sync {
     /// (a higher-ranked lifetime limit), and axum handlers must be `Send`.
     fn refresh_locked<F, Fut>(
         &self,
+        kind: Kind,
         appid: &str,
         refresh: F,
     ) -> impl Future<Output = Result<AccessToken, ApiError>> + Send
@@ -215,6 +226,64 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         Ok(())
     }
 
+    /// A fresh `jsapi_ticket`: the stored one, else one fetched under the
+    /// store's lock (one fetch across instances). A refused access token is
+    /// refreshed once outside that lock, so a refresh never waits on a
+    /// database connection while holding it.
+    pub async fn jsapi_ticket(&self) -> Result<AccessToken, ApiError> {
+        let appid = self.credentials.appid();
+        if let Some(ticket) = self.store.current(Kind::JsapiTicket, appid).await.map_err(ApiError::Storage)?
+            && ticket.is_fresh()
+        {
+            return Ok(ticket);
+        }
+        let token = self.token(None).await?;
+        match self.refresh_jsapi_ticket(token.token.clone()).await {
+            Err(e) if e.token_rejected() => {
+                tracing::warn!(
+                    errcode = e.errcode(),
+                    "WeChat refused the access_token for getticket; refreshing it once"
+                );
+                let fresh = self.token(Some(&token.token)).await?;
+                self.refresh_jsapi_ticket(fresh.token).await
+            }
+            other => other,
+        }
+    }
+
+    async fn refresh_jsapi_ticket(&self, access_token: String) -> Result<AccessToken, ApiError> {
+        let this = self.clone();
+        self.store
+            .refresh_locked(Kind::JsapiTicket, self.credentials.appid(), move |stored| async move {
+                match stored {
+                    Some(ticket) if ticket.is_fresh() => Ok(Refreshed::Reused(ticket)),
+                    _ => busy_retry("ticket/getticket", || this.fetch_jsapi_ticket(&access_token))
+                        .await
+                        .map(Refreshed::Fetched),
+                }
+            })
+            .await
+    }
+
+    async fn fetch_jsapi_ticket(&self, access_token: &str) -> Result<AccessToken, ApiError> {
+        #[derive(Deserialize)]
+        struct Reply {
+            ticket: String,
+            expires_in: i64,
+        }
+        let request = self
+            .http
+            .get(self.url("cgi-bin/ticket/getticket"))
+            .query(&[("access_token", access_token), ("type", "jsapi")]);
+        let reply: Reply = serde_json::from_value(send(request).await?)
+            .map_err(|e| ApiError::BadReply(format!("cgi-bin/ticket/getticket: {e}")))?;
+        tracing::info!(expires_in = reply.expires_in, "fetched a new WeChat jsapi_ticket");
+        Ok(AccessToken {
+            token: reply.ticket,
+            expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(reply.expires_in),
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
@@ -242,7 +311,7 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
     async fn token(&self, rejected: Option<&str>) -> Result<AccessToken, ApiError> {
         let appid = self.credentials.appid();
         if rejected.is_none()
-            && let Some(token) = self.store.current(appid).await.map_err(ApiError::Storage)?
+            && let Some(token) = self.store.current(Kind::AccessToken, appid).await.map_err(ApiError::Storage)?
             && token.is_fresh()
         {
             return Ok(token);
@@ -250,7 +319,7 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         // Owned copies for the refresh's future (see `TokenStore::refresh_locked`).
         let (this, rejected) = (self.clone(), rejected.map(str::to_owned));
         self.store
-            .refresh_locked(appid, move |stored| async move {
+            .refresh_locked(Kind::AccessToken, appid, move |stored| async move {
                 match stored {
                     // Someone refreshed while we waited for the lock.
                     Some(token) if token.is_fresh() && Some(token.token.as_str()) != rejected.as_deref() => {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod crypto;
 pub mod delivery;
+pub mod jssdk;
 pub mod menu;
 pub mod message;
 pub mod reply;

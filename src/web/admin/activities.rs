@@ -19,7 +19,7 @@ use crate::{
     booking::{
         Activity, NewActivity,
         activities::{self, EditErrors, EditOutcome, Summary},
-        images,
+        checkin, door, images,
     },
     error::AppError,
     local_time,
@@ -132,6 +132,9 @@ pub struct ActivityForm {
     end_at: String,
     #[serde(default)]
     capacity: String,
+    /// The checkbox: present ("on") when ticked.
+    #[serde(default)]
+    live_qr: String,
 }
 
 impl ActivityForm {
@@ -147,7 +150,12 @@ impl ActivityForm {
             start_at: local_time::input(a.start_at, tz),
             end_at: local_time::input(a.end_at, tz),
             capacity: a.capacity.to_string(),
+            live_qr: if a.live_qr { "on".into() } else { String::new() },
         }
+    }
+
+    fn live_qr(&self) -> bool {
+        !self.live_qr.is_empty()
     }
 
     /// Reads the typed values; unreadable ones become field errors.
@@ -203,6 +211,25 @@ struct FormPage {
     notice: Option<String>,
     /// The zone form times are read in (`TIMEZONE`).
     timezone: &'static str,
+    /// What happened at the door (an existing activity only).
+    door: Option<Door>,
+}
+
+/// The activity page's door section.
+struct Door {
+    booked: i64,
+    checked_in: i64,
+    /// Those who booked and did not come, once the activity has ended.
+    no_shows: Option<i64>,
+    /// The arrivals chart (inline SVG drawn here); `None` before anyone came.
+    chart: Option<String>,
+}
+
+async fn door(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::Tz) -> Result<Door, AppError> {
+    let (booked, checked_in) = checkin::counts(conn, activity.id, false).await?;
+    let ended = time::OffsetDateTime::now_utc() >= activity.end_at;
+    let chart = super::door_chart::arrivals_svg(&door::arrivals(conn, activity.id).await?, tz);
+    Ok(Door { booked, checked_in, no_shows: ended.then_some(booked - checked_in), chart })
 }
 
 impl FormPage {
@@ -229,6 +256,7 @@ async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormP
         errors: EditErrors::default(),
         notice: None,
         timezone,
+        door: None,
     }
 }
 
@@ -239,7 +267,7 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state) };
+        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state), door: None };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
     let new = match form.parse(state.config.timezone) {
@@ -252,6 +280,7 @@ async fn create(
         Err(AppError::Invalid(message)) => return refuse(session, form, EditErrors(vec![("key", message)])),
         Err(e) => return Err(e),
     };
+    activities::set_live_qr(&mut tx, activity.id, form.live_qr()).await?;
     audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{}", activity.id)).into_response())
@@ -262,11 +291,13 @@ async fn edit_form(
     session: AdminSession,
     Path(id): Path<String>,
 ) -> Result<FormPage, AppError> {
-    let activity =
-        activities::by_id(&mut *state.pool.acquire().await?, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
+    let mut conn = state.pool.acquire().await?;
+    let activity = activities::by_id(&mut conn, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
     let timezone = zone(&state);
-    Ok(FormPage { session, activity: Some(activity), form, errors: EditErrors::default(), notice: None, timezone })
+    let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+    let errors = EditErrors::default();
+    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door })
 }
 
 async fn update(
@@ -284,7 +315,9 @@ async fn update(
         Err(errors) => EditOutcome::Refused(errors),
     };
     match outcome {
-        EditOutcome::Saved(saved) => {
+        EditOutcome::Saved(mut saved) => {
+            activities::set_live_qr(&mut tx, saved.id, form.live_qr()).await?;
+            saved.live_qr = form.live_qr();
             audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
                 .await?;
             tx.commit().await?;
@@ -292,12 +325,14 @@ async fn update(
             let notice = Some("已保存。".to_string());
             let timezone = zone(&state);
             let errors = EditErrors::default();
-            Ok(FormPage { session, activity: Some(saved), form, errors, notice, timezone }.into_response())
+            let door = Some(door(&mut *state.pool.acquire().await?, &saved, state.config.timezone).await?);
+            Ok(FormPage { session, activity: Some(saved), form, errors, notice, timezone, door }.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
-            let page =
-                FormPage { session, activity: Some(activity), form, errors, notice: None, timezone: zone(&state) };
+            let door = Some(door(&mut *state.pool.acquire().await?, &activity, state.config.timezone).await?);
+            let timezone = zone(&state);
+            let page = FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }

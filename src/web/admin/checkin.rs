@@ -86,6 +86,7 @@ async fn check_in(
         CheckinOutcome::OtherActivity(t) => bad("不是本活动的票", format!("这是「{}」的票", t.activity_name)),
         CheckinOutcome::UnknownTicket => bad("没有这张票", "票号无效，请让同学重新打开电子票".into()),
         CheckinOutcome::NoTicketForStudent(id) => bad("没有票", format!("学号 {id} 没有本活动的票")),
+        CheckinOutcome::QrExpired(_) => bad("二维码已过期", checkin::QR_EXPIRED.into()),
     };
     let (booked, checked_in) = checkin::counts(&mut tx, activity.id, false).await?;
     tx.commit().await?;

@@ -4,12 +4,14 @@
 
 mod activities;
 mod checkin;
+mod door_chart;
 mod export;
 mod login;
 pub mod menu;
 mod roster;
 pub(crate) mod simulator;
 mod students;
+mod wechat_scan;
 
 use axum::{
     Router,
@@ -37,7 +39,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(login::router())
         .merge(activities::router())
-        .merge(checkin::router())
+        .merge(crate::web::headers::with_wechat_jssdk(checkin::router()))
+        .merge(wechat_scan::router())
         .merge(export::router())
         .merge(menu::router())
         .merge(roster::router())

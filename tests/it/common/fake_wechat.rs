@@ -24,6 +24,7 @@ pub const SECRET: &str = "test-app-secret";
 pub const TOKEN_PATH: &str = "/cgi-bin/token";
 pub const CREATE_PATH: &str = "/cgi-bin/menu/create";
 pub const GET_PATH: &str = "/cgi-bin/menu/get";
+pub const TICKET_PATH: &str = "/cgi-bin/ticket/getticket";
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -43,6 +44,8 @@ struct Fake {
     expired: HashSet<String>,
     menu: Option<Value>,
     token_delay: Duration,
+    tickets_issued: u32,
+    ticket_delay: Duration,
 }
 
 #[derive(Clone)]
@@ -83,6 +86,11 @@ impl FakeWechat {
         self.fake.lock().unwrap().token_delay = delay;
     }
 
+    /// jsapi_ticket requests take this long to answer, so concurrent callers overlap.
+    pub fn slow_tickets(&self, delay: Duration) {
+        self.fake.lock().unwrap().ticket_delay = delay;
+    }
+
     pub fn requests(&self, path: &str) -> Vec<Recorded> {
         self.fake.lock().unwrap().requests.iter().filter(|r| r.path == path).cloned().collect()
     }
@@ -113,10 +121,10 @@ async fn answer(
 ) -> Response {
     let path = uri.path().to_string();
     let body = serde_json::from_slice(&body).ok();
-    let (scripted, delay) = {
+    let (scripted, delay, ticket_delay) = {
         let mut f = fake.lock().unwrap();
         f.requests.push(Recorded { path: path.clone(), query: query.clone(), body: body.clone() });
-        (f.scripted.get_mut(&path).and_then(VecDeque::pop_front), f.token_delay)
+        (f.scripted.get_mut(&path).and_then(VecDeque::pop_front), f.token_delay, f.ticket_delay)
     };
     if let Some(reply) = scripted {
         return Json(reply).into_response();
@@ -139,6 +147,9 @@ async fn answer(
         f.valid.insert(token.clone());
         return Json(json!({"access_token": token, "expires_in": 7200})).into_response();
     }
+    if path == TICKET_PATH {
+        tokio::time::sleep(ticket_delay).await;
+    }
     let mut f = fake.lock().unwrap();
     let token = param("access_token");
     if f.expired.contains(token) {
@@ -159,6 +170,12 @@ async fn answer(
             Some(menu) => Json(json!({"menu": menu})).into_response(),
             None => error(46003, "menu no exist"),
         },
+        TICKET_PATH if param("type") == "jsapi" => {
+            f.tickets_issued += 1;
+            let ticket = format!("JSAPI_TICKET_{}", f.tickets_issued);
+            Json(json!({"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": 7200})).into_response()
+        }
+        TICKET_PATH => error(40097, "invalid args"),
         "/cgi-bin/menu/delete" => {
             f.menu = None;
             error(0, "ok")
