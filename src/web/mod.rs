@@ -1,6 +1,7 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 pub(crate) mod admin;
+pub(crate) mod door;
 mod headers;
 mod request_log;
 mod student;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wechat::router())
         .merge(student::router())
         .merge(admin::router())
+        .merge(door::router())
         .nest_service("/static", ServeDir::new(concat!(env!("CARGO_MANIFEST_DIR"), "/static")))
         .fallback(|| async { crate::AppError::NotFound })
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
