@@ -8,6 +8,7 @@ mod admin_login;
 mod browser;
 mod checkin_export;
 mod demo;
+mod door;
 mod hardening;
 mod housekeeping;
 mod landing;
