@@ -188,7 +188,9 @@ impl Verdict {
                 bad(format!("已检票 {}（{by}）", local_time::clock(*at, tz)), format!("学号 {}", t.student_id))
             }
             CheckinOutcome::Cancelled(t) => bad("票已退".into(), format!("学号 {} 的这张票已经退掉了", t.student_id)),
-            CheckinOutcome::OtherActivity(t) => bad("不是本活动的票".into(), format!("这是「{}」的票", t.activity_name)),
+            CheckinOutcome::OtherActivity(t) => {
+                bad("不是本活动的票".into(), format!("这是「{}」的票", t.activity_name))
+            }
             CheckinOutcome::UnknownTicket => bad("没有这张票".into(), "票号无效，请让同学重新打开电子票".into()),
             CheckinOutcome::NoTicketForStudent(id) => bad("没有票".into(), format!("学号 {id} 没有本活动的票")),
         }

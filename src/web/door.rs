@@ -161,7 +161,11 @@ struct DoorPage {
 
 /// The open link a token names: 404 for a token that was never made here,
 /// 410 for a link that expired or was revoked.
-async fn open_link(conn: &mut PgConnection, state: &AppState, token: &str) -> Result<(CheckinLink, Activity), AppError> {
+async fn open_link(
+    conn: &mut PgConnection,
+    state: &AppState,
+    token: &str,
+) -> Result<(CheckinLink, Activity), AppError> {
     let id = links::open_door_token(&state.secret_key, token).ok_or(AppError::NotFound)?;
     let link = checkin_links::by_id(conn, id).await?.ok_or(AppError::NotFound)?;
     if link.revoked_at.is_some() {

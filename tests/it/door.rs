@@ -32,8 +32,7 @@ pub async fn create_link(app: &TestApp, csrf: &str, activity_id: i64, gate: &str
 
 /// A scan through a link's JSON endpoint: (HTTP status, JSON or null).
 async fn scan(app: &TestApp, door: &str, code: &str, nonce: &str) -> (u16, Value) {
-    let resp =
-        app.http.post(format!("{door}/scan")).form(&[("code", code), ("nonce", nonce)]).send().await.unwrap();
+    let resp = app.http.post(format!("{door}/scan")).form(&[("code", code), ("nonce", nonce)]).send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
@@ -58,8 +57,7 @@ async fn a_volunteer_link_checks_in_its_activity_only_until_revoked_or_expired()
     let other = book_all(&app, &students[..1], b.id).await.remove(0);
 
     // Creating a link needs the form's CSRF token.
-    let (status, _) =
-        app.admin_post(&format!("/admin/activities/{}/checkin-links", a.id), &[("gate", "东门")]).await;
+    let (status, _) = app.admin_post(&format!("/admin/activities/{}/checkin-links", a.id), &[("gate", "东门")]).await;
     assert_eq!(status, 403);
     let door = create_link(&app, &csrf, a.id, "东门").await;
     assert!(door.starts_with(&app.url("/door/")), "{door}");
@@ -202,7 +200,11 @@ async fn a_repeated_scan_nonce_gets_the_first_answer_and_writes_nothing() {
     for page in [&first, &second] {
         assert!(page.contains("class=\"result good\"") && page.contains("检票成功"), "{page}");
     }
-    assert_ne!(crate::common::admin::hidden_value(&first, "nonce").unwrap(), form_nonce, "a fresh nonce for the next scan");
+    assert_ne!(
+        crate::common::admin::hidden_value(&first, "nonce").unwrap(),
+        form_nonce,
+        "a fresh nonce for the next scan"
+    );
     // The admin's check-in names the admin.
     let (_, json) = scan(&app, &door, &codes[2], &links::nonce()).await;
     assert!(verdict(&json).1.contains("（organiser）"), "{json}");

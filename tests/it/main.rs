@@ -9,6 +9,7 @@ mod browser;
 mod checkin_export;
 mod demo;
 mod door;
+mod door_browser;
 mod hardening;
 mod housekeeping;
 mod landing;

@@ -83,7 +83,9 @@ async fn render(
         .into_iter()
         .map(|l| LinkRow {
             id: l.id,
-            url: l.is_open(now).then(|| format!("{}/door/{}", state.config.public_url, links::door_token(&state.secret_key, l.id))),
+            url: l
+                .is_open(now)
+                .then(|| format!("{}/door/{}", state.config.public_url, links::door_token(&state.secret_key, l.id))),
             state: if l.revoked_at.is_some() {
                 "已吊销"
             } else if l.is_open(now) {
@@ -101,7 +103,11 @@ async fn render(
     let screen = ScanScreen::load(&mut tx, state, activity, base, csrf, None, verdict).await?;
     tx.commit().await?;
     // Open links' URLs are on the page: no cache keeps it.
-    Ok(([(header::CACHE_CONTROL, "private, no-store")], CheckinPage { session, screen, links, default_hours: DEFAULT_HOURS }).into_response())
+    Ok((
+        [(header::CACHE_CONTROL, "private, no-store")],
+        CheckinPage { session, screen, links, default_hours: DEFAULT_HOURS },
+    )
+        .into_response())
 }
 
 async fn page(
@@ -184,7 +190,8 @@ async fn revoke_link(
 ) -> Result<impl IntoResponse, AppError> {
     session.check_csrf(&form.csrf)?;
     let mut tx = state.pool.begin().await?;
-    let link = checkin_links::revoke(&mut tx, parse_id(&id)?, &session.admin.username).await?.ok_or(AppError::NotFound)?;
+    let link =
+        checkin_links::revoke(&mut tx, parse_id(&id)?, &session.admin.username).await?.ok_or(AppError::NotFound)?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{}/checkin#links", link.activity_id)))
 }
