@@ -7,8 +7,8 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// No page has a `<script>` or a `style=` attribute, so neither inline scripts
-/// nor inline styles are allowed: injected markup can neither run nor restyle a
+/// Scripts are files from /static (the check-in page's scanner) and no page has
+/// a `style=` attribute, so neither inline scripts nor inline styles are allowed: injected markup can neither run nor restyle a
 /// page into a phishing form. Posters come from /images, the QR code is inline
 /// SVG; `data:` images cover what the browser draws itself. The simulator
 /// frames this site's own pages, hence `frame-ancestors 'self'`.

@@ -56,8 +56,15 @@ async fn assert_protected(app: &TestApp, client: &reqwest::Client, path: &str) -
     assert_eq!(headers["x-frame-options"], "SAMEORIGIN", "{path}");
     assert!(headers.get("strict-transport-security").is_none(), "{path}: no HSTS over http");
     // What the policy would block must not be on the page at all, or the page breaks.
-    for blocked in ["<script", " style=\"", " onclick=", " onload=", " onsubmit=", " onchange=", "javascript:"] {
+    for blocked in [" style=\"", " onclick=", " onload=", " onsubmit=", " onchange=", "javascript:"] {
         assert!(!body.to_ascii_lowercase().contains(blocked), "{path} has {blocked}:\n{body}");
+    }
+    // Scripts only as files from this site, never inline.
+    for script in body.to_ascii_lowercase().split("<script").skip(1) {
+        assert!(
+            script.starts_with(" src=\"/static/") && script.contains("></script>"),
+            "{path} has an inline script:\n{body}"
+        );
     }
     status
 }
@@ -120,6 +127,12 @@ async fn every_page_carries_a_content_security_policy_that_its_markup_keeps() {
         let status = assert_protected(&app, &app.http, &path).await;
         assert!(status == 200 || status == 404, "{path}: {status}");
     }
+    // A volunteer's check-in link, open and revoked.
+    let door = crate::door::create_link(&app, &csrf, a.id, "东门").await.replace(&app.base, "");
+    assert_eq!(assert_protected(&app, &anonymous, &door).await, 200, "{door}");
+    let id = door.trim_start_matches("/door/").split('.').next().unwrap();
+    app.admin_post(&format!("/admin/checkin-links/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(assert_protected(&app, &anonymous, &door).await, 410, "{door}");
 
     // Answers of the outer layers carry the headers too: a cross-site POST refused.
     let refused = anonymous
