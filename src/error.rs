@@ -23,6 +23,9 @@ pub enum AppError {
     External(String),
     #[error("not found")]
     NotFound,
+    /// It existed and is over for good (an expired or revoked link).
+    #[error("gone: {0}")]
+    Gone(String),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("forbidden: {0}")]
@@ -54,6 +57,7 @@ impl AppError {
     fn status_and_message(&self) -> (StatusCode, &str) {
         match self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "找不到这个页面。"),
+            AppError::Gone(msg) => (StatusCode::GONE, msg.as_str()),
             AppError::BadRequest(msg) | AppError::Invalid(msg) => (StatusCode::BAD_REQUEST, msg.as_str()),
             AppError::Forbidden(msg) => (StatusCode::FORBIDDEN, msg.as_str()),
             AppError::Timeout | AppError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "服务器繁忙，请稍后再试。"),

@@ -9,6 +9,10 @@
 //! not the ticket code, so it opens no ticket page and cancels nothing. An
 //! activity with a live QR shows instead a credential that changes every 30 s
 //! (a MAC over the credential and the time step, like TOTP).
+//!
+//! And the token of a volunteer's check-in link (`/door/{token}`): a MAC over
+//! the link's id. Whether the link is still open (expiry, revocation) is the
+//! database's word; the MAC makes the ids unguessable.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -156,9 +160,27 @@ fn live_mac(secret: &[u8], ticket_id: i64, step: i64) -> String {
 }
 
 fn credential_mac(secret: &[u8], ticket_id: i64) -> String {
+    id_mac(secret, b"checkin-credential\0", ticket_id)
+}
+
+/// The token of the volunteer check-in link with this id: `{id}.{mac}`.
+pub fn door_token(secret: &[u8], link_id: i64) -> String {
+    format!("{link_id}.{}", id_mac(secret, b"door-link\0", link_id))
+}
+
+/// The link id a door token names, if the token is genuine.
+pub fn open_door_token(secret: &[u8], token: &str) -> Option<i64> {
+    let (id, given) = token.split_once('.')?;
+    let id: i64 = id.parse().ok().filter(|id| *id > 0)?;
+    let expected = id_mac(secret, b"door-link\0", id);
+    bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes())).then_some(id)
+}
+
+/// A MAC over an id for one purpose (the label), cut to 128 bits.
+fn id_mac(secret: &[u8], label: &[u8], id: i64) -> String {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(b"checkin-credential\0");
-    mac.update(&ticket_id.to_be_bytes());
+    mac.update(label);
+    mac.update(&id.to_be_bytes());
     URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
 }
 
@@ -233,5 +255,17 @@ mod tests {
         assert!(live_step_is_current(step - 1, now));
         assert!(!live_step_is_current(step - 2, now), "a minute old");
         assert!(!live_step_is_current(step + 1, now), "not shown yet");
+    }
+
+    #[test]
+    fn a_door_token_names_its_link_only() {
+        let t = door_token(b"key", 5);
+        assert_eq!(open_door_token(b"key", &t), Some(5));
+        let (_, mac) = t.split_once('.').unwrap();
+        assert_eq!(open_door_token(b"key", &format!("6.{mac}")), None);
+        assert_eq!(open_door_token(b"other", &t), None);
+        // A ticket's credential is not a door token, nor the other way round.
+        assert_eq!(open_door_token(b"key", &checkin_credential(b"key", 5)), None);
+        assert_eq!(open_checkin_credential(b"key", &t), None);
     }
 }

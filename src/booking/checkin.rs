@@ -1,21 +1,26 @@
-//! Check-in at the door: a valid ticket becomes used, once.
+//! Check-in at the door: a valid ticket becomes used, once, and says by whom;
+//! each scan is answered once per client nonce.
 
-use sqlx::PgConnection;
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
+use time_tz::Tz;
 
 use crate::{
+    audit,
     booking::{
-        TicketStatus,
+        Activity, TicketStatus,
         tickets::{self, Ticket},
     },
     error::AppError,
-    links,
+    links, local_time,
 };
 
 #[derive(Debug)]
 pub enum CheckinOutcome {
     CheckedIn(Ticket),
-    AlreadyUsed(Ticket, OffsetDateTime),
+    /// Used already: when, and by whom (the gate, or the admin).
+    AlreadyUsed(Ticket, OffsetDateTime, String),
     Cancelled(Ticket),
     /// A real ticket, for another activity.
     OtherActivity(Ticket),
@@ -81,10 +86,44 @@ pub fn read_input(input: &str, secret: &[u8]) -> Presented {
     }
 }
 
+/// Who is scanning: an admin logged in, or a gate's volunteer link.
+#[derive(Debug, Clone)]
+pub enum Scanner {
+    Admin(String),
+    Gate { link_id: i64, gate: String },
+}
+
+impl Scanner {
+    /// The key a scan's nonce is unique under: one scanner cannot replay another's answers.
+    fn key(&self) -> String {
+        match self {
+            Scanner::Admin(username) => format!("admin:{username}"),
+            Scanner::Gate { link_id, .. } => format!("gate:{link_id}"),
+        }
+    }
+
+    /// How a verdict names this scanner: the gate, or the admin's username.
+    pub fn name(&self) -> &str {
+        match self {
+            Scanner::Admin(username) => username,
+            Scanner::Gate { gate, .. } => gate,
+        }
+    }
+
+    fn link_id(&self) -> Option<i64> {
+        match self {
+            Scanner::Admin(_) => None,
+            Scanner::Gate { link_id, .. } => Some(*link_id),
+        }
+    }
+}
+
+/// Checks the presented ticket in for `activity_id`, attributed to `by`.
 pub async fn check_in(
     conn: &mut PgConnection,
     activity_id: i64,
     presented: Presented,
+    by: &Scanner,
 ) -> Result<CheckinOutcome, AppError> {
     let shown_step = match presented {
         Presented::LiveCredential { step, .. } => Some(step),
@@ -125,16 +164,30 @@ pub async fn check_in(
     if (static_credential || shown_step.is_some()) && !live_qr_accepts(conn, activity_id, shown_step).await? {
         return Ok(CheckinOutcome::QrExpired(ticket));
     }
-    // Only a valid ticket turns used; two scanners at once cannot both succeed.
-    let done =
-        sqlx::query("UPDATE tickets SET status = 'used', checked_in_at = now() WHERE code = $1 AND status = 'valid'")
-            .bind(&code)
-            .execute(&mut *conn)
-            .await?;
+    // Only a valid ticket turns used; two scanners at once cannot both succeed
+    // (the second waits for the first's row lock, then finds it used).
+    let done = sqlx::query(
+        "UPDATE tickets SET status = 'used', checked_in_at = now(), checked_in_link = $2, checked_in_by = $3 \
+         WHERE code = $1 AND status = 'valid'",
+    )
+    .bind(&code)
+    .bind(by.link_id())
+    .bind(by.name())
+    .execute(&mut *conn)
+    .await?;
     let ticket = tickets::by_code(conn, &code).await?.ok_or(AppError::NotFound)?;
-    Ok(match (done.rows_affected(), ticket.status, ticket.checked_in_at) {
-        (1, _, _) => CheckinOutcome::CheckedIn(ticket),
-        (_, TicketStatus::Used, Some(at)) => CheckinOutcome::AlreadyUsed(ticket, at),
+    if done.rows_affected() == 1 {
+        return Ok(CheckinOutcome::CheckedIn(ticket));
+    }
+    Ok(match (ticket.status, ticket.checked_in_at) {
+        (TicketStatus::Used, Some(at)) => {
+            let by: Option<String> = sqlx::query_scalar("SELECT checked_in_by FROM tickets WHERE id = $1")
+                .bind(ticket.id)
+                .fetch_one(&mut *conn)
+                .await?;
+            // Check-ins from before gates were recorded were all made by admins.
+            CheckinOutcome::AlreadyUsed(ticket, at, by.unwrap_or_else(|| "管理员".into()))
+        }
         _ => CheckinOutcome::Cancelled(ticket),
     })
 }
@@ -149,6 +202,144 @@ async fn live_qr_accepts(conn: &mut PgConnection, activity_id: i64, step: Option
         .await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
     Ok(!live || step.is_some_and(|step| links::live_step_is_current(step, now)))
+}
+
+/// What the door sees after a scan: green or red, a headline and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub good: bool,
+    pub headline: String,
+    pub detail: String,
+}
+
+impl Verdict {
+    pub fn of(outcome: &CheckinOutcome, tz: &Tz) -> Verdict {
+        let bad = |headline: String, detail: String| Verdict { good: false, headline, detail };
+        match outcome {
+            CheckinOutcome::CheckedIn(t) => {
+                Verdict { good: true, headline: "检票成功".into(), detail: format!("学号 {}", t.student_id) }
+            }
+            CheckinOutcome::AlreadyUsed(t, at, by) => {
+                bad(format!("已检票 {}（{by}）", local_time::clock(*at, tz)), format!("学号 {}", t.student_id))
+            }
+            CheckinOutcome::Cancelled(t) => bad("票已退".into(), format!("学号 {} 的这张票已经退掉了", t.student_id)),
+            CheckinOutcome::OtherActivity(t) => {
+                bad("不是本活动的票".into(), format!("这是「{}」的票", t.activity_name))
+            }
+            CheckinOutcome::UnknownTicket => bad("没有这张票".into(), "票号无效，请让同学重新打开电子票".into()),
+            CheckinOutcome::NoTicketForStudent(id) => bad("没有票".into(), format!("学号 {id} 没有本活动的票")),
+            CheckinOutcome::QrExpired(t) => {
+                bad("二维码已过期".into(), format!("{QR_EXPIRED}（学号 {}）", t.student_id))
+            }
+        }
+    }
+}
+
+/// A scan as the door's history lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct Scan {
+    pub good: bool,
+    pub headline: String,
+    pub detail: String,
+    pub scanned_at: OffsetDateTime,
+}
+
+/// Whether a nonce is one a client could have made: 16 to 64 URL-safe characters.
+pub fn nonce_is_well_formed(nonce: &str) -> bool {
+    (16..=64).contains(&nonce.len()) && nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One scan, idempotent by its client nonce: the first request under a nonce
+/// checks in (or not) and records its verdict in the same transaction; any
+/// repeat gets that verdict back and changes nothing. Run it in a transaction.
+pub async fn scan(
+    conn: &mut PgConnection,
+    activity: &Activity,
+    input: &str,
+    nonce: &str,
+    by: &Scanner,
+    secret: &[u8],
+    tz: &Tz,
+) -> Result<Verdict, AppError> {
+    if !nonce_is_well_formed(nonce) {
+        return Err(AppError::BadRequest("扫码请求缺少有效的 nonce，请刷新页面后重试。".into()));
+    }
+    // Claims the nonce; a concurrent request with the same one waits here for
+    // this transaction, then finds the nonce taken and reads its verdict.
+    let claimed: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO checkin_scans (scanner, nonce, activity_id) VALUES ($1, $2, $3) \
+         ON CONFLICT (scanner, nonce) DO NOTHING RETURNING id",
+    )
+    .bind(by.key())
+    .bind(nonce)
+    .bind(activity.id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(scan_id) = claimed else {
+        let (good, headline, detail): (bool, String, String) =
+            sqlx::query_as("SELECT good, headline, detail FROM checkin_scans WHERE scanner = $1 AND nonce = $2")
+                .bind(by.key())
+                .bind(nonce)
+                .fetch_one(&mut *conn)
+                .await?;
+        return Ok(Verdict { good, headline, detail });
+    };
+    let outcome = check_in(conn, activity.id, read_input(input, secret), by).await?;
+    let verdict = Verdict::of(&outcome, tz);
+    let ticket_id = match &outcome {
+        CheckinOutcome::CheckedIn(t)
+        | CheckinOutcome::AlreadyUsed(t, ..)
+        | CheckinOutcome::Cancelled(t)
+        | CheckinOutcome::QrExpired(t) => Some(t.id),
+        _ => None,
+    };
+    sqlx::query("UPDATE checkin_scans SET good = $2, headline = $3, detail = $4, ticket_id = $5 WHERE id = $1")
+        .bind(scan_id)
+        .bind(verdict.good)
+        .bind(&verdict.headline)
+        .bind(&verdict.detail)
+        .bind(ticket_id)
+        .execute(&mut *conn)
+        .await?;
+    if let CheckinOutcome::CheckedIn(t) = &outcome {
+        let actor = match by {
+            Scanner::Admin(username) => username.clone(),
+            Scanner::Gate { gate, .. } => format!("入口 {gate}"),
+        };
+        audit::record(conn, &actor, "检票", &format!("{} {}", activity.key, t.student_id)).await?;
+    }
+    Ok(verdict)
+}
+
+/// How long a door scan (its nonce and verdict) is kept.
+pub const KEEP_SCANS_DAYS: i32 = 30;
+
+/// Forgets scans older than [`KEEP_SCANS_DAYS`] (housekeeping): a nonce only
+/// has to outlive a phone's retries, and a month covers any door's history.
+pub async fn forget_old_scans(conn: &mut PgConnection) -> Result<u64, AppError> {
+    Ok(sqlx::query("DELETE FROM checkin_scans WHERE scanned_at < now() - make_interval(days => $1)")
+        .bind(KEEP_SCANS_DAYS)
+        .execute(conn)
+        .await?
+        .rows_affected())
+}
+
+/// The last `limit` scans at this activity, newest first: one scanner's, or everyone's.
+pub async fn recent_scans(
+    conn: &mut PgConnection,
+    activity_id: i64,
+    by: Option<&Scanner>,
+    limit: i64,
+) -> Result<Vec<Scan>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT good, headline, detail, scanned_at FROM checkin_scans \
+         WHERE activity_id = $1 AND ($2::text IS NULL OR scanner = $2) ORDER BY scanned_at DESC, id DESC LIMIT $3",
+    )
+    .bind(activity_id)
+    .bind(by.map(Scanner::key))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// (booked, checked in) for the check-in page's counter; the simulator's test

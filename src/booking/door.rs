@@ -33,6 +33,18 @@ pub async fn arrivals(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<B
     Ok(fill_gaps(&rows))
 }
 
+/// Check-ins per gate (the volunteer link's gate, or the admin who scanned),
+/// most first. Check-ins from before gates were recorded count as 管理员.
+pub async fn gates(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<(String, i64)>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT coalesce(checked_in_by, '管理员') AS gate, count(*) FROM tickets \
+         WHERE activity_id = $1 AND status = 'used' AND NOT simulated GROUP BY gate ORDER BY count(*) DESC, gate",
+    )
+    .bind(activity_id)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// `(bin start in Unix seconds, count)` in order → consecutive bins, at most [`MAX_BINS`].
 pub fn fill_gaps(counted: &[(i64, i64)]) -> Vec<Bin> {
     let Some(&(first, _)) = counted.first() else { return Vec::new() };

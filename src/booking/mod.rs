@@ -4,6 +4,7 @@
 
 pub mod activities;
 pub mod checkin;
+pub mod checkin_links;
 pub mod door;
 pub mod export;
 pub mod images;

@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, and the admin's shell tools.
 
+mod checkin_link;
 mod demo;
 mod menu;
 
@@ -59,6 +60,9 @@ pub enum Command {
     /// Settle disputes over student IDs.
     #[command(subcommand)]
     Student(StudentCommand),
+    /// Volunteers' check-in links: one per activity and gate, expiring, revocable.
+    #[command(subcommand)]
+    CheckinLink(checkin_link::CheckinLinkCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +182,7 @@ pub async fn run() -> Result<(), AppError> {
             .await
         }
         Command::Menu(command) => menu::run(&config, command).await,
+        Command::CheckinLink(command) => checkin_link::run(&config, command).await,
         Command::Student(StudentCommand::Unbind { student_id }) => {
             with_database(&config, move |conn| {
                 Box::pin(async move {

@@ -7,11 +7,12 @@ use axum::{
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// No page has a `<script>` or a `style=` attribute, so neither inline scripts
-/// nor inline styles are allowed: injected markup can neither run nor restyle a
-/// page into a phishing form. Posters come from /images, the QR code is inline
-/// SVG; `data:` images cover what the browser draws itself. The simulator
-/// frames this site's own pages, hence `frame-ancestors 'self'`.
+/// Scripts are files from /static (the check-in page's scanner) and no page has
+/// a `style=` attribute, so neither inline scripts nor inline styles are
+/// allowed: injected markup can neither run nor restyle a page into a phishing
+/// form. Posters come from /images, the QR code is inline SVG; `data:` images
+/// cover what the browser draws itself. The simulator frames this site's own
+/// pages, hence `frame-ancestors 'self'`.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'self'";
 

@@ -1,6 +1,7 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 pub(crate) mod admin;
+pub(crate) mod door;
 mod headers;
 mod request_log;
 mod static_files;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(student::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))
+        .merge(door::router())
         .fallback(|| async { crate::AppError::NotFound })
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
         // server sends neither header, so /wechat is unaffected.

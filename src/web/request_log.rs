@@ -8,8 +8,8 @@ use axum::extract::Request;
 use tracing::Span;
 
 /// Paths whose next segment is a bearer secret: a ticket code, a check-in
-/// credential. A new kind of secret link adds its prefix here.
-const SECRET_AFTER: &[&str] = &["/tickets/", "/c/"];
+/// credential, a volunteer's check-in link. A new kind of secret link adds its prefix here.
+const SECRET_AFTER: &[&str] = &["/tickets/", "/c/", "/door/"];
 
 /// `path` with the secret segment after any prefix of [`SECRET_AFTER`] replaced by `…`:
 /// `/tickets/{code}/cancel` → `/tickets/…/cancel`. Prefixes match in any letter
@@ -44,6 +44,7 @@ mod tests {
         assert_eq!(redacted("/c/AbCdEfGhIjKlMnOpQrStUv"), "/c/…");
         assert_eq!(redacted("/TICKETS/secret"), "/TICKETS/…");
         assert_eq!(redacted("/tickets//secret/cancel"), "/tickets/…/cancel");
+        assert_eq!(redacted("/door/5.AbCdEfGhIjKlMnOpQrStUv/scan"), "/door/…/scan");
     }
 
     #[test]

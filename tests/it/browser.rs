@@ -131,9 +131,13 @@ async fn journey(b: &Browser) {
 
     b.goto(&app.url(&format!("/admin/activities/{id}/checkin"))).await;
     assert!(b.text("main h1").await.contains("新年音乐会"));
+    // With JavaScript, the button (or a USB scanner's Enter) checks in without leaving the page.
     let check_in = |input: String| async move {
+        let seq = b.find("#verdict").await.attr("data-seq").await.unwrap().unwrap_or_default();
         b.type_into("#checkin-input", &input).await;
-        b.click_and_wait("#checkin-submit").await;
+        b.find("#checkin-submit").await.click().await.expect("click 检票");
+        let changed = format!("return document.getElementById('verdict').getAttribute('data-seq') !== '{seq}';");
+        b.wait_until(&changed, "a verdict after 检票").await;
         let good = !b.find_all(".result.good").await.is_empty();
         let bad = !b.find_all(".result.bad").await.is_empty();
         if good == bad {

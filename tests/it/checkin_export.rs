@@ -44,7 +44,8 @@ async fn door_staff_check_tickets_in_by_url_code_or_student_id() {
         let app = &app;
         let path = path.clone();
         async move {
-            let (status, page) = app.admin_post(&path, &[("csrf", &csrf), ("code", &input)]).await;
+            let nonce = wechat_ticket::links::nonce();
+            let (status, page) = app.admin_post(&path, &[("csrf", &csrf), ("code", &input), ("nonce", &nonce)]).await;
             assert_eq!(status, 200, "{page}");
             verdict(&page)
         }
@@ -53,10 +54,10 @@ async fn door_staff_check_tickets_in_by_url_code_or_student_id() {
     // A scanned QR code is the ticket URL.
     let (good, text) = scan(app.url(&format!("/tickets/{}", codes[0]))).await;
     assert!(good && text.contains("检票成功") && text.contains("0002000000"), "{text}");
-    // The same ticket again: red, with the time it was used.
+    // The same ticket again: red, with the time it was used and by whom.
     let (good, text) = scan(codes[0].clone()).await;
-    assert!(!good && text.contains("已检票") && text.contains("检过票"), "{text}");
-    let hhmm = text.split("已在 ").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    assert!(!good && text.contains("已检票") && text.contains("（door）"), "{text}");
+    let hhmm = text.split("已检票 ").nth(1).unwrap().split('（').next().unwrap().to_string();
     assert!(hhmm.len() == 5 && hhmm.as_bytes()[2] == b':', "{text}");
     // A bare code, and a student ID.
     assert!(scan(codes[1].clone()).await.0);

@@ -51,9 +51,12 @@ async fn the_activity_page_charts_arrivals_and_counts_no_shows_after_the_end() {
         Duration::seconds(899),
     ];
     for (i, after) in arrivals.iter().enumerate() {
-        sqlx::query("UPDATE tickets SET status = 'used', checked_in_at = $1 WHERE student_id = $2")
+        // Three at the east gate, two by an admin from before gates were recorded.
+        let gate = if i < 3 { Some("东门") } else { None };
+        sqlx::query("UPDATE tickets SET status = 'used', checked_in_at = $1, checked_in_by = $3 WHERE student_id = $2")
             .bind(base + *after)
             .bind(format!("{:05}{i:05}", 40))
+            .bind(gate)
             .execute(&app.pool)
             .await
             .unwrap();
@@ -69,6 +72,8 @@ async fn the_activity_page_charts_arrivals_and_counts_no_shows_after_the_end() {
     assert_eq!(strong(&page, "door-checked-in").as_deref(), Some("5"));
     assert_eq!(strong(&page, "door-booked").as_deref(), Some("6"), "the cancelled ticket is not booked");
     assert_eq!(strong(&page, "door-no-shows"), None, "no one is a no-show before the end");
+    let gates = &page[page.find("id=\"door-gates\"").expect("the gates' counts")..];
+    assert!(gates.contains("<td>东门</td><td>3</td>") && gates.contains("<td>管理员</td><td>2</td>"), "{gates}");
 
     // The activity is over: one booked and did not come (the cancelled one is not a no-show).
     sqlx::query(

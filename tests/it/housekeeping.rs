@@ -41,13 +41,21 @@ async fn tidy_forgets_what_is_spent_and_keeps_what_is_live() {
         .await
         .unwrap();
 
+    exec(
+        "INSERT INTO checkin_scans (scanner, nonce, activity_id, scanned_at) \
+         SELECT 'admin:a', 'old-nonce-0123456789', id, now() - interval '31 days' FROM activities UNION ALL \
+         SELECT 'admin:a', 'new-nonce-0123456789', id, now() FROM activities",
+    )
+    .await;
+
     let forgotten = wechat_ticket::app::tidy(&app.pool).await.unwrap();
-    assert_eq!(forgotten, 5);
+    assert_eq!(forgotten, 6);
     for (table, column, kept) in [
         ("wechat_messages", "dedup_key", "new"),
         ("wechat_signed_queries", "nonce", "new"),
         ("used_bind_links", "nonce", "new"),
         ("simulator_messages", "body", "new"),
+        ("checkin_scans", "nonce", "new-nonce-0123456789"),
     ] {
         let left: Vec<String> =
             sqlx::query_scalar(&format!("SELECT {column} FROM {table}")).fetch_all(&app.pool).await.unwrap();

@@ -51,7 +51,8 @@ async fn away_from_a_step_boundary() {
 /// Scans `input` at the admin check-in page; (green, the verdict's words).
 async fn scan(app: &TestApp, csrf: &str, activity_id: i64, input: &str) -> (bool, String) {
     let path = format!("/admin/activities/{activity_id}/checkin");
-    let (status, page) = app.admin_post(&path, &[("csrf", csrf), ("code", input)]).await;
+    let nonce = links::nonce();
+    let (status, page) = app.admin_post(&path, &[("csrf", csrf), ("code", input), ("nonce", &nonce)]).await;
     assert_eq!(status, 200, "{page}");
     let start = page.find("class=\"result").expect("a verdict");
     let text = &page[start..];

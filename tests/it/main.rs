@@ -10,6 +10,8 @@ mod browser;
 mod checkin_export;
 mod connection_burst;
 mod demo;
+mod door;
+mod door_browser;
 mod door_chart;
 mod hardening;
 mod housekeeping;

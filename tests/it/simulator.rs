@@ -107,7 +107,7 @@ async fn a_test_student_binds_and_books_through_the_real_route() {
     let csv = app.get(&format!("/admin/activities/{}/export.csv?test=1", concert.id)).await.text().await.unwrap();
     assert!(csv.contains("2024010001"), "{csv}");
     let door = app.get(&format!("/admin/activities/{}/checkin", concert.id)).await.text().await.unwrap();
-    assert!(door.contains("已抢 0"), "{door}");
+    assert!(door.contains("已抢 <strong id=\"booked\">0</strong>"), "{door}");
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
             .env("DATABASE_URL", app.database_url())

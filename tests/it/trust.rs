@@ -381,9 +381,10 @@ async fn the_qr_is_for_the_door_and_cancels_nothing() {
     app.login_admin("admin").await;
     let csrf = app.csrf_token().await;
     let door = format!("/admin/activities/{}/checkin", a.id);
-    let (_, page) = app.admin_post(&door, &[("csrf", &csrf), ("code", &forged)]).await;
+    let nonce = || wechat_ticket::links::nonce();
+    let (_, page) = app.admin_post(&door, &[("csrf", &csrf), ("code", &forged), ("nonce", &nonce())]).await;
     assert!(page.contains("没有这张票"), "{page}");
-    let (_, page) = app.admin_post(&door, &[("csrf", &csrf), ("code", &credential_url)]).await;
+    let (_, page) = app.admin_post(&door, &[("csrf", &csrf), ("code", &credential_url), ("nonce", &nonce())]).await;
     assert!(page.contains("检票成功") && page.contains("2024010001"), "{page}");
     assert_eq!(app.count("SELECT count(*) FROM tickets WHERE status = 'used'").await, 1);
 }

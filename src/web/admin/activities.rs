@@ -223,13 +223,16 @@ struct Door {
     no_shows: Option<i64>,
     /// The arrivals chart (inline SVG drawn here); `None` before anyone came.
     chart: Option<String>,
+    /// Check-ins per gate, most first.
+    gates: Vec<(String, i64)>,
 }
 
 async fn door(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::Tz) -> Result<Door, AppError> {
     let (booked, checked_in) = checkin::counts(conn, activity.id, false).await?;
     let ended = time::OffsetDateTime::now_utc() >= activity.end_at;
     let chart = super::door_chart::arrivals_svg(&door::arrivals(conn, activity.id).await?, tz);
-    Ok(Door { booked, checked_in, no_shows: ended.then_some(booked - checked_in), chart })
+    let gates = door::gates(conn, activity.id).await?;
+    Ok(Door { booked, checked_in, no_shows: ended.then_some(booked - checked_in), chart, gates })
 }
 
 impl FormPage {

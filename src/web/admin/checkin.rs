@@ -1,94 +1,197 @@
-//! Check-in at the door, on a phone: one field for a scanned ticket URL, a
-//! ticket code or a student ID, and a big green or red answer that says why.
+//! Check-in at the door, on a phone: the scan screen (camera, a field for a
+//! scanned ticket URL, a ticket code or a student ID, a big green or red answer
+//! that says why), and the volunteers' check-in links for each gate.
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::{
     Form, Router,
     extract::{Path, State},
-    routing::get,
+    http::header,
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
 use serde::Deserialize;
+use time::OffsetDateTime;
 
-use super::{AdminSession, activities::parse_id};
+use super::{AdminSession, CsrfForm, activities::parse_id};
 use crate::{
-    AppState, audit,
+    AppState,
     booking::{
         Activity, activities,
-        checkin::{self, CheckinOutcome},
+        checkin::Scanner,
+        checkin_links::{self, DEFAULT_HOURS},
     },
     error::AppError,
-    local_time,
+    links, local_time,
+    web::door::{self, ScanForm, ScanScreen},
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/activities/{id}/checkin", get(page).post(check_in))
+    Router::new()
+        .route("/admin/activities/{id}/checkin", get(page).post(form_scan))
+        .route("/admin/activities/{id}/checkin/scan", post(scan))
+        .route("/admin/activities/{id}/checkin/status", get(status))
+        .route("/admin/activities/{id}/checkin-links", post(create_link))
+        .route("/admin/checkin-links/{id}/revoke", post(revoke_link))
 }
 
-struct Verdict {
-    good: bool,
-    headline: String,
-    detail: String,
+/// A volunteer link as the page lists it.
+struct LinkRow {
+    id: i64,
+    gate: String,
+    /// The URL to hand to the volunteer, while the link is open.
+    url: Option<String>,
+    state: &'static str,
+    expires: String,
+    created_by: String,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/checkin.html")]
 struct CheckinPage {
     session: AdminSession,
-    activity: Activity,
-    booked: i64,
-    checked_in: i64,
-    verdict: Option<Verdict>,
+    screen: ScanScreen,
+    links: Vec<LinkRow>,
+    default_hours: i64,
+}
+
+async fn activity(conn: &mut sqlx::PgConnection, id: &str) -> Result<Activity, AppError> {
+    activities::by_id(conn, parse_id(id)?).await?.ok_or(AppError::NotFound)
+}
+
+fn scanner(session: &AdminSession) -> Scanner {
+    Scanner::Admin(session.admin.username.clone())
+}
+
+async fn render(
+    state: &AppState,
+    session: AdminSession,
+    id: &str,
+    form: Option<ScanForm>,
+) -> Result<Response, AppError> {
+    let tz = state.config.timezone;
+    let mut tx = state.pool.begin().await?;
+    let activity = activity(&mut tx, id).await?;
+    let verdict = match &form {
+        Some(form) => Some(door::scan_in(&mut tx, state, &activity, form, &scanner(&session)).await?),
+        None => None,
+    };
+    let now = OffsetDateTime::now_utc();
+    let links = checkin_links::list(&mut tx, Some(activity.id))
+        .await?
+        .into_iter()
+        .map(|l| LinkRow {
+            id: l.id,
+            url: l
+                .is_open(now)
+                .then(|| format!("{}/door/{}", state.config.public_url, links::door_token(&state.secret_key, l.id))),
+            state: if l.revoked_at.is_some() {
+                "已吊销"
+            } else if l.is_open(now) {
+                "有效"
+            } else {
+                "已过期"
+            },
+            expires: local_time::full(l.expires_at, tz),
+            created_by: l.created_by,
+            gate: l.gate,
+        })
+        .collect();
+    let base = format!("/admin/activities/{}/checkin", activity.id);
+    let csrf = session.csrf_token.clone();
+    let screen = ScanScreen::load(&mut tx, state, activity, base, csrf, None, verdict).await?;
+    tx.commit().await?;
+    // Open links' URLs are on the page: no cache keeps it.
+    Ok((
+        [(header::CACHE_CONTROL, "private, no-store")],
+        CheckinPage { session, screen, links, default_hours: DEFAULT_HOURS },
+    )
+        .into_response())
 }
 
 async fn page(
     State(state): State<AppState>,
     session: AdminSession,
     Path(id): Path<String>,
-) -> Result<CheckinPage, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    let activity = activities::by_id(&mut conn, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let (booked, checked_in) = checkin::counts(&mut conn, activity.id, false).await?;
-    Ok(CheckinPage { session, activity, booked, checked_in, verdict: None })
+) -> Result<impl IntoResponse, AppError> {
+    render(&state, session, &id, None).await
 }
 
-#[derive(Deserialize)]
-struct CheckinForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    code: String,
-}
-
-async fn check_in(
+async fn form_scan(
     State(state): State<AppState>,
     session: AdminSession,
     Path(id): Path<String>,
-    Form(form): Form<CheckinForm>,
-) -> Result<CheckinPage, AppError> {
+    Form(form): Form<ScanForm>,
+) -> Result<impl IntoResponse, AppError> {
     session.check_csrf(&form.csrf)?;
-    let tz = state.config.timezone;
+    render(&state, session, &id, Some(form)).await
+}
+
+async fn scan(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<ScanForm>,
+) -> Result<impl IntoResponse, AppError> {
+    session.check_csrf(&form.csrf)?;
     let mut tx = state.pool.begin().await?;
-    let activity = activities::by_id(&mut tx, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
-    let presented = checkin::read_input(&form.code, &state.secret_key);
-    let outcome = checkin::check_in(&mut tx, activity.id, presented).await?;
-    let bad = |headline: &str, detail: String| Verdict { good: false, headline: headline.into(), detail };
-    let verdict = match outcome {
-        CheckinOutcome::CheckedIn(t) => {
-            audit::record(&mut tx, &session.admin.username, "检票", &format!("{} {}", activity.key, t.student_id))
-                .await?;
-            Verdict { good: true, headline: "检票成功".into(), detail: format!("学号 {}", t.student_id) }
-        }
-        CheckinOutcome::AlreadyUsed(t, at) => {
-            bad("已检票", format!("学号 {} 的这张票已在 {} 检过票", t.student_id, local_time::clock(at, tz)))
-        }
-        CheckinOutcome::Cancelled(t) => bad("票已退", format!("学号 {} 的这张票已经退掉了", t.student_id)),
-        CheckinOutcome::OtherActivity(t) => bad("不是本活动的票", format!("这是「{}」的票", t.activity_name)),
-        CheckinOutcome::UnknownTicket => bad("没有这张票", "票号无效，请让同学重新打开电子票".into()),
-        CheckinOutcome::NoTicketForStudent(id) => bad("没有票", format!("学号 {id} 没有本活动的票")),
-        CheckinOutcome::QrExpired(_) => bad("二维码已过期", checkin::QR_EXPIRED.into()),
-    };
-    let (booked, checked_in) = checkin::counts(&mut tx, activity.id, false).await?;
+    let activity = activity(&mut tx, &id).await?;
+    let verdict = door::scan_in(&mut tx, &state, &activity, &form, &scanner(&session)).await?;
+    let mut status = door::load_status(&mut tx, &state, activity.id, None).await?;
     tx.commit().await?;
-    Ok(CheckinPage { session, activity, booked, checked_in, verdict: Some(verdict) })
+    status.verdict = Some(verdict);
+    Ok(door::no_store(status))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    _session: AdminSession,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let activity = activity(&mut conn, &id).await?;
+    Ok(door::no_store(door::load_status(&mut conn, &state, activity.id, None).await?))
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    gate: String,
+    #[serde(default)]
+    hours: String,
+}
+
+async fn create_link(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<LinkForm>,
+) -> Result<impl IntoResponse, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let hours = match form.hours.trim() {
+        "" => DEFAULT_HOURS,
+        typed => typed.parse().map_err(|_| AppError::Invalid("有效期请填小时数，例如 12。".into()))?,
+    };
+    let mut tx = state.pool.begin().await?;
+    let activity = activity(&mut tx, &id).await?;
+    checkin_links::create(&mut tx, &activity, &form.gate, hours, &session.admin.username).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/activities/{}/checkin#links", activity.id)))
+}
+
+async fn revoke_link(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<impl IntoResponse, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let mut tx = state.pool.begin().await?;
+    let link =
+        checkin_links::revoke(&mut tx, parse_id(&id)?, &session.admin.username).await?.ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/admin/activities/{}/checkin#links", link.activity_id)))
 }

@@ -138,6 +138,12 @@ impl Browser {
     /// that is a failure.
     /// A browser for the journey named `journey` (its screenshots' folder).
     pub async fn start(journey: &str) -> Option<Browser> {
+        Browser::start_with(journey, &[]).await
+    }
+
+    /// [`Browser::start`] with more Chromium flags, e.g. a fake camera:
+    /// `--use-fake-device-for-media-stream --use-file-for-fake-video-capture=FILE.y4m`.
+    pub async fn start_with(journey: &str, extra_flags: &[String]) -> Option<Browser> {
         let (Some(chromium), Some(chromedriver)) = (find_chromium(), on_path("chromedriver")) else {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!(
@@ -171,6 +177,7 @@ impl Browser {
         let driver = start_driver(&chromedriver, &shots.join("chromedriver.log"));
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra_flags.iter().cloned());
         let capabilities = json!({
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
@@ -315,6 +322,20 @@ impl Browser {
             }
             if Instant::now() >= deadline {
                 self.fail(format!("no {what} within {WAIT:?}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) until `script` (a function body) returns true in the page.
+    pub async fn wait_until(&self, script: &str, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Value::Bool(true)) = self.client.execute(script, vec![]).await {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(format!("not {what} within {WAIT:?}")).await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
