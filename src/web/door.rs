@@ -178,6 +178,13 @@ async fn open_link(
     Ok((link, activity))
 }
 
+/// Whether a volunteer link's token opens a link that is still open (for the
+/// WeChat scanner's signature, which the volunteer page asks for too).
+pub(crate) async fn link_is_open(state: &AppState, token: &str) -> bool {
+    let Ok(mut conn) = state.pool.acquire().await else { return false };
+    open_link(&mut conn, state, token).await.is_ok()
+}
+
 fn scanner(link: &CheckinLink) -> Scanner {
     Scanner::Gate { link_id: link.id, gate: link.gate.clone() }
 }

@@ -31,7 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(student::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))
-        .merge(door::router())
+        .merge(headers::with_wechat_jssdk(door::router()))
         .fallback(|| async { crate::AppError::NotFound })
         // Refuses cross-origin browser POSTs (Sec-Fetch-Site / Origin); WeChat's
         // server sends neither header, so /wechat is unaffected.

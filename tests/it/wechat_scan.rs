@@ -195,3 +195,27 @@ async fn the_checkin_page_may_load_the_jssdk_inside_wechat_only() {
         assert!(script.contains(needed), "{needed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_volunteer_page_gets_a_signature_while_its_link_is_open() {
+    let fake = FakeWechat::start().await;
+    let app = spawn_app_with(fake.settings(Settings::default())).await;
+    let csrf = app.login_admin("door").await;
+    let a = app.activity("show", 10, Window::Open).await;
+    let door = crate::door::create_link(&app, &csrf, a.id, "东门").await;
+    // The volunteer has no admin session: a client without the admin's cookie.
+    let volunteer = reqwest::Client::new();
+    let ask = |page: String| {
+        let volunteer = volunteer.clone();
+        let url = app.url("/checkin/wechat-config");
+        async move { volunteer.get(url).query(&[("url", page)]).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ask(door.clone()).await, 200, "the open link's own page");
+    let forged = format!("{}X", door);
+    assert_eq!(ask(forged).await, 401, "a token that is not a link's");
+    assert_eq!(ask(app.url("/admin/activities/1/checkin")).await, 401, "not the admin's page");
+    let id: i64 = sqlx::query_scalar("SELECT max(id) FROM checkin_links").fetch_one(&app.pool).await.unwrap();
+    let (status, _) = app.admin_post(&format!("/admin/checkin-links/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(ask(door).await, 401, "a revoked link's page");
+}

@@ -4,8 +4,8 @@
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, OptionalFromRequestParts, Query, State},
-    http::{StatusCode, header, request::Parts},
+    extract::{Query, State},
+    http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -23,20 +23,17 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/checkin/wechat-config", get(wechat_config))
 }
 
-/// Someone who may scan tickets at the door. Only an admin so far; a
-/// volunteer's check-in link becomes another way in here, and nowhere else.
-pub struct Scanner;
-
-impl FromRequestParts<AppState> for Scanner {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Scanner, Response> {
-        match <AdminSession as OptionalFromRequestParts<AppState>>::from_request_parts(parts, state).await {
-            Ok(Some(_)) => Ok(Scanner),
-            Ok(None) => Err(refusal(StatusCode::UNAUTHORIZED, "请先登录管理后台。".into())),
-            Err(e) => Err(e.into_response()),
-        }
+/// Whether the page asking may scan tickets at the door: a logged-in admin's,
+/// or a volunteer's check-in page whose link is still open (its token is in
+/// the page's URL, which is what gets signed).
+async fn may_scan(state: &AppState, admin: bool, page_url: &str) -> bool {
+    if admin {
+        return true;
     }
+    let own = format!("{}/door/", state.config.public_url.trim_end_matches('/'));
+    let Some(rest) = page_url.strip_prefix(&own) else { return false };
+    let token = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    crate::web::door::link_is_open(state, token).await
 }
 
 fn refusal(status: StatusCode, error: String) -> Response {
@@ -51,8 +48,15 @@ struct PageUrl {
 
 /// `wx.config`'s fields for `?url=` (the page's `location.href`), which must be
 /// a page of this site: a signature for someone else's page is no one's business.
-async fn wechat_config(State(state): State<AppState>, _scanner: Scanner, Query(page): Query<PageUrl>) -> Response {
+async fn wechat_config(
+    State(state): State<AppState>,
+    session: Option<AdminSession>,
+    Query(page): Query<PageUrl>,
+) -> Response {
     let url = page.url.split('#').next().unwrap_or_default();
+    if !may_scan(&state, session.is_some(), url).await {
+        return refusal(StatusCode::UNAUTHORIZED, "请先登录管理后台，或从有效的志愿者检票链接打开。".into());
+    }
     let own = format!("{}/", state.config.public_url.trim_end_matches('/'));
     if !url.starts_with(&own) || url.len() > MAX_URL_LEN {
         return refusal(StatusCode::BAD_REQUEST, format!("只能为本站（{own}）的页面签名。"));
