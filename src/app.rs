@@ -22,6 +22,8 @@ pub struct Inner {
     pub cipher: Option<Cipher>,
     /// Where this instance listens, once bound: the simulator posts to its own `/wechat` there.
     pub local_addr: std::sync::OnceLock<SocketAddr>,
+    /// Enqueues notifications (in the caller's transaction) and runs their workers.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::ops::Deref for AppState {
@@ -51,7 +53,9 @@ impl AppState {
             }
             None => None,
         };
+        let notifier = crate::notify::Notifier::new(pool.clone(), config.clone(), secret_key.clone()).await?;
         Ok(AppState(Arc::new(Inner {
+            notifier,
             pool,
             config,
             wechat_token,
@@ -145,5 +149,6 @@ pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
     forgotten += crate::booking::students::forget_expired_bind_links(&mut conn).await?;
     forgotten += crate::booking::images::forget_unused(&mut conn).await?;
     forgotten += crate::web::admin::simulator::transcripts::forget_old(&mut conn).await?;
+    forgotten += crate::notify::notifications::forget_old(&mut conn).await?;
     Ok(forgotten)
 }
