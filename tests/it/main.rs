@@ -13,6 +13,7 @@ mod housekeeping;
 mod landing;
 mod layers;
 mod menu_page;
+mod notifications;
 mod rush;
 mod serve_binary;
 mod simulator;

@@ -7,6 +7,7 @@ mod checkin;
 mod export;
 mod login;
 pub mod menu;
+mod notifications;
 mod roster;
 pub(crate) mod simulator;
 mod students;
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
         .merge(checkin::router())
         .merge(export::router())
         .merge(menu::router())
+        .merge(notifications::router())
         .merge(roster::router())
         .merge(simulator::router())
         .merge(students::router())
