@@ -169,12 +169,9 @@ impl Config {
 
         let number = |name: &str, default: u32, range: std::ops::RangeInclusive<u32>| match get(name) {
             None => Ok(default),
-            Some(text) => text
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| bad(name, format!("`{text}` is not a whole number from {} to {}", range.start(), range.end()))),
+            Some(text) => text.trim().parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                bad(name, format!("`{text}` is not a whole number from {} to {}", range.start(), range.end()))
+            }),
         };
         let reminder_hours = number("REMINDER_HOURS", 2, 0..=168)?;
         let reminder_check_seconds = number("REMINDER_CHECK_SECONDS", 60, 1..=60)?;

@@ -35,11 +35,7 @@ pub enum Delivered {
 #[derive(Debug)]
 pub struct Transient(pub String);
 
-pub async fn deliver(
-    ctx: &Context,
-    conn: &mut sqlx::PgConnection,
-    n: &Pending,
-) -> Result<Delivered, Transient> {
+pub async fn deliver(ctx: &Context, conn: &mut sqlx::PgConnection, n: &Pending) -> Result<Delivered, Transient> {
     let Some(openid) = n.openid.as_deref() else {
         let who = n.student_id.as_deref().unwrap_or_default();
         return Ok(Delivered::Undelivered(format!("学号 {who} 现在没有绑定微信")));

@@ -70,8 +70,11 @@ pub async fn activity_changed(
     after: &Activity,
     tz: &Tz,
 ) -> Result<usize, AppError> {
+    // Forms carry minutes: a time saved back unchanged is no news.
+    let moved =
+        |a: OffsetDateTime, b: OffsetDateTime| a.unix_timestamp().div_euclid(60) != b.unix_timestamp().div_euclid(60);
     let mut lines = Vec::new();
-    if before.start_at != after.start_at || before.end_at != after.end_at {
+    if moved(before.start_at, after.start_at) || moved(before.end_at, after.end_at) {
         lines.push(format!(
             "时间改为 {} – {}（原为 {} – {}）",
             local_time::short(after.start_at, tz),
@@ -87,7 +90,13 @@ pub async fn activity_changed(
         return Ok(0);
     }
     let body = format!("【活动变更】{}\n{}", after.name, lines.join("\n"));
-    let note = if lines.len() == 2 { "时间和地点有变" } else if before.place != after.place { "地点有变" } else { "时间有变" };
+    let note = if lines.len() == 2 {
+        "时间和地点有变"
+    } else if before.place != after.place {
+        "地点有变"
+    } else {
+        "时间有变"
+    };
     let data = template_data(&after.name, &local_time::full(after.start_at, tz), &after.place, note);
     tell_holders(conn, notifier, after, &format!("changed-{}", Uuid::new_v4()), &body, data).await
 }

@@ -105,10 +105,16 @@ impl Notifier {
             let sender = sender.clone();
             async move { sender.run_every(2.seconds()).await.map_err(|e| e.to_string()) }
         }));
-        let pool = self.ctx.pool.clone();
+        // The crate's deletion of jobs past their time to live runs until dropped.
+        let (pool, deletion_token) = (self.ctx.pool.clone(), token.clone());
         running.push(supervise("job deletion", token.clone(), move || {
-            let pool = pool.clone();
-            async move { underway::queue::run_deletion(&pool).await.map_err(|e| e.to_string()) }
+            let (pool, token) = (pool.clone(), deletion_token.clone());
+            async move {
+                tokio::select! {
+                    result = underway::queue::run_deletion(&pool) => result.map_err(|e| e.to_string()),
+                    _ = token.cancelled() => Ok(()),
+                }
+            }
         }));
         let hours = self.ctx.config.reminder_hours;
         if hours > 0 {

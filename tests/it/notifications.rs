@@ -103,7 +103,12 @@ async fn editing_the_start_time_tells_holders_but_not_cancelled_tickets() {
     assert!(app.say(&wx::text(&cancelled, "退票 concert")).await.text().contains("退"), "cancelled");
 
     // A new name is no news to a holder: nothing is sent.
-    let (status, page) = post_form(&app, &format!("/admin/activities/{}", concert.id), &with(edit_form(&csrf, &concert), "name", "新年音乐会")).await;
+    let (status, page) = post_form(
+        &app,
+        &format!("/admin/activities/{}", concert.id),
+        &with(edit_form(&csrf, &concert), "name", "新年音乐会"),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     let concert = activities::by_id(&mut app.pool.acquire().await.unwrap(), concert.id).await.unwrap().unwrap();
 
@@ -173,11 +178,13 @@ async fn the_reminder_reaches_each_holder_once_across_two_instances() {
     let concert = one.activity("concert", 10, Window::Open).await;
     let mut openids = holders(&one, 1, 3, &concert).await;
     let later = one.activity("later", 10, Window::Open).await;
-    sqlx::query("UPDATE activities SET start_at = now() + interval '1 day', end_at = now() + interval '25 hours' WHERE id = $1")
-        .bind(later.id)
-        .execute(&one.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE activities SET start_at = now() + interval '1 day', end_at = now() + interval '25 hours' WHERE id = $1",
+    )
+    .bind(later.id)
+    .execute(&one.pool)
+    .await
+    .unwrap();
     holders(&two, 2, 1, &later).await;
 
     settled(&one, 3).await;
@@ -198,7 +205,8 @@ async fn the_reminder_reaches_each_holder_once_across_two_instances() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_45015_falls_back_to_the_template() {
     let fake = FakeWechat::start().await;
-    let settings = fake.settings(Settings::default()).set("WECHAT_TEMPLATE_CHANGE", "tmpl-change-1").with_notify_workers();
+    let settings =
+        fake.settings(Settings::default()).set("WECHAT_TEMPLATE_CHANGE", "tmpl-change-1").with_notify_workers();
     let app = spawn_app_with(settings).await;
     let csrf = app.login_admin("alice").await;
     let concert = app.activity("concert", 10, Window::Open).await;
@@ -244,14 +252,20 @@ async fn without_a_template_a_student_outside_the_window_is_undelivered_with_the
     let csrf = app.login_admin("alice").await;
     let concert = app.activity("concert", 10, Window::Open).await;
     holders(&app, 1, 1, &concert).await;
-    sqlx::query("UPDATE students SET last_interaction_at = now() - interval '49 hours'").execute(&app.pool).await.unwrap();
+    sqlx::query("UPDATE students SET last_interaction_at = now() - interval '49 hours'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     let (status, page) = edit_start(&app, &csrf, &concert, concert.start_at + time::Duration::minutes(30)).await;
     assert_eq!(status, 200, "{page}");
     settled(&app, 1).await;
     assert_eq!(fake.count(CUSTOM_SEND_PATH) + fake.count(TEMPLATE_SEND_PATH), 0);
     let page = app.get("/admin/notifications").await.text().await.unwrap();
-    assert!(page.contains("未送达：同学 48 小时内没有给公众号发消息或点菜单") && page.contains("WECHAT_TEMPLATE_CHANGE"), "{page}");
+    assert!(
+        page.contains("未送达：同学 48 小时内没有给公众号发消息或点菜单") && page.contains("WECHAT_TEMPLATE_CHANGE"),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,16 +333,21 @@ async fn a_test_students_pushed_message_appears_in_the_simulator_chat() {
 
     // A forged form, a real student and an empty text are refused and queue nothing.
     let text = "排练通知：今晚七点到场";
-    let (status, _) = app.admin_post("/admin/notifications/test", &[("csrf", "forged"), ("openid", &openid), ("text", text)]).await;
+    let (status, _) =
+        app.admin_post("/admin/notifications/test", &[("csrf", "forged"), ("openid", &openid), ("text", text)]).await;
     assert_eq!(status, 403);
-    let (status, page) = app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", "o-real-student"), ("text", text)]).await;
+    let (status, page) = app
+        .admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", "o-real-student"), ("text", text)])
+        .await;
     assert_eq!(status, 400);
     assert!(page.contains("只能发给模拟器里的测试同学"), "{page}");
-    let (status, _) = app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", &openid), ("text", "  ")]).await;
+    let (status, _) =
+        app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", &openid), ("text", "  ")]).await;
     assert_eq!(status, 400);
     assert_eq!(app.count("SELECT count(*) FROM notifications").await, 0);
 
-    let (status, page) = app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", &openid), ("text", text)]).await;
+    let (status, page) =
+        app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", &openid), ("text", text)]).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("已排队"), "{page}");
     settled(&app, 1).await;
