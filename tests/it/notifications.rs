@@ -266,6 +266,17 @@ async fn without_a_template_a_student_outside_the_window_is_undelivered_with_the
         page.contains("未送达：同学 48 小时内没有给公众号发消息或点菜单") && page.contains("WECHAT_TEMPLATE_CHANGE"),
         "{page}"
     );
+
+    // The operator's view from the shell says the same.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
+        .env("DATABASE_URL", app.database_url())
+        .args(["notify", "status"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let out = String::from_utf8(status.stdout).unwrap();
+    assert!(out.contains("queued notifications: 0\njobs waiting or running: "), "{out}");
+    assert!(out.contains("活动变更\t0000100000\t-\t未送达：同学 48 小时内"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
