@@ -16,7 +16,7 @@ pub mod notifications;
 use std::{sync::Arc, time::Duration};
 
 use jiff::ToSpan;
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgPoolOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use underway::{
@@ -38,6 +38,12 @@ pub const REMINDER_QUEUE: &str = "notify-reminders";
 /// created, so the last try is about an hour after the first.
 pub const MAX_ATTEMPTS: i32 = 9;
 
+/// The workers' own connections: four listeners, the scheduler's lock and its
+/// listener, and room for sends running at once.
+const WORKER_CONNECTIONS: u32 = 12;
+/// Notifications one instance sends at once.
+const SENDS_AT_ONCE: usize = 4;
+
 /// What the workers need: the pool, the settings, the link-signing key.
 pub struct Context {
     pub pool: PgPool,
@@ -58,8 +64,15 @@ fn queue_error(e: impl std::fmt::Display) -> AppError {
 }
 
 impl Notifier {
-    /// Needs the queue's own migrations (run by `db::migrate`).
+    /// Needs the queue's own migrations (run by `db::migrate`). `pool` is the
+    /// app's; the workers get their own small pool on the same database,
+    /// because the queue's listeners and the scheduler's lock each hold a
+    /// connection for good, and a ticket rush needs every one of the app's.
     pub async fn new(pool: PgPool, config: Config, secret_key: Vec<u8>) -> Result<Notifier, AppError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(WORKER_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
         let send = Queue::builder().name(SEND_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
         let reminders = Queue::builder().name(REMINDER_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
         Ok(Notifier {
@@ -99,6 +112,7 @@ impl Notifier {
         let mut running = Vec::new();
         let mut sender = Worker::new(self.send.clone(), self.send_task());
         sender.set_shutdown_token(token.clone());
+        sender.set_concurrency_limit(SENDS_AT_ONCE);
         // The poll is the queue's fallback for retries coming due; new jobs wake
         // the worker at once through PostgreSQL's LISTEN/NOTIFY.
         running.push(supervise("notification sender", token.clone(), move || {
