@@ -24,6 +24,8 @@ pub struct Inner {
     pub local_addr: std::sync::OnceLock<SocketAddr>,
     /// Whether the database is there, as the managed cluster's supervisor sees it.
     pub database: db::DatabaseHealth,
+    /// Enqueues notifications (in the caller's transaction) and runs their workers.
+    pub notifier: crate::notify::Notifier,
 }
 
 impl std::ops::Deref for AppState {
@@ -53,7 +55,9 @@ impl AppState {
             }
             None => None,
         };
+        let notifier = crate::notify::Notifier::new(pool.clone(), config.clone(), secret_key.clone()).await?;
         Ok(AppState(Arc::new(Inner {
+            notifier,
             pool,
             config,
             wechat_token,
@@ -177,5 +181,6 @@ pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
     forgotten += crate::booking::images::forget_unused(&mut conn).await?;
     forgotten += crate::booking::checkin::forget_old_scans(&mut conn).await?;
     forgotten += crate::web::admin::simulator::transcripts::forget_old(&mut conn).await?;
+    forgotten += crate::notify::notifications::forget_old(&mut conn).await?;
     Ok(forgotten)
 }

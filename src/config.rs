@@ -67,6 +67,15 @@ pub struct Config {
 
     /// `TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// `REMINDER_HOURS`: remind ticket holders this long before the start (0: no reminders).
+    pub reminder_hours: u32,
+    /// `REMINDER_CHECK_SECONDS`: how often the reminder sweep runs (1–60).
+    pub reminder_check_seconds: u32,
+    /// `WECHAT_TEMPLATE_CHANGE`: the template message for a changed or cancelled activity.
+    pub template_change: Option<String>,
+    /// `WECHAT_TEMPLATE_REMINDER`: the template message for a reminder.
+    pub template_reminder: Option<String>,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -89,6 +98,10 @@ impl fmt::Debug for Config {
             .field("student_id_pattern", &self.student_id_pattern.as_str())
             .field("timezone", &self.timezone.name())
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("reminder_hours", &self.reminder_hours)
+            .field("reminder_check_seconds", &self.reminder_check_seconds)
+            .field("template_change", &self.template_change)
+            .field("template_reminder", &self.template_reminder)
             .finish()
     }
 }
@@ -154,6 +167,15 @@ impl Config {
             .transpose()?
             .unwrap_or_default();
 
+        let number = |name: &str, default: u32, range: std::ops::RangeInclusive<u32>| match get(name) {
+            None => Ok(default),
+            Some(text) => text.trim().parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                bad(name, format!("`{text}` is not a whole number from {} to {}", range.start(), range.end()))
+            }),
+        };
+        let reminder_hours = number("REMINDER_HOURS", 2, 0..=168)?;
+        let reminder_check_seconds = number("REMINDER_CHECK_SECONDS", 60, 1..=60)?;
+
         Ok(Config {
             database_url: get("DATABASE_URL"),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
@@ -173,6 +195,10 @@ impl Config {
             student_id_pattern,
             timezone,
             trusted_proxies,
+            reminder_hours,
+            reminder_check_seconds,
+            template_change: get("WECHAT_TEMPLATE_CHANGE"),
+            template_reminder: get("WECHAT_TEMPLATE_REMINDER"),
         })
     }
 }
@@ -212,6 +238,8 @@ mod tests {
         assert!(c.student_id_pattern.is_match("2024010001"));
         assert!(!c.student_id_pattern.is_match("20240100011"));
         assert_eq!(c.timezone.name(), "Asia/Shanghai");
+        assert_eq!((c.reminder_hours, c.reminder_check_seconds), (2, 60));
+        assert!(c.template_change.is_none() && c.template_reminder.is_none());
     }
 
     #[test]
@@ -224,6 +252,9 @@ mod tests {
             ("STUDENT_ID_PATTERN", "("),
             ("WECHAT_MESSAGE_MODE", "secure"),
             ("WECHAT_MESSAGE_MODE", "safe"),
+            ("REMINDER_HOURS", "-1"),
+            ("REMINDER_HOURS", "two"),
+            ("REMINDER_CHECK_SECONDS", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");

@@ -15,6 +15,7 @@ pub mod error;
 pub mod links;
 pub mod local_time;
 pub mod menu;
+pub mod notify;
 pub mod roster;
 pub mod settings;
 pub mod telemetry;

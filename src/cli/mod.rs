@@ -63,6 +63,19 @@ pub enum Command {
     /// Volunteers' check-in links: one per activity and gate, expiring, revocable.
     #[command(subcommand)]
     CheckinLink(checkin_link::CheckinLinkCommand),
+    /// The notifications pushed to students.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCommand {
+    /// Print the queue depth and the most recent notifications with their states.
+    Status {
+        /// How many recent notifications to list.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -183,6 +196,14 @@ pub async fn run() -> Result<(), AppError> {
         }
         Command::Menu(command) => menu::run(&config, command).await,
         Command::CheckinLink(command) => checkin_link::run(&config, command).await,
+        Command::Notify(NotifyCommand::Status { limit }) => {
+            let (pool, cluster) = db::open(&config).await?;
+            db::migrate(&pool).await?;
+            let result = notify_status(&pool, config.timezone, limit).await;
+            pool.close().await;
+            drop(cluster);
+            result
+        }
         Command::Student(StudentCommand::Unbind { student_id }) => {
             with_database(&config, move |conn| {
                 Box::pin(async move {
@@ -340,6 +361,24 @@ async fn activity(
     Ok(())
 }
 
+async fn notify_status(pool: &sqlx::PgPool, tz: &'static time_tz::Tz, limit: i64) -> Result<(), AppError> {
+    use crate::notify::{REMINDER_QUEUE, SEND_QUEUE, notifications};
+    let (queued, jobs) = notifications::depth(pool, &[SEND_QUEUE, REMINDER_QUEUE]).await?;
+    println!("queued notifications: {queued}");
+    println!("jobs waiting or running: {jobs}");
+    for n in notifications::recent(pool, limit.clamp(1, 1000)).await? {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            local_time::precise(n.updated_at, tz),
+            n.kind.label(),
+            n.recipient,
+            n.channel.map_or("-", |c| c.label()),
+            n.state_text()
+        );
+    }
+    Ok(())
+}
+
 async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     tracing::info!(?config, "starting");
     let (pool, cluster) = db::open(&config).await?;
@@ -353,6 +392,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     let app = Application::build(state.clone()).await?;
     let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
     let supervisor = cluster.as_ref().map(|c| db::supervisor::spawn(c, pool.clone(), state.database.clone()));
+    let notify_workers = state.notifier.start().await?;
     let addr = app.local_addr();
     let mode = state.config.message_mode.name();
     if state.config.wechat_token.is_none() {
@@ -362,6 +402,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     println!("wechat-ticket listening on http://{addr}");
     println!("WeChat server URL: {}/wechat  (message mode: {mode})", state.config.public_url);
     let result = app.run_until(crate::app::shutdown_signal()).await;
+    notify_workers.stop().await;
     housekeeping.abort();
     // Before the cluster stops, or the supervisor would start it again.
     if let Some(supervisor) = supervisor {

@@ -90,6 +90,9 @@ const DEFAULT_POOL_SIZE: u32 = 8;
 
 pub async fn migrate(pool: &PgPool) -> Result<(), AppError> {
     MIGRATOR.run(pool).await?;
+    // The job queue's own tables, in its own schema (`underway`) with its own
+    // migration record; idempotent like ours.
+    underway::run_migrations(pool).await?;
     Ok(())
 }
 

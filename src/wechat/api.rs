@@ -128,6 +128,8 @@ pub enum ApiError {
     Unreachable(String),
     #[error("微信接口的回复看不懂：{0}")]
     BadReply(String),
+    #[error("微信接口服务器出错：HTTP {0}")]
+    Status(u16),
     #[error("读写共享的 access_token 失败：{0}")]
     Storage(StoreError),
 }
@@ -138,6 +140,16 @@ impl ApiError {
         match self {
             ApiError::Wechat { errcode, .. } => Some(*errcode),
             _ => None,
+        }
+    }
+
+    /// Worth trying again later: WeChat busy (`-1`), unreachable or timed out, or a 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Wechat { errcode, .. } => *errcode == -1,
+            ApiError::Unreachable(_) => true,
+            ApiError::Status(status) => *status >= 500,
+            _ => false,
         }
     }
 
@@ -174,6 +186,12 @@ fn explain(errcode: i64, errmsg: &str) -> String {
         40025 => ("子菜单按钮名字太长", "子按钮最多 60 字节，请检查菜单内容"),
         40026 => ("子菜单按钮的 key 太长", "最多 128 字节，请检查菜单内容"),
         40027 => ("子菜单按钮的链接太长", "最多 1024 字节，请检查菜单内容"),
+        40003 => ("openid 无效", "这个用户不是本公众号的粉丝"),
+        40037 => ("模板消息的 template_id 无效", "请检查 WECHAT_TEMPLATE_* 是否是公众平台「模板消息」里的模板 ID"),
+        43004 => ("用户没有关注公众号", "用户重新关注后才能收到消息"),
+        45015 => ("已超过客服消息的 48 小时回复时限", "用户发消息或点菜单后才能再发客服消息"),
+        45047 => ("客服消息条数已达上限", "用户再次互动后才能继续发送"),
+        47003 => ("模板消息的字段不合要求", "每个字段最多 20 个字，请检查模板的字段名"),
         _ => ("微信接口返回了错误", "请对照微信的全局返回码说明"),
     };
     format!("{what}（{errcode}），{todo}。微信原话：{errmsg}")
@@ -284,6 +302,37 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         })
     }
 
+    /// A customer-service text message: allowed within 48 hours of the user's
+    /// last message or menu click (`45015` after that, `45047` past the count).
+    pub async fn send_custom_text(&self, openid: &str, content: &str) -> Result<(), ApiError> {
+        let url = self.url("cgi-bin/message/custom/send");
+        let body = serde_json::json!({"touser": openid, "msgtype": "text", "text": {"content": content}});
+        self.call("message/custom/send", |token| self.http.post(&url).query(&[("access_token", token)]).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// A template message with `data` as `{field: value}` (WeChat takes at most
+    /// 20 characters a field); `link` opens when the student taps it.
+    pub async fn send_template(
+        &self,
+        openid: &str,
+        template_id: &str,
+        link: Option<&str>,
+        data: &serde_json::Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        let url = self.url("cgi-bin/message/template/send");
+        let data: serde_json::Map<String, Value> =
+            data.iter().map(|(field, value)| (field.clone(), serde_json::json!({"value": value}))).collect();
+        let mut body = serde_json::json!({"touser": openid, "template_id": template_id, "data": data});
+        if let Some(link) = link {
+            body["url"] = Value::String(link.into());
+        }
+        self.call("message/template/send", |token| self.http.post(&url).query(&[("access_token", token)]).json(&body))
+            .await?;
+        Ok(())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
@@ -376,7 +425,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     let status = response.status();
     let body = response.bytes().await.map_err(unreachable)?;
     if !status.is_success() {
-        return Err(ApiError::BadReply(format!("HTTP {status}")));
+        return Err(ApiError::Status(status.as_u16()));
     }
     // WeChat labels JSON as text/plain at times, so the body is parsed whatever its type.
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadReply(format!("不是 JSON（{e}）")))?;
@@ -484,6 +533,16 @@ mod tests {
         assert!(!token(4).is_fresh());
         assert!(!token(-1).is_fresh());
         assert!(!format!("{:?}", token(6)).contains("t0ken"));
+    }
+
+    #[test]
+    fn only_busy_unreachable_and_server_errors_are_transient() {
+        let wechat = |errcode| ApiError::Wechat { errcode, errmsg: String::new() };
+        assert!(wechat(-1).is_transient() && ApiError::Unreachable("timeout".into()).is_transient());
+        assert!(ApiError::Status(502).is_transient() && !ApiError::Status(404).is_transient());
+        for code in [45015, 45047, 43004, 40003, 40037] {
+            assert!(!wechat(code).is_transient(), "{code}");
+        }
     }
 
     #[test]

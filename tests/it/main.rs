@@ -19,6 +19,7 @@ mod landing;
 mod layers;
 mod live_qr;
 mod menu_page;
+mod notifications;
 mod rush;
 mod self_contained_binary;
 mod serve_binary;

@@ -8,6 +8,7 @@ mod door_chart;
 mod export;
 mod login;
 pub mod menu;
+mod notifications;
 mod roster;
 pub(crate) mod simulator;
 mod students;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(wechat_scan::router())
         .merge(export::router())
         .merge(menu::router())
+        .merge(notifications::router())
         .merge(roster::router())
         .merge(simulator::router())
         .merge(students::router())

@@ -198,7 +198,7 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
     let mut tx = state.pool.begin().await?;
     let answer = bot::handle(state, &mut tx, msg).await?;
     let xml = reply::render(&answer, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
-    match records::record(&mut tx, &key, signed, &xml).await? {
+    match records::record(&mut tx, &key, &msg.from_user, signed, &xml).await? {
         Recorded::First => {
             tx.commit().await?;
             return Ok(Answer::Reply(xml));

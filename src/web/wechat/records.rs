@@ -41,9 +41,15 @@ pub enum Recorded {
 /// queueing on WAL flushes. A transaction that booked, cancelled or bound
 /// already has an id and stays fully durable. The test runs before the
 /// inserts: their rows exist only once the one-time filter holding it has run.
+///
+/// The same statement notes when `openid` last wrote or tapped (the 48-hour
+/// window for customer-service messages, see `notify::channels`), but only
+/// when the stored time is over a minute old: a student's burst of messages
+/// in a rush then costs one write, not one per message.
 pub async fn record(
     conn: &mut PgConnection,
     dedup_key: &str,
+    openid: &str,
     signed: &SignedPair<'_>,
     reply: &str,
 ) -> Result<Recorded, AppError> {
@@ -60,13 +66,18 @@ pub async fn record(
              INSERT INTO wechat_messages (dedup_key, reply) \
              SELECT $1, $2 WHERE (SELECT count(*) FROM wrote_nothing) >= 0 AND EXISTS (SELECT 1 FROM pair) \
              ON CONFLICT (dedup_key) DO NOTHING \
-             RETURNING 1) \
+             RETURNING 1), \
+         seen AS ( \
+             UPDATE students SET last_interaction_at = now() \
+             WHERE openid = $5 AND (SELECT count(*) FROM wrote_nothing) >= 0 \
+             AND (last_interaction_at IS NULL OR last_interaction_at < now() - interval '1 minute')) \
          SELECT EXISTS (SELECT 1 FROM pair), EXISTS (SELECT 1 FROM answer)",
     )
     .bind(dedup_key)
     .bind(reply)
     .bind(signed.timestamp)
     .bind(signed.nonce)
+    .bind(openid)
     .fetch_one(conn)
     .await?;
     Ok(match (pair_ok, first) {

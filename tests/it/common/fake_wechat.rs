@@ -25,6 +25,8 @@ pub const TOKEN_PATH: &str = "/cgi-bin/token";
 pub const CREATE_PATH: &str = "/cgi-bin/menu/create";
 pub const GET_PATH: &str = "/cgi-bin/menu/get";
 pub const TICKET_PATH: &str = "/cgi-bin/ticket/getticket";
+pub const CUSTOM_SEND_PATH: &str = "/cgi-bin/message/custom/send";
+pub const TEMPLATE_SEND_PATH: &str = "/cgi-bin/message/template/send";
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -180,6 +182,9 @@ async fn answer(
             f.menu = None;
             error(0, "ok")
         }
+        // Recorded above; a test scripts 45015 or -1 when it wants a refusal.
+        CUSTOM_SEND_PATH => error(0, "ok"),
+        TEMPLATE_SEND_PATH => Json(json!({"errcode": 0, "errmsg": "ok", "msgid": f.requests.len()})).into_response(),
         _ => (StatusCode::NOT_FOUND, "no such API").into_response(),
     }
 }

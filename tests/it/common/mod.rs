@@ -115,11 +115,19 @@ fn init_logs() {
 #[derive(Clone, Default)]
 pub struct Settings {
     pub vars: HashMap<String, String>,
+    /// Run this instance's notification workers (off unless a test asks).
+    pub notify_workers: bool,
 }
 
 impl Settings {
     pub fn set(mut self, name: &str, value: &str) -> Self {
         self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    /// Starts the notification workers with the app, as `serve` does.
+    pub fn with_notify_workers(mut self) -> Self {
+        self.notify_workers = true;
         self
     }
 
@@ -137,6 +145,7 @@ pub struct TestApp {
     pub db: PgConnectOptions,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    workers: Option<wechat_ticket::notify::Workers>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -156,6 +165,7 @@ pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     let listener = wechat_ticket::app::bind_listener(([127, 0, 0, 1], 0).into()).unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
+    let start_workers = settings.notify_workers;
     let mut vars = settings.vars;
     vars.entry("WECHAT_TOKEN".into()).or_insert_with(|| TOKEN.into());
     vars.insert("LISTEN".into(), addr.to_string());
@@ -163,6 +173,7 @@ pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
     let pool = PgPoolOptions::new().max_connections(16).connect_with(db.clone()).await.unwrap();
     let state = AppState::new(config, pool.clone()).await.expect("app state");
+    let workers = if start_workers { Some(state.notifier.start().await.expect("notification workers")) } else { None };
     let app = Application::with_listener(listener, state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -174,7 +185,7 @@ pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     });
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
-    TestApp { addr, base, pool, state, db, http, shutdown: Some(tx) }
+    TestApp { addr, base, pool, state, db, http, shutdown: Some(tx), workers }
 }
 
 impl TestApp {
@@ -209,6 +220,9 @@ impl TestApp {
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(workers) = self.workers.take() {
+            workers.stop().await;
         }
     }
 }

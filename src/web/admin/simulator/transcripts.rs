@@ -25,7 +25,8 @@ impl Entry {
     }
 }
 
-pub async fn add(pool: &PgPool, openid: &str, entry: &Entry) -> Result<(), AppError> {
+/// Adds a line; `db` is a pool, or a transaction the line commits with.
+pub async fn add<'e>(db: impl sqlx::PgExecutor<'e>, openid: &str, entry: &Entry) -> Result<(), AppError> {
     sqlx::query(
         "INSERT INTO simulator_messages (openid, kind, body, title, url, pic_url) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -35,7 +36,7 @@ pub async fn add(pool: &PgPool, openid: &str, entry: &Entry) -> Result<(), AppEr
     .bind(&entry.title)
     .bind(&entry.url)
     .bind(&entry.pic_url)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }
