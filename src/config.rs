@@ -13,6 +13,8 @@ pub enum StudentVerify {
     Open,
     /// The ID must be in the imported roster and the name must match.
     Roster,
+    /// The campus CAS login says who the student is; no ID is typed.
+    Cas,
 }
 
 /// How WeChat delivers messages, as the WeChat console names the modes
@@ -67,6 +69,15 @@ pub struct Config {
 
     /// `TRUSTED_PROXIES`: reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// `CAS_BASE_URL`: the campus CAS server, required when `STUDENT_VERIFY=cas`.
+    pub cas_base_url: Option<String>,
+    /// `CAS_STUDENT_ID_ATTRIBUTE`: the CAS attribute holding the student ID; `<cas:user>` when unset.
+    pub cas_student_id_attribute: Option<String>,
+    /// `WECHAT_OAUTH=on`: `/m/*` pages identify the student by WeChat web authorization.
+    pub wechat_oauth: bool,
+    /// `WECHAT_OAUTH_BASE`: where WeChat's authorize page lives (tests point it at a fake).
+    pub wechat_oauth_base: String,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -89,6 +100,10 @@ impl fmt::Debug for Config {
             .field("student_id_pattern", &self.student_id_pattern.as_str())
             .field("timezone", &self.timezone.name())
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("cas_base_url", &self.cas_base_url)
+            .field("cas_student_id_attribute", &self.cas_student_id_attribute)
+            .field("wechat_oauth", &self.wechat_oauth)
+            .field("wechat_oauth_base", &self.wechat_oauth_base)
             .finish()
     }
 }
@@ -138,8 +153,9 @@ impl Config {
         let student_verify = match get("STUDENT_VERIFY").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => StudentVerify::Open,
             Some("roster") => StudentVerify::Roster,
+            Some("cas") => StudentVerify::Cas,
             Some(other) => {
-                return Err(bad("STUDENT_VERIFY", format!("`{other}` is neither open nor roster")));
+                return Err(bad("STUDENT_VERIFY", format!("`{other}` is not open, roster or cas")));
             }
         };
         let pattern = get("STUDENT_ID_PATTERN").unwrap_or_else(|| "^[0-9]{10}$".into());
@@ -153,6 +169,26 @@ impl Config {
             .map(|list| parse_proxies(&list).map_err(|why| bad("TRUSTED_PROXIES", why)))
             .transpose()?
             .unwrap_or_default();
+
+        let url_setting = |name: &str| -> Result<Option<String>, AppError> {
+            let Some(url) = get(name) else { return Ok(None) };
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(bad(name, "must start with http:// or https://".into()));
+            }
+            Ok(Some(url.trim_end_matches('/').to_string()))
+        };
+        let cas_base_url = url_setting("CAS_BASE_URL")?;
+        if student_verify == StudentVerify::Cas && cas_base_url.is_none() {
+            return Err(bad("CAS_BASE_URL", "STUDENT_VERIFY=cas needs the campus CAS server's address".into()));
+        }
+        let wechat_oauth = match get("WECHAT_OAUTH").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(bad("WECHAT_OAUTH", format!("`{other}` is neither on nor off"))),
+        };
+        if wechat_oauth && (get("WECHAT_APPID").is_none() || get("WECHAT_SECRET").is_none()) {
+            return Err(bad("WECHAT_OAUTH", "on needs WECHAT_APPID and WECHAT_SECRET".into()));
+        }
 
         Ok(Config {
             database_url: get("DATABASE_URL"),
@@ -173,6 +209,10 @@ impl Config {
             student_id_pattern,
             timezone,
             trusted_proxies,
+            cas_base_url,
+            cas_student_id_attribute: get("CAS_STUDENT_ID_ATTRIBUTE"),
+            wechat_oauth,
+            wechat_oauth_base: url_setting("WECHAT_OAUTH_BASE")?.unwrap_or_else(|| "https://open.weixin.qq.com".into()),
         })
     }
 }
@@ -224,6 +264,9 @@ mod tests {
             ("STUDENT_ID_PATTERN", "("),
             ("WECHAT_MESSAGE_MODE", "secure"),
             ("WECHAT_MESSAGE_MODE", "safe"),
+            ("CAS_BASE_URL", "cas.example.edu"),
+            ("WECHAT_OAUTH", "yes"),
+            ("WECHAT_OAUTH", "on"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
@@ -241,6 +284,17 @@ mod tests {
         assert_eq!(plain.message_mode, MessageMode::Plaintext);
         let err = config(&[("WECHAT_MESSAGE_MODE", "compatible")]).unwrap_err().to_string();
         assert!(err.contains("needs WECHAT_AES_KEY"), "{err}");
+    }
+
+    #[test]
+    fn cas_mode_needs_the_cas_server() {
+        let err = config(&[("STUDENT_VERIFY", "cas")]).unwrap_err().to_string();
+        assert!(err.contains("CAS_BASE_URL"), "{err}");
+        let c = config(&[("STUDENT_VERIFY", "CAS"), ("CAS_BASE_URL", "https://cas.example.edu/cas/")]).unwrap();
+        assert_eq!(c.student_verify, StudentVerify::Cas);
+        assert_eq!(c.cas_base_url.as_deref(), Some("https://cas.example.edu/cas"));
+        assert_eq!(c.wechat_oauth_base, "https://open.weixin.qq.com");
+        assert!(!c.wechat_oauth);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 pub(crate) mod admin;
+mod cas_bind;
 pub(crate) mod door;
 mod headers;
 mod request_log;

@@ -7,6 +7,7 @@ mod admin_console;
 mod admin_login;
 mod bad_day;
 mod browser;
+mod cas_binding;
 mod checkin_export;
 mod connection_burst;
 mod demo;
