@@ -11,6 +11,9 @@ CREATE INDEX used_cas_tickets_age ON used_cas_tickets (used_at);
 
 CREATE TABLE oauth_codes (
     code_hash TEXT PRIMARY KEY,
+    -- The state of the authorization that first brought the code: a second
+    -- callback counts only from the browser that started it.
+    state TEXT NOT NULL,
     -- NULL while the exchange is in flight, or when WeChat refused the code.
     openid TEXT,
     exchanged_at TIMESTAMPTZ NOT NULL DEFAULT now()

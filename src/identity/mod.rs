@@ -4,6 +4,8 @@
 //! stay in `booking::students`.
 
 pub mod cas;
+pub mod oauth;
+pub mod session;
 
 use sqlx::PgConnection;
 

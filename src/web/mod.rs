@@ -4,6 +4,7 @@ pub(crate) mod admin;
 mod cas_bind;
 pub(crate) mod door;
 mod headers;
+mod m;
 mod request_log;
 mod static_files;
 mod student;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(wechat::router())
         .merge(student::router())
+        .merge(m::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))
         .merge(headers::with_wechat_jssdk(door::router()))
