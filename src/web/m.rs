@@ -19,8 +19,8 @@ use super::student::message_page;
 use crate::{
     AppState,
     booking::{
-        TicketStatus, students,
-        tickets::{self, CancelOutcome, TicketRef},
+        ActivityStatus, TicketStatus, activities, students,
+        tickets::{self, ActivityRef, BookOutcome, CancelOutcome, TicketRef},
     },
     error::AppError,
     identity::{
@@ -35,6 +35,8 @@ pub fn router() -> Router<AppState> {
         .route("/m/oauth", get(oauth_callback))
         .route("/m/tickets", get(tickets_page))
         .route("/m/tickets/{code}/cancel", post(cancel))
+        .route("/m/activities", get(activities_page))
+        .route("/m/activities/{id}/book", post(book))
 }
 
 /// Where an authorization returns to; named in the redirect URI, so nothing
@@ -287,5 +289,94 @@ async fn cancel(
         CancelOutcome::NothingToCancel | CancelOutcome::NoSuchActivity => {
             message_page(StatusCode::CONFLICT, "不能退票", "这张票已经退掉了。", false)
         }
+    })
+}
+
+struct ActivityLine {
+    id: i64,
+    name: String,
+    start_at: String,
+    place: String,
+    state_line: String,
+    bookable: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "student/m_activities.html")]
+struct ActivitiesPage {
+    student_id: String,
+    activities: Vec<ActivityLine>,
+    csrf: String,
+}
+
+/// What can be booked now or soon, each with its 抢票 button.
+async fn activities_page(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, AppError> {
+    let Some(me) = student(&state, &headers) else { return Ok(sign_in(&state, Page::Activities)) };
+    let mut conn = state.pool.acquire().await?;
+    let student = match bound_student(&state, &mut conn, &me.openid).await? {
+        Ok(student) => student,
+        Err(page) => return Ok(page),
+    };
+    let tz = state.config.timezone;
+    let now = OffsetDateTime::now_utc();
+    let activities = activities::bookable(&mut conn)
+        .await?
+        .into_iter()
+        .filter(|a| a.status == ActivityStatus::Published)
+        .map(|a| {
+            let open = a.book_start <= now && now < a.book_end;
+            let state_line = if now < a.book_start {
+                format!("{} 开抢", local_time::short(a.book_start, tz))
+            } else if a.remaining == 0 {
+                "票已抢完".to_string()
+            } else {
+                format!("正在抢票，剩余 {} 张", a.remaining)
+            };
+            ActivityLine {
+                id: a.id,
+                start_at: local_time::full(a.start_at, tz),
+                bookable: open && a.remaining > 0,
+                state_line,
+                name: a.name,
+                place: a.place,
+            }
+        })
+        .collect();
+    let csrf = session::csrf_token(&state.secret_key, &me.session);
+    Ok(no_store(ActivitiesPage { student_id: student.student_id, activities, csrf }))
+}
+
+/// The 抢票 button: the same rules and the same kind of transaction as the
+/// WeChat command. A second tap finds the ticket the first one booked.
+async fn book(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let me = match form_student(&state, &headers, &form) {
+        Ok(me) => me,
+        Err(why) => return Ok(form_refused(why)),
+    };
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let mut tx = state.pool.begin().await?;
+    let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid).await?;
+    tx.commit().await?;
+    let to_ticket = |code: &str| {
+        let url = crate::bot::ticket_url(&state, &me.openid, code);
+        let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();
+        Redirect::to(&path).into_response()
+    };
+    let sorry = |why: String| message_page(StatusCode::CONFLICT, "没有抢到", why, false);
+    Ok(match outcome {
+        BookOutcome::Booked(ticket) | BookOutcome::AlreadyHolds(ticket) => to_ticket(&ticket.code),
+        BookOutcome::NoSuchActivity => return Err(AppError::NotFound),
+        BookOutcome::NotOpenYet { opens_at } => {
+            sorry(format!("还没开抢，{} 开抢。", local_time::short(opens_at, state.config.timezone)))
+        }
+        BookOutcome::Closed => sorry("抢票已经结束了。".into()),
+        BookOutcome::SoldOut => sorry("票已经抢完了。有人退票时会释放名额，可以稍后再来看看。".into()),
+        BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
     })
 }

@@ -303,6 +303,8 @@ struct TicketPage {
     /// Where the holder's page fetches the next live QR.
     live_refresh: Option<String>,
     notice: Option<String>,
+    /// `/m/tickets` can cancel: WeChat web authorization is on.
+    oauth: bool,
 }
 
 #[derive(Deserialize)]
@@ -365,6 +367,7 @@ async fn ticket_page(
         notice,
         cancel,
         ticket,
+        oauth: state.config.wechat_oauth,
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())

@@ -199,3 +199,67 @@ async fn without_oauth_the_menu_pages_point_to_the_signed_links() {
     assert!(resp.text().await.unwrap().contains("请从公众号打开"));
     assert_eq!(app.get("/m/oauth?code=abc&state=def").await.status(), 404);
 }
+
+#[tokio::test]
+async fn the_activity_list_books_once_per_student_through_the_same_rules() {
+    let (app, fake) = app_with_oauth().await;
+    let concert = app.activity("concert", 1, Window::Open).await;
+    let soon = app.activity("soon", 10, Window::NotYetOpen).await;
+    let lecture = app.activity("lecture", 10, Window::Open).await;
+    app.activity("past", 10, Window::Closed).await;
+    app.bind("oMe", "2024010001").await;
+    app.bind("oLate", "2024010002").await;
+
+    let client = browser();
+    let page = signed_in(&app, &fake, &client, "/m/activities", "oMe").await;
+    assert!(page.contains(&concert.name) && page.contains(&soon.name) && !page.contains("活动 past"), "{page}");
+    let action = format!("/m/activities/{}/book", concert.id);
+    assert!(!page.contains(&format!("/m/activities/{}/book", soon.id)), "not open yet: no button");
+    let form = hidden_fields(&page, &action);
+    assert_eq!(form.len(), 1, "{page}");
+
+    // Without the token: refused, nothing booked.
+    assert_eq!(client.post(app.url(&action)).send().await.unwrap().status(), 403);
+    assert_eq!(app.live_tickets(concert.id).await, 0);
+
+    // A double tap: both land on the one ticket.
+    let (a, b) = tokio::join!(
+        client.post(app.url(&action)).form(&form).send(),
+        client.post(app.url(&action)).form(&form).send()
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (303, 303));
+    assert_eq!(ticket_code(&location(&a)), ticket_code(&location(&b)));
+    assert_eq!(app.live_tickets(concert.id).await, 1);
+    let ticket = client.get(app.url(&location(&a))).send().await.unwrap().text().await.unwrap();
+    assert!(ticket.contains(&concert.name) && ticket.contains("退票"), "the holder's ticket page: {ticket}");
+    // The WeChat command sees the same ticket.
+    let holds = app.say(&wx::text("oMe", "抢票 concert")).await;
+    assert!(holds.text().contains("已经有"), "{holds:?}");
+
+    // The last place is gone: the next student is told so.
+    let late = browser();
+    let page = signed_in(&app, &fake, &late, "/m/activities", "oLate").await;
+    assert!(page.contains("票已抢完"), "{page}");
+    assert!(hidden_fields(&page, &action).is_empty(), "sold out: no button");
+    // A form posted anyway (a page loaded before the last place went) is told so.
+    let form = hidden_fields(&page, &format!("/m/activities/{}/book", lecture.id));
+    let resp = late.post(app.url(&action)).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    assert!(resp.text().await.unwrap().contains("票已经抢完了"));
+    assert_eq!(app.live_tickets(concert.id).await, 1);
+}
+
+#[tokio::test]
+async fn with_oauth_the_pushed_menu_opens_the_pages() {
+    let (app, fake) = app_with_oauth().await;
+    let csrf = app.login_admin("menu-admin").await;
+    let (status, page) = app.admin_post("/admin/menu", &[("csrf", &csrf), ("action", "push")]).await;
+    assert_eq!(status, 200, "{page}");
+    let pushed = fake.menu().expect("a menu was created");
+    let buttons = pushed["button"].as_array().unwrap();
+    assert_eq!(buttons[0]["type"], "view");
+    assert_eq!(buttons[0]["url"], app.url("/m/activities"));
+    assert_eq!(buttons[1]["type"], "view");
+    assert_eq!(buttons[1]["url"], app.url("/m/tickets"));
+}
