@@ -20,6 +20,7 @@ mod landing;
 mod layers;
 mod live_qr;
 mod menu_page;
+mod oauth_browser;
 mod oauth_pages;
 mod rush;
 mod self_contained_binary;
