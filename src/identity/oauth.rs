@@ -28,6 +28,8 @@ pub enum Exchange {
     Openid(String),
     /// WeChat refused the code, or it was brought by another browser.
     Refused(String),
+    /// WeChat could not be asked; the code is spent all the same.
+    Unreachable(String),
 }
 
 #[derive(Deserialize)]
@@ -63,12 +65,12 @@ pub async fn exchange(state: &AppState, code: &str, oauth_state: &str) -> Result
                     .await?;
                 return Ok(Exchange::Refused(why));
             }
-            Err(e) => {
+            Err(why) => {
                 sqlx::query("UPDATE oauth_codes SET state = '' WHERE code_hash = $1")
                     .bind(&hash)
                     .execute(&state.pool)
                     .await?;
-                return Err(e);
+                return Ok(Exchange::Unreachable(why));
             }
         };
         sqlx::query("UPDATE oauth_codes SET openid = $2 WHERE code_hash = $1")
@@ -99,19 +101,20 @@ pub async fn exchange(state: &AppState, code: &str, oauth_state: &str) -> Result
     Ok(Exchange::Refused("code exchange did not finish".into()))
 }
 
-async fn ask_wechat(state: &AppState, code: &str) -> Result<TokenAnswer, AppError> {
+async fn ask_wechat(state: &AppState, code: &str) -> Result<TokenAnswer, String> {
     let config = &state.config;
     let (Some(appid), Some(secret)) = (&config.wechat_appid, &config.wechat_secret) else {
-        return Err(AppError::Config("WECHAT_OAUTH needs WECHAT_APPID and WECHAT_SECRET".into()));
+        return Err("WECHAT_OAUTH needs WECHAT_APPID and WECHAT_SECRET".into());
     };
-    let response = super::http()?
+    let response = super::http()
+        .map_err(|e| e.to_string())?
         .get(format!("{}/sns/oauth2/access_token", config.wechat_api_base))
         .query(&[("appid", appid.as_str()), ("secret", secret), ("code", code), ("grant_type", "authorization_code")])
         .send()
         .await
         // without_url: the URL carries the AppSecret.
-        .map_err(|e| AppError::Internal(format!("WeChat OAuth exchange: {}", e.without_url())))?;
-    response.json().await.map_err(|e| AppError::Internal(format!("WeChat OAuth answer: {}", e.without_url())))
+        .map_err(|e| format!("WeChat OAuth exchange: {}", e.without_url()))?;
+    response.json().await.map_err(|e| format!("WeChat OAuth answer: {}", e.without_url()))
 }
 
 #[cfg(test)]

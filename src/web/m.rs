@@ -153,6 +153,15 @@ async fn oauth_callback(
             tracing::info!(%why, "WeChat authorization refused");
             Ok(authorization_refused())
         }
+        Exchange::Unreachable(why) => {
+            tracing::warn!(%why, "WeChat authorization could not be checked");
+            Ok(message_page(
+                StatusCode::BAD_GATEWAY,
+                "暂时联系不上微信",
+                "暂时无法向微信确认你的身份。请稍后回到公众号，从菜单重新打开页面。",
+                false,
+            ))
+        }
     }
 }
 
@@ -363,6 +372,16 @@ async fn book(
     let mut tx = state.pool.begin().await?;
     let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid).await?;
     tx.commit().await?;
+    // A double tap races itself for the last place: the loser is told "sold
+    // out" by the rules, but the browser shows the loser's answer, so the
+    // ticket the other tap booked is what this one shows too.
+    let outcome = match outcome {
+        BookOutcome::SoldOut => match held(&state, &me.openid, id).await? {
+            Some(ticket) => BookOutcome::AlreadyHolds(ticket),
+            None => BookOutcome::SoldOut,
+        },
+        other => other,
+    };
     let to_ticket = |code: &str| {
         let url = crate::bot::ticket_url(&state, &me.openid, code);
         let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();
@@ -379,4 +398,12 @@ async fn book(
         BookOutcome::SoldOut => sorry("票已经抢完了。有人退票时会释放名额，可以稍后再来看看。".into()),
         BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
     })
+}
+
+/// The live ticket the student of `openid` holds for activity `id`, if any.
+async fn held(state: &AppState, openid: &str, id: i64) -> Result<Option<tickets::Ticket>, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let Some(student) = students::bound(&mut conn, openid).await? else { return Ok(None) };
+    let live = tickets::live_for_student(&mut conn, &student.student_id).await?;
+    Ok(live.into_iter().find(|t| t.activity_id == id && t.status == TicketStatus::Valid))
 }

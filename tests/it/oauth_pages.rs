@@ -263,3 +263,17 @@ async fn with_oauth_the_pushed_menu_opens_the_pages() {
     assert_eq!(buttons[1]["type"], "view");
     assert_eq!(buttons[1]["url"], app.url("/m/tickets"));
 }
+
+#[tokio::test]
+async fn wechat_unreachable_for_the_exchange_is_a_clear_page_and_no_session() {
+    let fake = FakeWechat::start().await;
+    // The authorize page answers; the API server does not.
+    let settings = fake.oauth_settings(Settings::default()).set("WECHAT_API_BASE", "http://127.0.0.1:9");
+    let app = spawn_app_with(settings).await;
+    let client = browser();
+    let callback = to_callback(&app, &fake, &client, "/m/tickets", "oMe").await;
+    let resp = client.get(&callback).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert!(resp.text().await.unwrap().contains("暂时联系不上微信"));
+    assert_eq!(client.get(app.url("/m/tickets")).send().await.unwrap().status(), 303, "no session");
+}
