@@ -168,3 +168,19 @@ fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_used_tickets_and_codes_after_a_day() {
+    let cas = FakeCas::start().await;
+    let app = app_with_cas(&cas, &[]).await;
+    for sql in [
+        "INSERT INTO used_cas_tickets (ticket_hash, used_at) VALUES ('old', now() - interval '2 days'), ('new', now())",
+        "INSERT INTO oauth_codes (code_hash, state, openid, exchanged_at) VALUES \
+         ('old', 's', 'o', now() - interval '2 days'), ('new', 's', 'o', now())",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
+    assert_eq!(wechat_ticket::app::tidy(&app.pool).await.unwrap(), 2);
+    assert_eq!(app.count("SELECT count(*) FROM used_cas_tickets WHERE ticket_hash = 'new'").await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM oauth_codes").await, 1);
+}
