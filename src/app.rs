@@ -179,6 +179,7 @@ pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
     forgotten += crate::auth::throttle::forget_old(&mut conn).await?;
     forgotten += crate::booking::students::forget_expired_bind_links(&mut conn).await?;
     forgotten += crate::booking::images::forget_unused(&mut conn).await?;
+    forgotten += crate::identity::forget_old(&mut conn).await?;
     forgotten += crate::booking::checkin::forget_old_scans(&mut conn).await?;
     forgotten += crate::web::admin::simulator::transcripts::forget_old(&mut conn).await?;
     forgotten += crate::notify::notifications::forget_old(&mut conn).await?;

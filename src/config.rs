@@ -13,6 +13,8 @@ pub enum StudentVerify {
     Open,
     /// The ID must be in the imported roster and the name must match.
     Roster,
+    /// The campus CAS login says who the student is; no ID is typed.
+    Cas,
 }
 
 /// How WeChat delivers messages, as the WeChat console names the modes
@@ -76,6 +78,14 @@ pub struct Config {
     pub template_change: Option<String>,
     /// `WECHAT_TEMPLATE_REMINDER`: the template message for a reminder.
     pub template_reminder: Option<String>,
+    /// `CAS_BASE_URL`: the campus CAS server, required when `STUDENT_VERIFY=cas`.
+    pub cas_base_url: Option<String>,
+    /// `CAS_STUDENT_ID_ATTRIBUTE`: the CAS attribute holding the student ID; `<cas:user>` when unset.
+    pub cas_student_id_attribute: Option<String>,
+    /// `WECHAT_OAUTH=on`: `/m/*` pages identify the student by WeChat web authorization.
+    pub wechat_oauth: bool,
+    /// `WECHAT_OAUTH_BASE`: where WeChat's authorize page lives (tests point it at a fake).
+    pub wechat_oauth_base: String,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -102,6 +112,10 @@ impl fmt::Debug for Config {
             .field("reminder_check_seconds", &self.reminder_check_seconds)
             .field("template_change", &self.template_change)
             .field("template_reminder", &self.template_reminder)
+            .field("cas_base_url", &self.cas_base_url)
+            .field("cas_student_id_attribute", &self.cas_student_id_attribute)
+            .field("wechat_oauth", &self.wechat_oauth)
+            .field("wechat_oauth_base", &self.wechat_oauth_base)
             .finish()
     }
 }
@@ -151,8 +165,9 @@ impl Config {
         let student_verify = match get("STUDENT_VERIFY").as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("open") => StudentVerify::Open,
             Some("roster") => StudentVerify::Roster,
+            Some("cas") => StudentVerify::Cas,
             Some(other) => {
-                return Err(bad("STUDENT_VERIFY", format!("`{other}` is neither open nor roster")));
+                return Err(bad("STUDENT_VERIFY", format!("`{other}` is not open, roster or cas")));
             }
         };
         let pattern = get("STUDENT_ID_PATTERN").unwrap_or_else(|| "^[0-9]{10}$".into());
@@ -175,6 +190,25 @@ impl Config {
         };
         let reminder_hours = number("REMINDER_HOURS", 2, 0..=168)?;
         let reminder_check_seconds = number("REMINDER_CHECK_SECONDS", 60, 1..=60)?;
+        let url_setting = |name: &str| -> Result<Option<String>, AppError> {
+            let Some(url) = get(name) else { return Ok(None) };
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(bad(name, "must start with http:// or https://".into()));
+            }
+            Ok(Some(url.trim_end_matches('/').to_string()))
+        };
+        let cas_base_url = url_setting("CAS_BASE_URL")?;
+        if student_verify == StudentVerify::Cas && cas_base_url.is_none() {
+            return Err(bad("CAS_BASE_URL", "STUDENT_VERIFY=cas needs the campus CAS server's address".into()));
+        }
+        let wechat_oauth = match get("WECHAT_OAUTH").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(bad("WECHAT_OAUTH", format!("`{other}` is neither on nor off"))),
+        };
+        if wechat_oauth && (get("WECHAT_APPID").is_none() || get("WECHAT_SECRET").is_none()) {
+            return Err(bad("WECHAT_OAUTH", "on needs WECHAT_APPID and WECHAT_SECRET".into()));
+        }
 
         Ok(Config {
             database_url: get("DATABASE_URL"),
@@ -199,6 +233,10 @@ impl Config {
             reminder_check_seconds,
             template_change: get("WECHAT_TEMPLATE_CHANGE"),
             template_reminder: get("WECHAT_TEMPLATE_REMINDER"),
+            cas_base_url,
+            cas_student_id_attribute: get("CAS_STUDENT_ID_ATTRIBUTE"),
+            wechat_oauth,
+            wechat_oauth_base: url_setting("WECHAT_OAUTH_BASE")?.unwrap_or_else(|| "https://open.weixin.qq.com".into()),
         })
     }
 }
@@ -255,6 +293,9 @@ mod tests {
             ("REMINDER_HOURS", "-1"),
             ("REMINDER_HOURS", "two"),
             ("REMINDER_CHECK_SECONDS", "0"),
+            ("CAS_BASE_URL", "cas.example.edu"),
+            ("WECHAT_OAUTH", "yes"),
+            ("WECHAT_OAUTH", "on"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
@@ -272,6 +313,17 @@ mod tests {
         assert_eq!(plain.message_mode, MessageMode::Plaintext);
         let err = config(&[("WECHAT_MESSAGE_MODE", "compatible")]).unwrap_err().to_string();
         assert!(err.contains("needs WECHAT_AES_KEY"), "{err}");
+    }
+
+    #[test]
+    fn cas_mode_needs_the_cas_server() {
+        let err = config(&[("STUDENT_VERIFY", "cas")]).unwrap_err().to_string();
+        assert!(err.contains("CAS_BASE_URL"), "{err}");
+        let c = config(&[("STUDENT_VERIFY", "CAS"), ("CAS_BASE_URL", "https://cas.example.edu/cas/")]).unwrap();
+        assert_eq!(c.student_verify, StudentVerify::Cas);
+        assert_eq!(c.cas_base_url.as_deref(), Some("https://cas.example.edu/cas"));
+        assert_eq!(c.wechat_oauth_base, "https://open.weixin.qq.com");
+        assert!(!c.wechat_oauth);
     }
 
     #[test]

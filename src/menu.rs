@@ -60,6 +60,35 @@ pub fn compose(chosen: &[Activity]) -> Result<Menu, AppError> {
     Ok(menu)
 }
 
+/// The menu for `chosen`, as [`compose`], with the pages opened from the
+/// menu bar when WeChat web authorization is on: 查票 and the activity list
+/// become `view` buttons to `/m/tickets` and `/m/activities` (and so does
+/// 抢票 when no activity is chosen under it).
+pub fn compose_for(config: &Config, chosen: &[Activity]) -> Result<Menu, AppError> {
+    let mut menu = compose(chosen)?;
+    if !config.wechat_oauth {
+        return Ok(menu);
+    }
+    let page = |path: &str| format!("{}{path}", config.public_url);
+    for button in menu.button.iter_mut() {
+        rewire(button, &page);
+        for sub in button.sub_button.iter_mut() {
+            rewire(sub, &page);
+        }
+    }
+    validate(&menu)?;
+    Ok(menu)
+}
+
+fn rewire(button: &mut Button, page: &impl Fn(&str) -> String) {
+    let path = match button.key.as_deref() {
+        Some("MY_TICKETS") => "/m/tickets",
+        Some("LIST_ACTIVITIES") => "/m/activities",
+        _ => return,
+    };
+    *button = Button::view(button.name.clone(), page(path));
+}
+
 /// WeChat's limits, as an error the admin reads.
 pub fn validate(menu: &Menu) -> Result<(), AppError> {
     menu::validate(menu).map_err(|e| AppError::Invalid(e.to_string()))
@@ -214,6 +243,42 @@ mod tests {
             remaining: 10,
             live_qr: false,
         }
+    }
+
+    #[test]
+    fn with_web_authorization_the_pages_are_view_buttons() {
+        let vars = |oauth: &str| {
+            let vars = [
+                ("WECHAT_OAUTH", oauth.to_string()),
+                ("WECHAT_APPID", "wx1".into()),
+                ("WECHAT_SECRET", "s".into()),
+                ("PUBLIC_URL", "https://t.example.edu".into()),
+            ];
+            Config::from_lookup(move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap()
+        };
+        let menu = compose_for(&vars("on"), &[]).unwrap();
+        let json = serde_json::to_value(&menu).unwrap();
+        assert_eq!(
+            json["button"][0],
+            json!({"type": "view", "name": "抢票", "url": "https://t.example.edu/m/activities"})
+        );
+        assert_eq!(
+            json["button"][1],
+            json!({"type": "view", "name": "查票", "url": "https://t.example.edu/m/tickets"})
+        );
+        assert_eq!(json["button"][2]["sub_button"][0]["url"], "https://t.example.edu/m/activities");
+        assert_eq!(json["button"][2]["sub_button"][1]["key"], "BIND", "binding stays a click: it needs a signed link");
+        let with_activity = compose_for(&vars("on"), &[activity(7, "话剧")]).unwrap();
+        assert_eq!(with_activity.button[0].sub_button[0].key.as_deref(), Some("BOOK_7"));
+        assert_eq!(compose_for(&vars("off"), &[]).unwrap(), compose(&[]).unwrap());
+        let long = Config::from_lookup(|k| match k {
+            "WECHAT_OAUTH" => Some("on".into()),
+            "WECHAT_APPID" | "WECHAT_SECRET" => Some("x".into()),
+            "PUBLIC_URL" => Some(format!("https://{}.example", "a".repeat(1020))),
+            _ => None,
+        })
+        .unwrap();
+        assert!(compose_for(&long, &[]).unwrap_err().to_string().contains("1024"));
     }
 
     #[test]

@@ -195,7 +195,12 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     }
     match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
         Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
-        Taken::SoldOut => Ok(BookOutcome::SoldOut),
+        // The last place may have gone to this same student's other request,
+        // which committed while this one waited: then that ticket is the answer.
+        Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, openid).await? {
+            Some(ticket) => BookOutcome::AlreadyHolds(ticket),
+            None => BookOutcome::SoldOut,
+        }),
         // Places are left but every one stayed held by bookings in flight (or an
         // admin's edit): not sold out, so the student is told to try again, and
         // nothing is recorded, so WeChat's retry gets a real answer.

@@ -43,7 +43,7 @@ pub async fn run(config: &Config, command: MenuCommand) -> Result<(), AppError> 
                         menu::choose(&mut conn, &activities).await?
                     }
                 };
-                let composed = menu::compose(&chosen)?;
+                let composed = menu::compose_for(config, &chosen)?;
                 println!("{}", composed.to_pretty_json());
                 if dry_run {
                     eprintln!("dry run: nothing pushed");

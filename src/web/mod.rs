@@ -1,8 +1,10 @@
 //! HTTP: the router, its layers, and the small pages that need no module of their own.
 
 pub(crate) mod admin;
+mod cas_bind;
 pub(crate) mod door;
 mod headers;
+mod m;
 mod request_log;
 mod static_files;
 mod student;
@@ -29,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(wechat::router())
         .merge(student::router())
+        .merge(m::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))
         .merge(headers::with_wechat_jssdk(door::router()))

@@ -35,6 +35,7 @@ use crate::{
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/bind", get(bind_page).post(bind_submit))
+        .route("/bind/cas", get(super::cas_bind::callback))
         .route("/activities/{id}", get(activity_page))
         .route("/tickets/{code}", get(ticket_page))
         .route("/tickets/{code}/cancel", post(cancel_ticket))
@@ -46,16 +47,16 @@ pub fn router() -> Router<AppState> {
 
 /// The parts of a signed link, carried from the link into the bind form.
 #[derive(Deserialize, Clone, Default)]
-struct LinkParts {
+pub(super) struct LinkParts {
     #[serde(default)]
-    o: String,
+    pub(super) o: String,
     #[serde(default)]
-    e: String,
+    pub(super) e: String,
     #[serde(default)]
-    s: String,
+    pub(super) s: String,
     /// A bind link's one-time nonce.
     #[serde(default)]
-    n: String,
+    pub(super) n: String,
 }
 
 impl LinkParts {
@@ -76,18 +77,23 @@ struct MessagePage {
     ok: bool,
 }
 
-fn message_page(status: StatusCode, title: &str, message: impl Into<String>, ok: bool) -> Response {
+pub(super) fn message_page(status: StatusCode, title: &str, message: impl Into<String>, ok: bool) -> Response {
     (status, MessagePage { title: title.into(), message: message.into(), ok }).into_response()
 }
 
 /// Opens a signed link about `subject`: the openid it was made for.
-fn open_link(state: &AppState, purpose: Purpose, subject: &str, link: &LinkParts) -> Result<String, LinkError> {
+pub(super) fn open_link(
+    state: &AppState,
+    purpose: Purpose,
+    subject: &str,
+    link: &LinkParts,
+) -> Result<String, LinkError> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     links::verify(&state.secret_key, purpose, subject, (&link.o, &link.e, &link.s), now)
 }
 
 /// The page for a bind link that has bound once already.
-fn bind_link_used() -> Response {
+pub(super) fn bind_link_used() -> Response {
     message_page(
         StatusCode::GONE,
         "链接已用过",
@@ -97,7 +103,7 @@ fn bind_link_used() -> Response {
 }
 
 /// The page that says why a signed link will not open.
-fn link_refused(e: LinkError) -> Response {
+pub(super) fn link_refused(e: LinkError) -> Response {
     match e {
         LinkError::Tampered => message_page(
             StatusCode::FORBIDDEN,
@@ -136,11 +142,14 @@ async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>)
     if students::bind_link_used(&mut conn, &link.n).await? {
         return Ok(bind_link_used());
     }
+    if state.config.student_verify == StudentVerify::Cas {
+        return Ok(super::cas_bind::to_login(&state, &link));
+    }
     let roster = state.config.student_verify == StudentVerify::Roster;
     Ok(BindPage { link, roster, student_id: String::new(), name: String::new(), error: None }.into_response())
 }
 
-fn already_bound_page(student_id: &str) -> Response {
+pub(super) fn already_bound_page(student_id: &str) -> Response {
     message_page(
         StatusCode::OK,
         "已绑定",
@@ -160,6 +169,9 @@ struct BindForm {
 }
 
 async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) -> Result<Response, AppError> {
+    if state.config.student_verify == StudentVerify::Cas {
+        return Ok(super::cas_bind::typed_id_refused());
+    }
     let openid = match open_link(&state, Purpose::Bind, &form.link.n, &form.link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
@@ -291,6 +303,8 @@ struct TicketPage {
     /// Where the holder's page fetches the next live QR.
     live_refresh: Option<String>,
     notice: Option<String>,
+    /// `/m/tickets` can cancel: WeChat web authorization is on.
+    oauth: bool,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +367,7 @@ async fn ticket_page(
         notice,
         cancel,
         ticket,
+        oauth: state.config.wechat_oauth,
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())

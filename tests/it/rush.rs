@@ -311,3 +311,20 @@ async fn places_held_too_long_are_busy_not_sold_out_and_the_retry_books() {
     assert!(matches!(&retry, Reply::News { title, .. } if title.contains("抢票成功")), "{retry:?}");
     assert_eq!(app.live_tickets(a.id).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_racing_themself_for_the_last_place_is_told_they_hold_it() {
+    for round in 0..5 {
+        let app = spawn_app().await;
+        let a = app.activity("last", 1, Window::Open).await;
+        let me = &app.bound_students(14 + round, 1).await[0];
+        let sends = (0..6).map(|_| {
+            let xml = wx::click(me, &format!("BOOK_{}", a.id));
+            let app = &app;
+            async move { app.post_wechat(&xml).await }
+        });
+        let t = tally(&join_all(sends).await);
+        assert!(t.other.is_empty(), "{:?}", t.other);
+        assert_eq!((t.booked, t.already, t.sold_out), (1, 5, 0), "round {round}");
+    }
+}

@@ -116,7 +116,7 @@ async fn compose_or_push(
         .map(|a| Choice { chosen: chosen.iter().any(|c| c.id == a.id), activity: a })
         .collect::<Vec<_>>();
     let mut page = MenuPage { session, current: Ok(None), choices, preview: None, notice: None, error: None };
-    let composed = match menu::compose(&chosen) {
+    let composed = match menu::compose_for(&state.config, &chosen) {
         Ok(m) => m,
         Err(e) => {
             page.error = Some(e.to_string());

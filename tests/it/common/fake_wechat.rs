@@ -27,6 +27,8 @@ pub const GET_PATH: &str = "/cgi-bin/menu/get";
 pub const TICKET_PATH: &str = "/cgi-bin/ticket/getticket";
 pub const CUSTOM_SEND_PATH: &str = "/cgi-bin/message/custom/send";
 pub const TEMPLATE_SEND_PATH: &str = "/cgi-bin/message/template/send";
+pub const AUTHORIZE_PATH: &str = "/connect/oauth2/authorize";
+pub const OAUTH_TOKEN_PATH: &str = "/sns/oauth2/access_token";
 
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
@@ -48,6 +50,11 @@ struct Fake {
     token_delay: Duration,
     tickets_issued: u32,
     ticket_delay: Duration,
+    /// Whoever opens the authorize page is this WeChat user.
+    oauth_user: Option<String>,
+    /// Codes issued by the authorize page, until exchanged once.
+    codes: HashMap<String, String>,
+    codes_issued: u32,
 }
 
 #[derive(Clone)]
@@ -64,6 +71,16 @@ impl FakeWechat {
         let router = Router::new().fallback(answer).with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         FakeWechat { base, fake }
+    }
+
+    /// `settings` with web authorization on, its authorize page on this fake.
+    pub fn oauth_settings(&self, settings: Settings) -> Settings {
+        self.settings(settings).set("WECHAT_OAUTH", "on").set("WECHAT_OAUTH_BASE", &self.base)
+    }
+
+    /// The WeChat user the authorize page signs in from now on.
+    pub fn oauth_as(&self, openid: &str) {
+        self.fake.lock().unwrap().oauth_user = Some(openid.into());
     }
 
     /// `settings` pointed at this fake, with the test account's AppID and AppSecret.
@@ -111,6 +128,26 @@ impl FakeWechat {
     }
 }
 
+/// WeChat's authorize page for `snsapi_base`: no question asked, straight
+/// back to `redirect_uri` with a fresh code and the state.
+fn authorize(fake: &Mutex<Fake>, query: &HashMap<String, String>) -> Response {
+    let param = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    if param("appid") != APPID || param("response_type") != "code" || param("scope") != "snsapi_base" {
+        return (StatusCode::BAD_REQUEST, "参数错误").into_response();
+    }
+    let mut f = fake.lock().unwrap();
+    let Some(openid) = f.oauth_user.clone() else {
+        return (StatusCode::FORBIDDEN, "请在微信客户端打开链接").into_response();
+    };
+    f.codes_issued += 1;
+    let code = format!("CODE{}x{}", f.codes_issued, openid.len());
+    f.codes.insert(code.clone(), openid);
+    let redirect = param("redirect_uri");
+    let sep = if redirect.contains('?') { '&' } else { '?' };
+    let to = format!("{redirect}{sep}code={code}&state={}", param("state"));
+    (StatusCode::FOUND, [("location", to)]).into_response()
+}
+
 fn error(errcode: i64, errmsg: &str) -> Response {
     Json(json!({"errcode": errcode, "errmsg": errmsg})).into_response()
 }
@@ -132,6 +169,23 @@ async fn answer(
         return Json(reply).into_response();
     }
     let param = |name: &str| query.get(name).map(String::as_str).unwrap_or_default();
+    if path == AUTHORIZE_PATH {
+        return authorize(&fake, &query);
+    }
+    if path == OAUTH_TOKEN_PATH {
+        if param("appid") != APPID || param("secret") != SECRET || param("grant_type") != "authorization_code" {
+            return error(40125, "invalid appid, secret or grant_type");
+        }
+        // As WeChat: a code is good for one exchange.
+        return match fake.lock().unwrap().codes.remove(param("code")) {
+            Some(openid) => Json(json!({
+                "access_token": "OAUTH_ACCESS_TOKEN", "expires_in": 7200, "refresh_token": "REFRESH",
+                "openid": openid, "scope": "snsapi_base"
+            }))
+            .into_response(),
+            None => error(40163, "code been used"),
+        };
+    }
     if path == TOKEN_PATH {
         if param("grant_type") != "client_credential" {
             return error(40002, "invalid grant_type");

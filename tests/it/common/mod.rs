@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod browser;
+pub mod fake_cas;
 pub mod fake_wechat;
 pub mod fixtures;
 pub mod wx;
