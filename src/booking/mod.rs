@@ -11,6 +11,7 @@ pub mod images;
 pub mod status;
 pub mod students;
 pub mod tickets;
+pub mod waiting;
 
 pub use activities::{Activity, NewActivity};
 pub use status::{ActivityStatus, TicketStatus};

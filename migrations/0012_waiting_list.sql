@@ -1,0 +1,19 @@
+-- The waiting list (候补) of a sold-out activity. Order is the id (join order).
+-- Invariant (kept by booking/waiting.rs, every change under the activity row's
+-- lock): an activity has entries only while none of its slots has a place, so
+-- a rush booking that finds a place can never be taking it from someone waiting.
+CREATE TABLE waiting_list (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    activity_id bigint NOT NULL REFERENCES activities (id) ON DELETE CASCADE,
+    student_id  text NOT NULL,
+    openid      text NOT NULL,
+    joined_at   timestamptz NOT NULL DEFAULT now(),
+    -- One entry per student ID and per WeChat account.
+    UNIQUE (activity_id, student_id),
+    UNIQUE (activity_id, openid)
+);
+CREATE INDEX waiting_list_by_student ON waiting_list (student_id);
+
+ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
+ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
+    CHECK (kind IN ('activity_changed', 'reminder', 'test', 'waiting_promoted', 'waiting_closed'));
