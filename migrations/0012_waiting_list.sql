@@ -8,11 +8,17 @@ CREATE TABLE waiting_list (
     student_id  text NOT NULL,
     openid      text NOT NULL,
     joined_at   timestamptz NOT NULL DEFAULT now(),
-    -- One entry per student ID and per WeChat account.
-    UNIQUE (activity_id, student_id),
-    UNIQUE (activity_id, openid)
+    -- Entries stay after they end, so the order promotions went in can be checked.
+    state       text NOT NULL DEFAULT 'waiting' CHECK (state IN ('waiting', 'promoted', 'left', 'closed')),
+    ticket_id   bigint REFERENCES tickets (id),
+    ended_at    timestamptz,
+    CHECK ((state = 'waiting') = (ended_at IS NULL)),
+    CHECK ((state = 'promoted') = (ticket_id IS NOT NULL))
 );
-CREATE INDEX waiting_list_by_student ON waiting_list (student_id);
+-- One entry in line per student ID and per WeChat account.
+CREATE UNIQUE INDEX waiting_list_one_per_student ON waiting_list (activity_id, student_id) WHERE state = 'waiting';
+CREATE UNIQUE INDEX waiting_list_one_per_openid ON waiting_list (activity_id, openid) WHERE state = 'waiting';
+CREATE INDEX waiting_list_by_student ON waiting_list (student_id) WHERE state = 'waiting';
 
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check

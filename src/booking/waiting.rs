@@ -90,8 +90,9 @@ async fn lock(conn: &mut PgConnection, activity: &ActivityRef) -> Result<Option<
 
 async fn position(conn: &mut PgConnection, activity_id: i64, student_id: &str) -> Result<Option<i64>, AppError> {
     Ok(sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM waiting_list o WHERE o.activity_id = w.activity_id AND o.id <= w.id) \
-         FROM waiting_list w WHERE w.activity_id = $1 AND w.student_id = $2",
+        "SELECT (SELECT count(*) FROM waiting_list o \
+             WHERE o.activity_id = w.activity_id AND o.state = 'waiting' AND o.id <= w.id) \
+         FROM waiting_list w WHERE w.activity_id = $1 AND w.student_id = $2 AND w.state = 'waiting'",
     )
     .bind(activity_id)
     .bind(student_id)
@@ -158,7 +159,10 @@ pub async fn leave(conn: &mut PgConnection, key: &str, student_id: &str, openid:
     let Some(a) = lock(conn, &ActivityRef::Key(key.to_string())).await? else {
         return Ok(LeaveOutcome::NoSuchActivity);
     };
-    let left = sqlx::query("DELETE FROM waiting_list WHERE activity_id = $1 AND (student_id = $2 OR openid = $3)")
+    let left = sqlx::query(
+        "UPDATE waiting_list SET state = 'left', ended_at = now() \
+         WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) AND state = 'waiting'",
+    )
         .bind(a.id)
         .bind(student_id)
         .bind(openid)
@@ -171,9 +175,10 @@ pub async fn leave(conn: &mut PgConnection, key: &str, student_id: &str, openid:
 pub async fn positions(conn: &mut PgConnection, student_id: &str) -> Result<Vec<Position>, AppError> {
     Ok(sqlx::query_as(
         "SELECT a.key AS activity_key, a.name AS activity_name, a.start_at, \
-         (SELECT count(*) FROM waiting_list o WHERE o.activity_id = w.activity_id AND o.id <= w.id) AS position \
+         (SELECT count(*) FROM waiting_list o \
+             WHERE o.activity_id = w.activity_id AND o.state = 'waiting' AND o.id <= w.id) AS position \
          FROM waiting_list w JOIN activities a ON a.id = w.activity_id \
-         WHERE w.student_id = $1 ORDER BY a.start_at, a.id",
+         WHERE w.student_id = $1 AND w.state = 'waiting' ORDER BY a.start_at, a.id",
     )
     .bind(student_id)
     .fetch_all(conn)
@@ -216,14 +221,14 @@ pub(crate) async fn promote(
     }
     let mut promoted = Vec::new();
     while (promoted.len() as i64) < places {
-        let head: Option<(String, String)> = sqlx::query_as(
-            "DELETE FROM waiting_list WHERE id = \
-             (SELECT id FROM waiting_list WHERE activity_id = $1 ORDER BY id LIMIT 1) RETURNING student_id, openid",
+        let head: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, student_id, openid FROM waiting_list WHERE activity_id = $1 AND state = 'waiting' \
+             ORDER BY id LIMIT 1",
         )
         .bind(activity_id)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((student_id, openid)) = head else { break };
+        let Some((entry_id, student_id, openid)) = head else { break };
         // A student who got a ticket some other way meanwhile just leaves the line.
         let ticket: Option<i64> = sqlx::query_scalar(
             "INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid) \
@@ -237,6 +242,14 @@ pub(crate) async fn promote(
         .bind(&openid)
         .fetch_optional(&mut *conn)
         .await?;
+        sqlx::query(
+            "UPDATE waiting_list SET state = CASE WHEN $2::bigint IS NULL THEN 'left' ELSE 'promoted' END, \
+             ticket_id = $2, ended_at = now() WHERE id = $1",
+        )
+        .bind(entry_id)
+        .bind(ticket)
+        .execute(&mut *conn)
+        .await?;
         if let Some(ticket_id) = ticket {
             promoted.push(Promoted { ticket_id, student_id, activity_id });
         }
@@ -246,11 +259,11 @@ pub(crate) async fn promote(
 }
 
 /// Closes the lists of activities whose booking has ended (or that were
-/// archived): drops their entries and tells each student, in this transaction.
+/// archived): ends their entries and tells each student, in this transaction.
 pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result<usize, AppError> {
     let dropped: Vec<Dropped> = sqlx::query_as(
-        "DELETE FROM waiting_list w USING activities a WHERE a.id = w.activity_id \
-         AND (a.book_end <= now() OR a.status = 'archived') \
+        "UPDATE waiting_list w SET state = 'closed', ended_at = now() FROM activities a \
+         WHERE a.id = w.activity_id AND w.state = 'waiting' AND (a.book_end <= now() OR a.status = 'archived') \
          RETURNING w.id AS entry_id, w.student_id, w.activity_id",
     )
     .fetch_all(&mut *conn)

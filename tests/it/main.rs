@@ -29,6 +29,7 @@ mod serve_binary;
 mod simulator;
 mod student_journey;
 mod trust;
+mod waiting_list;
 mod wechat_api;
 mod wechat_endpoint;
 mod wechat_scan;

@@ -1,0 +1,258 @@
+//! The waiting list (候补), over HTTP as students use it: who may join and how
+//! often, positions in 查票, leaving, a freed place going to the first in line
+//! in the cancel's own transaction (told through the fake WeChat API), the
+//! close at book_end, and capacity kept exact under hundreds of cancels, rush
+//! bookings and joins at once.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use wechat_ticket::booking::{Activity, NewActivity, activities};
+
+use crate::common::{
+    Settings, TestApp,
+    fake_wechat::{CUSTOM_SEND_PATH, FakeWechat},
+    fixtures::Window,
+    spawn_app, spawn_app_with,
+    wx::{self, Reply},
+};
+
+async fn say(app: &TestApp, openid: &str, text: &str) -> String {
+    match app.say(&wx::text(openid, text)).await {
+        Reply::Text(text) => text,
+        other => format!("{other:?}"),
+    }
+}
+
+/// `n` bound students of `group` who each book `a` (so it can sell out).
+async fn holders(app: &TestApp, group: u32, n: usize, a: &Activity) -> Vec<String> {
+    let openids = app.bound_students(group, n).await;
+    for openid in &openids {
+        assert!(matches!(app.say(&wx::click(openid, &format!("BOOK_{}", a.id))).await, Reply::News { .. }));
+    }
+    openids
+}
+
+async fn post(app: &TestApp, xml: String) -> (u16, String) {
+    app.post_wechat(&xml).await
+}
+
+async fn tickets_of(app: &TestApp, openid: &str, activity_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM tickets WHERE openid = $1 AND activity_id = $2 AND status <> 'cancelled'")
+        .bind(openid)
+        .bind(activity_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+async fn places_left(app: &TestApp, activity_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(remaining), 0)::bigint FROM activity_slots WHERE activity_id = $1")
+        .bind(activity_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Waits (up to 30 s) for a customer-service message to `openid` and returns its text.
+async fn message_to(fake: &FakeWechat, openid: &str) -> String {
+    for _ in 0..300 {
+        let sent = fake.requests(CUSTOM_SEND_PATH);
+        if let Some(r) = sent.iter().find(|r| r.body.as_ref().unwrap()["touser"] == openid) {
+            return r.body.as_ref().unwrap()["text"]["content"].as_str().unwrap().to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing was sent to {openid}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_gives_the_place_to_the_first_in_line_at_once_and_tells_them_with_the_ticket_link() {
+    let fake = FakeWechat::start().await;
+    let app = spawn_app_with(fake.settings(Settings::default()).with_notify_workers()).await;
+    let a = app.activity("concert", 2, Window::Open).await;
+    let held = holders(&app, 1, 2, &a).await;
+    let late = app.bound_students(2, 3).await;
+    let (first, second, rusher) = (&late[0], &late[1], &late[2]);
+
+    let sold_out = say(&app, first, "抢票 concert").await;
+    assert!(sold_out.contains("票已经抢完") && sold_out.contains("候补 concert"), "{sold_out}");
+    let page = app.http.get(app.url(&format!("/activities/{}", a.id))).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("候补 concert"), "the activity page says how to queue");
+
+    assert!(say(&app, first, "候补 concert").await.contains("排第 1 位"));
+    assert!(say(&app, second, "候补 concert").await.contains("排第 2 位"));
+    assert!(say(&app, second, "查票").await.contains("候补第 2 位"));
+
+    let cancelled = say(&app, &held[0], "退票 concert").await;
+    assert!(cancelled.contains("已退掉"), "{cancelled}");
+    // When the cancel's answer arrives, its transaction has committed: the
+    // ticket, the line and the notice changed with it, and no place is free.
+    assert_eq!(tickets_of(&app, first, a.id).await, 1, "the first in line holds the ticket");
+    assert_eq!(places_left(&app, a.id).await, 0, "the place did not go back to be booked");
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE kind = 'waiting_promoted'").await, 1);
+    assert!(say(&app, second, "查票").await.contains("候补第 1 位"), "the second moved up");
+    let rush = say(&app, rusher, "抢票 concert").await;
+    assert!(rush.contains("票已经抢完"), "a rush request does not get the freed place: {rush}");
+    assert_eq!(tickets_of(&app, rusher, a.id).await, 0);
+
+    let told = message_to(&fake, first).await;
+    assert!(told.contains("候补到票") && told.contains("/tickets/"), "told with the ticket link: {told}");
+    assert!(matches!(app.say(&wx::text(first, "取票 concert")).await, Reply::News { .. }), "a ticket like any other");
+    assert_eq!(app.live_tickets(a.id).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joining_twice_or_with_a_ticket_or_while_places_are_left_is_refused_and_leaving_works() {
+    let app = spawn_app().await;
+    let a = app.activity("talk", 1, Window::Open).await;
+    let held = holders(&app, 1, 1, &a).await;
+    let me = &app.bound_students(2, 1).await[0];
+
+    let twice = say(&app, &held[0], "候补 talk").await;
+    assert!(twice.contains("已经有这个活动的票"), "{twice}");
+    assert!(say(&app, me, "候补 talk").await.contains("排第 1 位"));
+    let again = say(&app, me, "候补 talk").await;
+    assert!(again.contains("不能重复排队") && again.contains("第 1 位"), "{again}");
+    assert_eq!(app.count("SELECT count(*) FROM waiting_list WHERE state = 'waiting'").await, 1);
+    assert!(say(&app, me, "候补 nosuch").await.contains("没有代号为「nosuch」的活动"));
+    assert!(say(&app, "o_unbound", "候补 talk").await.contains("绑定"));
+
+    let left = say(&app, me, "取消候补 talk").await;
+    assert!(left.contains("已退出"), "{left}");
+    assert!(!say(&app, me, "查票").await.contains("候补"), "no longer shown");
+    assert!(say(&app, me, "取消候补 talk").await.contains("没有在排"));
+    // Leaving gave up the place in line: a cancel now frees the place for anyone.
+    assert!(say(&app, &held[0], "退票 talk").await.contains("已退掉"));
+    assert_eq!(places_left(&app, a.id).await, 1);
+    let open = say(&app, me, "候补 talk").await;
+    assert!(open.contains("还有票") && open.contains("抢票 talk"), "{open}");
+    assert_eq!(app.count("SELECT count(*) FROM waiting_list WHERE state = 'waiting'").await, 0);
+
+    let later = app.activity("later", 1, Window::NotYetOpen).await;
+    assert!(say(&app, me, "候补 later").await.contains("还没开始抢票"));
+    let over = app.activity("over", 1, Window::Closed).await;
+    assert!(say(&app, me, "候补 over").await.contains("候补也已截止"));
+    let _ = (later, over);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raised_capacity_goes_to_the_line_in_join_order() {
+    let app = spawn_app().await;
+    let a = app.activity("lecture", 1, Window::Open).await;
+    holders(&app, 1, 1, &a).await;
+    let line = app.bound_students(2, 3).await;
+    for (i, openid) in line.iter().enumerate() {
+        assert!(say(&app, openid, "候补 lecture").await.contains(&format!("排第 {} 位", i + 1)));
+    }
+    let mut tx = app.pool.begin().await.unwrap();
+    let new = NewActivity {
+        key: a.key.clone(),
+        name: a.name.clone(),
+        place: a.place.clone(),
+        description: a.description.clone(),
+        book_start: a.book_start,
+        book_end: a.book_end,
+        start_at: a.start_at,
+        end_at: a.end_at,
+        capacity: 3,
+        publish: true,
+    };
+    let saved = activities::update(&mut tx, &app.state.notifier, a.id, &new).await.unwrap();
+    assert!(matches!(saved, activities::EditOutcome::Saved(_)));
+    tx.commit().await.unwrap();
+    assert_eq!((tickets_of(&app, &line[0], a.id).await, tickets_of(&app, &line[1], a.id).await), (1, 1));
+    assert_eq!(tickets_of(&app, &line[2], a.id).await, 0);
+    assert!(say(&app, &line[2], "查票").await.contains("候补第 1 位"));
+    assert_eq!(places_left(&app, a.id).await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM notifications WHERE kind = 'waiting_promoted'").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_list_closes_at_book_end_and_those_still_waiting_are_told() {
+    let fake = FakeWechat::start().await;
+    let settings = fake.settings(Settings::default()).with_notify_workers().set("REMINDER_CHECK_SECONDS", "1");
+    let app = spawn_app_with(settings).await;
+    let a = app.activity("gala", 1, Window::Open).await;
+    holders(&app, 1, 1, &a).await;
+    let me = &app.bound_students(2, 1).await[0];
+    assert!(say(&app, me, "候补 gala").await.contains("排第 1 位"));
+    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1").bind(a.id).execute(&app.pool).await.unwrap();
+
+    let told = message_to(&fake, me).await;
+    assert!(told.contains("候补结束") && told.contains("没有候补到票"), "{told}");
+    assert_eq!(app.count("SELECT count(*) FROM waiting_list WHERE state = 'waiting'").await, 0);
+    assert!(!say(&app, me, "查票").await.contains("候补第"));
+}
+
+/// The capacity invariant, and that promotions went in join order: every
+/// promoted entry joined before every entry still waiting, and tickets were
+/// issued to them in the order they joined.
+async fn assert_exact_and_in_order(app: &TestApp, a: &Activity) {
+    let live = app.live_tickets(a.id).await;
+    assert_eq!(live + places_left(app, a.id).await, i64::from(a.capacity), "live tickets + places left = capacity");
+    let doubles = app
+        .count(&format!(
+            "SELECT count(*) FROM (SELECT student_id FROM tickets WHERE activity_id = {} AND status <> 'cancelled' \
+             GROUP BY student_id HAVING count(*) > 1) d",
+            a.id
+        ))
+        .await;
+    assert_eq!(doubles, 0, "nobody holds two tickets");
+    let promoted: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, ticket_id FROM waiting_list WHERE activity_id = $1 AND state = 'promoted' ORDER BY id",
+    )
+    .bind(a.id)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(promoted.windows(2).all(|w| w[0].1 < w[1].1), "tickets issued in join order");
+    let first_waiting: Option<i64> =
+        sqlx::query_scalar("SELECT min(id) FROM waiting_list WHERE activity_id = $1 AND state = 'waiting'")
+            .bind(a.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    if let (Some((last_promoted, _)), Some(first_waiting)) = (promoted.last(), first_waiting) {
+        assert!(*last_promoted < first_waiting, "nobody was passed over in line");
+    }
+    let waiting_with_places = places_left(app, a.id).await > 0 && first_waiting.is_some();
+    assert!(!waiting_with_places, "a free place while someone waits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_cancels_rush_bookings_and_joins_at_once_keep_capacity_exact_and_the_line_in_order() {
+    let app = spawn_app().await;
+    let a = app.activity("crowd", 300, Window::Open).await;
+    let held = app.bound_students(1, 300).await;
+    let booked = join_all(held.iter().map(|o| post(&app, wx::click(o, &format!("BOOK_{}", a.id))))).await;
+    assert!(booked.iter().all(|(s, _)| *s == 200));
+    assert_eq!(app.live_tickets(a.id).await, 300);
+    let joiners = app.bound_students(2, 200).await;
+    let rushers = app.bound_students(3, 200).await;
+
+    // 200 cancels, 200 joins and 200 rush bookings, interleaved, all at once.
+    let mut sends = Vec::new();
+    for i in 0..200 {
+        sends.push(wx::text(&held[i], "退票 crowd"));
+        sends.push(wx::text(&joiners[i], "候补 crowd"));
+        sends.push(wx::click(&rushers[i], &format!("BOOK_{}", a.id)));
+    }
+    let replies = join_all(sends.into_iter().map(|xml| post(&app, xml))).await;
+    let failed: Vec<_> = replies.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(failed.is_empty(), "{} requests failed, e.g. {:?}", failed.len(), failed.first());
+    let texts: Vec<String> = replies.iter().map(|(_, body)| format!("{:?}", Reply::parse(body))).collect();
+    let count = |needle: &str| texts.iter().filter(|t| t.contains(needle)).count();
+    assert_eq!(count("已退掉"), 200, "every cancel went through");
+    assert_eq!(count("已加入") + count("还有票"), 200, "every join was answered: joined, or told to book");
+    let rushed = count("抢票成功");
+    let promoted = app.count(&format!("SELECT count(*) FROM waiting_list WHERE activity_id = {} AND state = 'promoted'", a.id)).await;
+    assert_eq!(rushed as i64 + promoted + 100, app.live_tickets(a.id).await, "every ticket is a holder's, a rush's or the line's");
+    assert!(promoted > 0, "some places went to the line");
+    assert_exact_and_in_order(&app, &a).await;
+
+    // Then the rest of the holders cancel at once: the line is served first, in order.
+    let rest = join_all(held[200..].iter().map(|o| post(&app, wx::text(o, "退票 crowd")))).await;
+    assert!(rest.iter().all(|(s, _)| *s == 200));
+    assert_exact_and_in_order(&app, &a).await;
+}
