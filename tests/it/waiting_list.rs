@@ -220,25 +220,28 @@ async fn assert_exact_and_in_order(app: &TestApp, a: &Activity) {
     assert!(!waiting_with_places, "a free place while someone waits");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_cancels_rush_bookings_and_joins_at_once_keep_capacity_exact_and_the_line_in_order() {
-    let app = spawn_app().await;
-    let a = app.activity("crowd", 300, Window::Open).await;
-    let held = app.bound_students(1, 300).await;
-    let booked = join_all(held.iter().map(|o| post(&app, wx::click(o, &format!("BOOK_{}", a.id))))).await;
+/// 200 holders' cancels, 200 joins and 200 rush bookings of `a`, interleaved,
+/// all at once, after `early` students joined the line. Returns (rush
+/// bookings that got a ticket, tickets that went to the line).
+async fn all_at_once(app: &TestApp, a: &Activity, group: u32, early: usize) -> (usize, i64) {
+    let held = app.bound_students(group, 300).await;
+    let booked = join_all(held.iter().map(|o| post(app, wx::click(o, &format!("BOOK_{}", a.id))))).await;
     assert!(booked.iter().all(|(s, _)| *s == 200));
     assert_eq!(app.live_tickets(a.id).await, 300);
-    let joiners = app.bound_students(2, 200).await;
-    let rushers = app.bound_students(3, 200).await;
+    let waiting = app.bound_students(group + 1, early).await;
+    let key = format!("候补 {}", a.key);
+    let joined = join_all(waiting.iter().map(|o| post(app, wx::text(o, &key)))).await;
+    assert!(joined.iter().all(|(_, body)| format!("{:?}", Reply::parse(body)).contains("已加入")), "all joined");
 
-    // 200 cancels, 200 joins and 200 rush bookings, interleaved, all at once.
+    let joiners = app.bound_students(group + 2, 200).await;
+    let rushers = app.bound_students(group + 3, 200).await;
     let mut sends = Vec::new();
     for i in 0..200 {
-        sends.push(wx::text(&held[i], "退票 crowd"));
-        sends.push(wx::text(&joiners[i], "候补 crowd"));
+        sends.push(wx::text(&held[i], &format!("退票 {}", a.key)));
+        sends.push(wx::text(&joiners[i], &key));
         sends.push(wx::click(&rushers[i], &format!("BOOK_{}", a.id)));
     }
-    let replies = join_all(sends.into_iter().map(|xml| post(&app, xml))).await;
+    let replies = join_all(sends.into_iter().map(|xml| post(app, xml))).await;
     let failed: Vec<_> = replies.iter().filter(|(s, _)| *s != 200).collect();
     assert!(failed.is_empty(), "{} requests failed, e.g. {:?}", failed.len(), failed.first());
     let texts: Vec<String> = replies.iter().map(|(_, body)| format!("{:?}", Reply::parse(body))).collect();
@@ -246,13 +249,32 @@ async fn hundreds_of_cancels_rush_bookings_and_joins_at_once_keep_capacity_exact
     assert_eq!(count("已退掉"), 200, "every cancel went through");
     assert_eq!(count("已加入") + count("还有票"), 200, "every join was answered: joined, or told to book");
     let rushed = count("抢票成功");
-    let promoted = app.count(&format!("SELECT count(*) FROM waiting_list WHERE activity_id = {} AND state = 'promoted'", a.id)).await;
-    assert_eq!(rushed as i64 + promoted + 100, app.live_tickets(a.id).await, "every ticket is a holder's, a rush's or the line's");
-    assert!(promoted > 0, "some places went to the line");
-    assert_exact_and_in_order(&app, &a).await;
+    let promoted = app
+        .count(&format!("SELECT count(*) FROM waiting_list WHERE activity_id = {} AND state = 'promoted'", a.id))
+        .await;
+    let live = app.live_tickets(a.id).await;
+    assert_eq!(rushed as i64 + promoted + 100, live, "every ticket is a holder's, a rush's or the line's");
+    for openid in &waiting {
+        assert_eq!(tickets_of(app, openid, a.id).await, 1, "those already in line were served first");
+    }
+    eprintln!("{}: {rushed} rush bookings got a ticket, {promoted} went to the line, {} joined", a.key, count("已加入"));
+    assert_exact_and_in_order(app, a).await;
 
-    // Then the rest of the holders cancel at once: the line is served first, in order.
-    let rest = join_all(held[200..].iter().map(|o| post(&app, wx::text(o, "退票 crowd")))).await;
+    // Then the other holders cancel at once: still exact, still in order.
+    let rest = join_all(held[200..].iter().map(|o| post(app, wx::text(o, &format!("退票 {}", a.key))))).await;
     assert!(rest.iter().all(|(s, _)| *s == 200));
-    assert_exact_and_in_order(&app, &a).await;
+    assert_exact_and_in_order(app, a).await;
+    (rushed, promoted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_cancels_rush_bookings_and_joins_at_once_keep_capacity_exact_and_the_line_in_order() {
+    let app = spawn_app().await;
+    // The line starts empty: cancels, joins and rush bookings race for every place.
+    let open = app.activity("crowd", 300, Window::Open).await;
+    all_at_once(&app, &open, 10, 0).await;
+    // A hundred wait already: every freed place goes to the line, none to a rush.
+    let queued = app.activity("queued", 300, Window::Open).await;
+    let (rushed, promoted) = all_at_once(&app, &queued, 20, 100).await;
+    assert_eq!((rushed, promoted), (0, 200), "more wait than places free: the line gets every one");
 }
