@@ -18,12 +18,22 @@ use crate::{error::AppError, notify::Notifier};
 #[derive(Debug)]
 pub enum JoinOutcome {
     /// In line at this position (1 is next).
-    Joined { activity_name: String, position: i64 },
-    AlreadyWaiting { activity_name: String, position: i64 },
+    Joined {
+        activity_name: String,
+        position: i64,
+    },
+    AlreadyWaiting {
+        activity_name: String,
+        position: i64,
+    },
     HoldsTicket,
     /// Places are left: book instead.
-    NotSoldOut { key: String },
-    NotOpenYet { opens_at: OffsetDateTime },
+    NotSoldOut {
+        key: String,
+    },
+    NotOpenYet {
+        opens_at: OffsetDateTime,
+    },
     Closed,
     NoSuchActivity,
     NotBound,
@@ -155,7 +165,12 @@ pub async fn join(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
 }
 
 /// Takes the student (or this WeChat account) off an activity's list.
-pub async fn leave(conn: &mut PgConnection, key: &str, student_id: &str, openid: &str) -> Result<LeaveOutcome, AppError> {
+pub async fn leave(
+    conn: &mut PgConnection,
+    key: &str,
+    student_id: &str,
+    openid: &str,
+) -> Result<LeaveOutcome, AppError> {
     let Some(a) = lock(conn, &ActivityRef::Key(key.to_string())).await? else {
         return Ok(LeaveOutcome::NoSuchActivity);
     };
@@ -163,11 +178,11 @@ pub async fn leave(conn: &mut PgConnection, key: &str, student_id: &str, openid:
         "UPDATE waiting_list SET state = 'left', ended_at = now() \
          WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) AND state = 'waiting'",
     )
-        .bind(a.id)
-        .bind(student_id)
-        .bind(openid)
-        .execute(&mut *conn)
-        .await?;
+    .bind(a.id)
+    .bind(student_id)
+    .bind(openid)
+    .execute(&mut *conn)
+    .await?;
     Ok(if left.rows_affected() == 0 { LeaveOutcome::NotWaiting } else { LeaveOutcome::Left { activity_name: a.name } })
 }
 

@@ -14,8 +14,8 @@ use crate::{
     AppState,
     booking::{
         activities, students,
-        waiting::{self, JoinOutcome, LeaveOutcome},
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
+        waiting::{self, JoinOutcome, LeaveOutcome},
     },
     error::AppError,
     links::{self, Purpose},

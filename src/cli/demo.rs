@@ -7,8 +7,8 @@
 //! is brought back to its state as far as the booking rules allow (a published
 //! activity keeps its booking start), and whatever could not be is said so.
 
-use crate::notify::Notifier;
 use crate::booking::ActivityStatus;
+use crate::notify::Notifier;
 use rand::Rng;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime, macros::time};

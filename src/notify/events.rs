@@ -248,7 +248,11 @@ pub async fn waiting_promoted(
 }
 
 /// Tells each student still waiting when a list closed that no place came free.
-pub async fn waiting_closed(conn: &mut PgConnection, notifier: &Notifier, dropped: &[Dropped]) -> Result<usize, AppError> {
+pub async fn waiting_closed(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    dropped: &[Dropped],
+) -> Result<usize, AppError> {
     let tz = notifier.timezone();
     let mut notices = Vec::new();
     for d in dropped {

@@ -284,8 +284,12 @@ async fn cancel(
     if holder.is_none() {
         return Ok(message_page(StatusCode::FORBIDDEN, "不能退票", "这张票不是你的。", false));
     }
-    let outcome =
-        tickets::cancel(&mut tx, &state.notifier, TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id }).await?;
+    let outcome = tickets::cancel(
+        &mut tx,
+        &state.notifier,
+        TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id },
+    )
+    .await?;
     tx.commit().await?;
     Ok(match outcome {
         CancelOutcome::Cancelled(_) => Redirect::to("/m/tickets?cancelled=1").into_response(),

@@ -257,7 +257,11 @@ async fn all_at_once(app: &TestApp, a: &Activity, group: u32, early: usize) -> (
     for openid in &waiting {
         assert_eq!(tickets_of(app, openid, a.id).await, 1, "those already in line were served first");
     }
-    eprintln!("{}: {rushed} rush bookings got a ticket, {promoted} went to the line, {} joined", a.key, count("已加入"));
+    eprintln!(
+        "{}: {rushed} rush bookings got a ticket, {promoted} went to the line, {} joined",
+        a.key,
+        count("已加入")
+    );
     assert_exact_and_in_order(app, a).await;
 
     // Then the other holders cancel at once: still exact, still in order.
