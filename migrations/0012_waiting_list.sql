@@ -18,6 +18,8 @@ CREATE TABLE waiting_list (
 -- One entry in line per student ID and per WeChat account.
 CREATE UNIQUE INDEX waiting_list_one_per_student ON waiting_list (activity_id, student_id) WHERE state = 'waiting';
 CREATE UNIQUE INDEX waiting_list_one_per_openid ON waiting_list (activity_id, openid) WHERE state = 'waiting';
+-- The line itself: its head, and each entry's position, read in order.
+CREATE INDEX waiting_list_line ON waiting_list (activity_id, id) WHERE state = 'waiting';
 CREATE INDEX waiting_list_by_student ON waiting_list (student_id) WHERE state = 'waiting';
 
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;

@@ -115,6 +115,12 @@ async fn joining_twice_or_with_a_ticket_or_while_places_are_left_is_refused_and_
     let again = say(&app, me, "候补 talk").await;
     assert!(again.contains("不能重复排队") && again.contains("第 1 位"), "{again}");
     assert_eq!(app.count("SELECT count(*) FROM waiting_list WHERE state = 'waiting'").await, 1);
+    // One entry per WeChat account too: rebound under another student ID, it may not queue again.
+    assert!(say(&app, me, "解绑").await.contains("已解除"));
+    app.bind(me, "2024990001").await;
+    let rebound = say(&app, me, "候补 talk").await;
+    assert!(rebound.contains("不能重复排队"), "{rebound}");
+    assert_eq!(app.count("SELECT count(*) FROM waiting_list WHERE state = 'waiting'").await, 1);
     assert!(say(&app, me, "候补 nosuch").await.contains("没有代号为「nosuch」的活动"));
     assert!(say(&app, "o_unbound", "候补 talk").await.contains("绑定"));
 
