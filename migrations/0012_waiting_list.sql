@@ -25,3 +25,11 @@ CREATE INDEX waiting_list_by_student ON waiting_list (student_id) WHERE state = 
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
     CHECK (kind IN ('activity_changed', 'reminder', 'test', 'waiting_promoted', 'waiting_closed'));
+
+-- The no-show rule (NO_SHOW_LIMIT): an admin's forgiveness of a student ID.
+-- Tickets left unused at activities that ended before it no longer count.
+CREATE TABLE no_show_forgiven (
+    student_id  text PRIMARY KEY CHECK (length(student_id) BETWEEN 1 AND 32),
+    forgiven_at timestamptz NOT NULL DEFAULT now(),
+    forgiven_by text NOT NULL
+);

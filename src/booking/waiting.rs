@@ -37,6 +37,10 @@ pub enum JoinOutcome {
     Closed,
     NoSuchActivity,
     NotBound,
+    /// The no-show rule pauses this student ID until then.
+    Paused {
+        until: OffsetDateTime,
+    },
 }
 
 #[derive(Debug)]
@@ -111,7 +115,12 @@ async fn position(conn: &mut PgConnection, activity_id: i64, student_id: &str) -
 }
 
 /// Puts the student `openid` is bound to at the end of a sold-out activity's list.
-pub async fn join(conn: &mut PgConnection, activity: &ActivityRef, openid: &str) -> Result<JoinOutcome, AppError> {
+pub async fn join(
+    conn: &mut PgConnection,
+    activity: &ActivityRef,
+    openid: &str,
+    no_show: Option<&super::no_show::NoShowRule>,
+) -> Result<JoinOutcome, AppError> {
     let Some(student) = super::students::bound(conn, openid).await? else {
         return Ok(JoinOutcome::NotBound);
     };
@@ -138,6 +147,11 @@ pub async fn join(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     }
     if !a.open {
         return Ok(JoinOutcome::NotOpenYet { opens_at: a.book_start });
+    }
+    if let Some(rule) = no_show
+        && let Some(until) = super::no_show::paused_until(conn, rule, &student.student_id).await?
+    {
+        return Ok(JoinOutcome::Paused { until });
     }
     // Read after the lock, so a cancel that gave a place back is seen here.
     let places: bool =

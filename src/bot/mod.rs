@@ -68,18 +68,24 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
         Command::Wait(None) => text(replies::WAIT_NEEDS_KEY.into()),
         Command::Wait(Some(key)) => {
             let tz = state.config.timezone;
-            text(match waiting::join(conn, &ActivityRef::Key(key.clone()), openid).await? {
-                JoinOutcome::Joined { activity_name, position } => replies::waiting_joined(&activity_name, position),
-                JoinOutcome::AlreadyWaiting { activity_name, position } => {
-                    replies::already_waiting(&activity_name, position)
-                }
-                JoinOutcome::HoldsTicket => replies::WAIT_HOLDS_TICKET.into(),
-                JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
-                JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
-                JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
-                JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
-                JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
-            })
+            text(
+                match waiting::join(conn, &ActivityRef::Key(key.clone()), openid, state.config.no_show.as_ref()).await?
+                {
+                    JoinOutcome::Joined { activity_name, position } => {
+                        replies::waiting_joined(&activity_name, position)
+                    }
+                    JoinOutcome::AlreadyWaiting { activity_name, position } => {
+                        replies::already_waiting(&activity_name, position)
+                    }
+                    JoinOutcome::HoldsTicket => replies::WAIT_HOLDS_TICKET.into(),
+                    JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
+                    JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
+                    JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
+                    JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
+                    JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
+                    JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
+                },
+            )
         }
         Command::LeaveWaiting(None) => text(replies::LEAVE_NEEDS_KEY.into()),
         Command::LeaveWaiting(Some(key)) => {
@@ -116,7 +122,7 @@ async fn book(
     openid: &str,
 ) -> Result<Reply, AppError> {
     let tz = state.config.timezone;
-    let outcome = tickets::book(conn, &activity, openid).await?;
+    let outcome = tickets::book(conn, &activity, openid, state.config.no_show.as_ref()).await?;
     Ok(match outcome {
         BookOutcome::Booked(ticket) => {
             ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))
@@ -130,6 +136,7 @@ async fn book(
         }),
         BookOutcome::NotOpenYet { opens_at } => Reply::Text(replies::not_open_yet(&local_time::short(opens_at, tz))),
         BookOutcome::Closed => Reply::Text(replies::CLOSED.into()),
+        BookOutcome::Paused { until } => Reply::Text(replies::paused(&local_time::short(until, tz))),
         BookOutcome::SoldOut { key } => Reply::Text(replies::sold_out(&key)),
         BookOutcome::NotBound => Reply::Text(replies::not_bound(&bind_url(state, openid))),
     })
@@ -204,7 +211,11 @@ fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String
     let tz = state.config.timezone;
     Reply::News(Article {
         title,
-        description: replies::booked_description(&local_time::short(ticket.start_at, tz), &ticket.place),
+        description: replies::booked_description(
+            &local_time::short(ticket.start_at, tz),
+            &ticket.place,
+            state.config.no_show.is_some(),
+        ),
         pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
         url: ticket_url(state, openid, &ticket.code),
     })

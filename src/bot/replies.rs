@@ -97,8 +97,16 @@ pub fn booked_title(activity: &str) -> String {
     format!("抢票成功：{activity}")
 }
 
-pub fn booked_description(start: &str, place: &str) -> String {
-    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。")
+pub fn booked_description(start: &str, place: &str, no_show_rule: bool) -> String {
+    let warning = if no_show_rule { NO_SHOW_WARNING } else { "" };
+    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。{warning}")
+}
+
+/// Shown with a ticket while the no-show rule is on.
+pub const NO_SHOW_WARNING: &str = "不来请提前退票：多次有票不来会被暂停抢票。";
+
+pub fn paused(until: &str) -> String {
+    format!("你多次抢到票却没有到场，暂停抢票和候补到 {until}。有疑问请联系主办方。")
 }
 
 pub fn cancelled(activity: &str) -> String {

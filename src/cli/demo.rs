@@ -240,7 +240,7 @@ async fn fill_if_sold_out(
         if students::bind(conn, notifier, &openid, &student_id, Some(&name)).await? == BindOutcome::TakenByAnother {
             continue; // a real student holds that ID: leave them be
         }
-        match tickets::book(conn, &ActivityRef::Id(activity.id), &openid).await? {
+        match tickets::book(conn, &ActivityRef::Id(activity.id), &openid, None).await? {
             BookOutcome::Booked(_) => left -= 1,
             BookOutcome::AlreadyHolds(_) => {}
             BookOutcome::SoldOut { .. } => left = 0,

@@ -374,7 +374,7 @@ async fn book(
     };
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let mut tx = state.pool.begin().await?;
-    let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid).await?;
+    let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
     tx.commit().await?;
     // A double tap races itself for the last place: the loser is told "sold
     // out" by the rules, but the browser shows the loser's answer, so the
@@ -399,6 +399,9 @@ async fn book(
             sorry(format!("还没开抢，{} 开抢。", local_time::short(opens_at, state.config.timezone)))
         }
         BookOutcome::Closed => sorry("抢票已经结束了。".into()),
+        BookOutcome::Paused { until } => {
+            sorry(crate::bot::replies::paused(&local_time::short(until, state.config.timezone)))
+        }
         BookOutcome::SoldOut { key } => {
             sorry(format!("票已经抢完了。可以在公众号发送「候补 {key}」排队，有人退票时按顺序补给候补的同学。"))
         }

@@ -312,6 +312,8 @@ struct TicketPage {
     notice: Option<String>,
     /// `/m/tickets` can cancel: WeChat web authorization is on.
     oauth: bool,
+    /// The no-show rule is on: a valid ticket warns its holder.
+    no_show_warning: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -375,6 +377,7 @@ async fn ticket_page(
         cancel,
         ticket,
         oauth: state.config.wechat_oauth,
+        no_show_warning: state.config.no_show.map(|_| crate::bot::replies::NO_SHOW_WARNING),
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())

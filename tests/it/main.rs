@@ -20,6 +20,7 @@ mod landing;
 mod layers;
 mod live_qr;
 mod menu_page;
+mod no_show;
 mod notifications;
 mod oauth_browser;
 mod oauth_pages;
