@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use wechat_ticket::booking::{Activity, NewActivity, activities};
+use wechat_ticket::{booking::Activity, local_time};
 
 use crate::common::{
     Settings, TestApp,
@@ -151,22 +151,25 @@ async fn a_raised_capacity_goes_to_the_line_in_join_order() {
     for (i, openid) in line.iter().enumerate() {
         assert!(say(&app, openid, "候补 lecture").await.contains(&format!("排第 {} 位", i + 1)));
     }
-    let mut tx = app.pool.begin().await.unwrap();
-    let new = NewActivity {
-        key: a.key.clone(),
-        name: a.name.clone(),
-        place: a.place.clone(),
-        description: a.description.clone(),
-        book_start: a.book_start,
-        book_end: a.book_end,
-        start_at: a.start_at,
-        end_at: a.end_at,
-        capacity: 3,
-        publish: true,
-    };
-    let saved = activities::update(&mut tx, &app.state.notifier, a.id, &new).await.unwrap();
-    assert!(matches!(saved, activities::EditOutcome::Saved(_)));
-    tx.commit().await.unwrap();
+    // The admin raises the capacity from 1 to 3 on the console's edit form.
+    let csrf = app.login_admin("alice").await;
+    let tz = time_tz::timezones::get_by_name("Asia/Shanghai").unwrap();
+    let t = |at| local_time::input(at, tz);
+    let form = [
+        ("csrf", csrf),
+        ("key", a.key.clone()),
+        ("name", a.name.clone()),
+        ("place", a.place.clone()),
+        ("description", a.description.clone()),
+        ("book_start", t(a.book_start)),
+        ("book_end", t(a.book_end)),
+        ("start_at", t(a.start_at)),
+        ("end_at", t(a.end_at)),
+        ("capacity", "3".to_string()),
+    ];
+    let resp = app.http.post(app.url(&format!("/admin/activities/{}", a.id))).form(&form).send().await.unwrap();
+    let (status, page) = (resp.status().as_u16(), resp.text().await.unwrap());
+    assert!(status == 200 && page.contains("已保存"), "{status} {page}");
     assert_eq!((tickets_of(&app, &line[0], a.id).await, tickets_of(&app, &line[1], a.id).await), (1, 1));
     assert_eq!(tickets_of(&app, &line[2], a.id).await, 0);
     assert!(say(&app, &line[2], "查票").await.contains("候补第 1 位"));
