@@ -74,6 +74,8 @@ pub struct Config {
     pub reminder_hours: u32,
     /// `REMINDER_CHECK_SECONDS`: how often the reminder sweep runs (1–60).
     pub reminder_check_seconds: u32,
+    /// `NO_SHOW_LIMIT` (0, the default, is off), `NO_SHOW_WINDOW_DAYS`, `NO_SHOW_PAUSE_DAYS`.
+    pub no_show: Option<crate::booking::no_show::NoShowRule>,
     /// `WECHAT_TEMPLATE_CHANGE`: the template message for a changed or cancelled activity.
     pub template_change: Option<String>,
     /// `WECHAT_TEMPLATE_REMINDER`: the template message for a reminder.
@@ -110,6 +112,7 @@ impl fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("reminder_hours", &self.reminder_hours)
             .field("reminder_check_seconds", &self.reminder_check_seconds)
+            .field("no_show", &self.no_show)
             .field("template_change", &self.template_change)
             .field("template_reminder", &self.template_reminder)
             .field("cas_base_url", &self.cas_base_url)
@@ -190,6 +193,14 @@ impl Config {
         };
         let reminder_hours = number("REMINDER_HOURS", 2, 0..=168)?;
         let reminder_check_seconds = number("REMINDER_CHECK_SECONDS", 60, 1..=60)?;
+        let no_show = match number("NO_SHOW_LIMIT", 0, 0..=100)? {
+            0 => None,
+            limit => Some(crate::booking::no_show::NoShowRule {
+                limit,
+                window_days: number("NO_SHOW_WINDOW_DAYS", 90, 1..=3650)?,
+                pause_days: number("NO_SHOW_PAUSE_DAYS", 30, 1..=3650)?,
+            }),
+        };
         let url_setting = |name: &str| -> Result<Option<String>, AppError> {
             let Some(url) = get(name) else { return Ok(None) };
             if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -231,6 +242,7 @@ impl Config {
             trusted_proxies,
             reminder_hours,
             reminder_check_seconds,
+            no_show,
             template_change: get("WECHAT_TEMPLATE_CHANGE"),
             template_reminder: get("WECHAT_TEMPLATE_REMINDER"),
             cas_base_url,
@@ -278,6 +290,18 @@ mod tests {
         assert_eq!(c.timezone.name(), "Asia/Shanghai");
         assert_eq!((c.reminder_hours, c.reminder_check_seconds), (2, 60));
         assert!(c.template_change.is_none() && c.template_reminder.is_none());
+        assert!(c.no_show.is_none(), "the no-show rule is off by default");
+    }
+
+    #[test]
+    fn the_no_show_rule_takes_its_limit_window_and_pause() {
+        use crate::booking::no_show::NoShowRule;
+        let c = config(&[("NO_SHOW_LIMIT", "2")]).unwrap();
+        assert_eq!(c.no_show, Some(NoShowRule { limit: 2, window_days: 90, pause_days: 30 }));
+        let c = config(&[("NO_SHOW_LIMIT", "3"), ("NO_SHOW_WINDOW_DAYS", "60"), ("NO_SHOW_PAUSE_DAYS", "7")]).unwrap();
+        assert_eq!(c.no_show, Some(NoShowRule { limit: 3, window_days: 60, pause_days: 7 }));
+        assert!(config(&[("NO_SHOW_LIMIT", "0"), ("NO_SHOW_WINDOW_DAYS", "60")]).unwrap().no_show.is_none());
+        assert!(config(&[("NO_SHOW_LIMIT", "2"), ("NO_SHOW_PAUSE_DAYS", "0")]).is_err());
     }
 
     #[test]

@@ -277,7 +277,15 @@ pub enum EditOutcome {
 /// for the booking's slot) and the booking (waiting for the edit's activity
 /// row) would wait for each other; `FOR NO KEY UPDATE` does not, and the edit
 /// changes no key of a row that has tickets (a published activity keeps its key).
-pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Result<EditOutcome, AppError> {
+///
+/// Places a raised capacity frees go first to the waiting list, in join
+/// order (each promoted student is notified in this transaction).
+pub async fn update(
+    conn: &mut PgConnection,
+    notifier: &crate::notify::Notifier,
+    id: i64,
+    new: &NewActivity,
+) -> Result<EditOutcome, AppError> {
     let mut new = new.clone();
     let new = &mut new;
     let mut errors = check_fields(new);
@@ -337,7 +345,9 @@ pub async fn update(conn: &mut PgConnection, id: i64, new: &NewActivity) -> Resu
         return Ok(EditOutcome::Refused(errors));
     }
     result?;
-    spread_places(conn, id, new.capacity - booked as i32).await?;
+    let free = i64::from(new.capacity) - booked;
+    let promoted = if free > 0 { super::waiting::promote(conn, notifier, id, free, 0).await? } else { 0 };
+    spread_places(conn, id, (free - promoted) as i32).await?;
     Ok(EditOutcome::Saved(by_id(conn, id).await?.ok_or(AppError::NotFound)?))
 }
 

@@ -8,9 +8,11 @@ pub mod checkin_links;
 pub mod door;
 pub mod export;
 pub mod images;
+pub mod no_show;
 pub mod status;
 pub mod students;
 pub mod tickets;
+pub mod waiting;
 
 pub use activities::{Activity, NewActivity};
 pub use status::{ActivityStatus, TicketStatus};

@@ -41,6 +41,7 @@ pub enum BindOutcome {
 /// `students.student_id` decides races between two users claiming one ID.
 pub async fn bind(
     conn: &mut PgConnection,
+    notifier: &crate::notify::Notifier,
     openid: &str,
     student_id: &str,
     name: Option<&str>,
@@ -49,7 +50,7 @@ pub async fn bind(
         return Ok(BindOutcome::AlreadyBound(current));
     }
     if !is_test(openid) {
-        release_from_test_student(conn, student_id).await?;
+        release_from_test_student(conn, notifier, student_id).await?;
     }
     let result: Result<Option<(String, Option<String>, i32)>, _> = sqlx::query_as(
         "INSERT INTO students (openid, student_id, name, bound_at, binds) VALUES ($1, $2, $3, now(), 1) \
@@ -81,7 +82,11 @@ pub async fn bind(
 /// tickets under that ID are cancelled (their places go back), so the real
 /// student starts clean. A test ticket already checked in stays, as any used
 /// ticket does.
-async fn release_from_test_student(conn: &mut PgConnection, student_id: &str) -> Result<(), AppError> {
+async fn release_from_test_student(
+    conn: &mut PgConnection,
+    notifier: &crate::notify::Notifier,
+    student_id: &str,
+) -> Result<(), AppError> {
     let holder: Option<String> = sqlx::query_scalar("SELECT openid FROM students WHERE student_id = $1 FOR UPDATE")
         .bind(student_id)
         .fetch_optional(&mut *conn)
@@ -93,7 +98,7 @@ async fn release_from_test_student(conn: &mut PgConnection, student_id: &str) ->
             .fetch_all(&mut *conn)
             .await?;
     for code in codes {
-        super::tickets::cancel(conn, super::tickets::TicketRef::Code(&code)).await?;
+        super::tickets::cancel(conn, notifier, super::tickets::TicketRef::Code(&code)).await?;
     }
     if let Some(student) = release_binding(conn, &holder).await? {
         let detail = format!("学号 {} 被真实学生绑定，测试学生 {holder} 让出", student.student_id);

@@ -55,10 +55,17 @@ pub enum BookOutcome {
         opens_at: OffsetDateTime,
     },
     Closed,
-    SoldOut,
+    /// No place left; the reply tells how to join the waiting list by `key`.
+    SoldOut {
+        key: String,
+    },
     AlreadyHolds(Ticket),
     /// The WeChat user has not bound a student ID yet.
     NotBound,
+    /// The no-show rule pauses this student ID until then.
+    Paused {
+        until: OffsetDateTime,
+    },
 }
 
 /// What a booking needs to know, read in one statement that takes no lock:
@@ -139,7 +146,15 @@ impl BookingCheck {
 /// Books one ticket of an activity for the student the WeChat user `openid`
 /// is bound to. A booking is two statements in the caller's transaction: the
 /// check above, and one statement that takes a place and issues the ticket.
-pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str) -> Result<BookOutcome, AppError> {
+///
+/// With the no-show rule on, a paused student is refused here, at the cost of
+/// one more read per booking (none while the rule is off).
+pub async fn book(
+    conn: &mut PgConnection,
+    activity: &ActivityRef,
+    openid: &str,
+    no_show: Option<&super::no_show::NoShowRule>,
+) -> Result<BookOutcome, AppError> {
     let (filter, key, id) = match activity {
         ActivityRef::Key(key) => ("a.key = $2", key.to_ascii_lowercase(), 0),
         ActivityRef::Id(id) => ("a.id = $3", String::new(), *id),
@@ -190,8 +205,16 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
     if !check.open {
         return Ok(BookOutcome::NotOpenYet { opens_at: check.book_start });
     }
+    if let Some(rule) = no_show
+        && let Some(until) = super::no_show::paused_until(conn, rule, student_id).await?
+    {
+        return Ok(BookOutcome::Paused { until });
+    }
+    // No place also while anyone waits: a list has entries only while every
+    // slot is empty (booking/waiting.rs), so this one read covers both.
+    let sold_out = || BookOutcome::SoldOut { key: check.activity_key.clone() };
     if !check.has_places {
-        return Ok(BookOutcome::SoldOut);
+        return Ok(sold_out());
     }
     match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
         Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
@@ -199,7 +222,7 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
         // which committed while this one waited: then that ticket is the answer.
         Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, openid).await? {
             Some(ticket) => BookOutcome::AlreadyHolds(ticket),
-            None => BookOutcome::SoldOut,
+            None => sold_out(),
         }),
         // Places are left but every one stayed held by bookings in flight (or an
         // admin's edit): not sold out, so the student is told to try again, and
@@ -209,7 +232,7 @@ pub async fn book(conn: &mut PgConnection, activity: &ActivityRef, openid: &str)
             // A concurrent booking by the same student or WeChat account won; give the place back.
             give_back(conn, check.activity_id, slot).await?;
             let held = held(conn, check.activity_id, student_id, openid).await?;
-            Ok(held.map_or(BookOutcome::SoldOut, BookOutcome::AlreadyHolds))
+            Ok(held.map_or_else(sold_out, BookOutcome::AlreadyHolds))
         }
     }
 }
@@ -401,9 +424,14 @@ pub enum TicketRef<'a> {
     Code(&'a str),
 }
 
-/// Cancels a valid ticket before its activity starts and gives its place back
-/// in the same transaction, so the place can be booked again at once.
-pub async fn cancel(conn: &mut PgConnection, which: TicketRef<'_>) -> Result<CancelOutcome, AppError> {
+/// Cancels a valid ticket before its activity starts and, in the same
+/// transaction, gives its place to the head of the waiting list (who is
+/// notified) or, when nobody waits, back to be booked at once.
+pub async fn cancel(
+    conn: &mut PgConnection,
+    notifier: &crate::notify::Notifier,
+    which: TicketRef<'_>,
+) -> Result<CancelOutcome, AppError> {
     let (filter, a, b) = match which {
         TicketRef::StudentAndKey { student_id, key } => {
             if !activity_exists(conn, key).await? {
@@ -445,7 +473,7 @@ pub async fn cancel(conn: &mut PgConnection, which: TicketRef<'_>) -> Result<Can
         .bind(ticket_id)
         .execute(&mut *conn)
         .await?;
-    give_back(conn, activity_id, slot).await?;
+    super::waiting::place_freed(conn, notifier, activity_id, slot).await?;
     Ok(CancelOutcome::Cancelled(by_code(conn, &code).await?.ok_or(AppError::NotFound)?))
 }
 

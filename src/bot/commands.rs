@@ -16,6 +16,10 @@ pub enum Command {
     /// `取票 <key>` names one activity; `查票` lists them all.
     MyTickets(Option<String>),
     Cancel(Option<String>),
+    /// `候补 <key>`: join a sold-out activity's waiting list.
+    Wait(Option<String>),
+    /// `取消候补 <key>`: leave it.
+    LeaveWaiting(Option<String>),
     Welcome,
     /// Events that need no answer (`unsubscribe`, `VIEW`, …).
     Silent,
@@ -41,6 +45,8 @@ const WORDS: &[(&str, Word)] = &[
     ("tickets", Word::Tickets),
     ("取票", Word::Tickets),
     ("退票", Word::Cancel),
+    ("取消候补", Word::LeaveWaiting),
+    ("候补", Word::Wait),
     ("cancel", Word::Cancel),
 ];
 
@@ -53,6 +59,8 @@ enum Word {
     Book,
     Tickets,
     Cancel,
+    Wait,
+    LeaveWaiting,
 }
 
 pub fn parse(msg: &Message) -> Command {
@@ -87,6 +95,8 @@ fn parse_text(text: &str) -> Command {
             Word::Book => Command::Book(arg.map(ActivityRef::Key)),
             Word::Tickets => Command::MyTickets(arg),
             Word::Cancel => Command::Cancel(arg),
+            Word::Wait => Command::Wait(arg),
+            Word::LeaveWaiting => Command::LeaveWaiting(arg),
             _ => Command::Unknown,
         };
     }
@@ -131,6 +141,9 @@ mod tests {
         assert!(matches!(text("解绑"), Command::Unbind));
         assert!(matches!(text("退票　concert"), Command::Cancel(Some(k)) if k == "concert"));
         assert!(matches!(text("cancel"), Command::Cancel(None)));
+        assert!(matches!(text("候补 Concert"), Command::Wait(Some(k)) if k == "concert"));
+        assert!(matches!(text("候补"), Command::Wait(None)));
+        assert!(matches!(text("取消候补concert"), Command::LeaveWaiting(Some(k)) if k == "concert"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::{
     booking::{
         activities, students,
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
+        waiting::{self, JoinOutcome, LeaveOutcome},
     },
     error::AppError,
     links::{self, Purpose},
@@ -64,13 +65,46 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
             };
             my_tickets(state, conn, openid, &student.student_id, key).await
         }
+        Command::Wait(None) => text(replies::WAIT_NEEDS_KEY.into()),
+        Command::Wait(Some(key)) => {
+            let tz = state.config.timezone;
+            text(
+                match waiting::join(conn, &ActivityRef::Key(key.clone()), openid, state.config.no_show.as_ref()).await?
+                {
+                    JoinOutcome::Joined { activity_name, position } => {
+                        replies::waiting_joined(&activity_name, position)
+                    }
+                    JoinOutcome::AlreadyWaiting { activity_name, position } => {
+                        replies::already_waiting(&activity_name, position)
+                    }
+                    JoinOutcome::HoldsTicket => replies::WAIT_HOLDS_TICKET.into(),
+                    JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
+                    JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
+                    JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
+                    JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
+                    JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
+                    JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
+                },
+            )
+        }
+        Command::LeaveWaiting(None) => text(replies::LEAVE_NEEDS_KEY.into()),
+        Command::LeaveWaiting(Some(key)) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            text(match waiting::leave(conn, &key, &student.student_id, openid).await? {
+                LeaveOutcome::Left { activity_name } => replies::waiting_left(&activity_name),
+                LeaveOutcome::NotWaiting => replies::NOT_WAITING.into(),
+                LeaveOutcome::NoSuchActivity => replies::no_such_activity(&key),
+            })
+        }
         Command::Cancel(None) => text(replies::CANCEL_NEEDS_KEY.into()),
         Command::Cancel(Some(key)) => {
             let Some(student) = students::bound(conn, openid).await? else {
                 return text(replies::not_bound(&bind_url(state, openid)));
             };
             let which = TicketRef::StudentAndKey { student_id: &student.student_id, key: &key };
-            Ok(Reply::Text(match tickets::cancel(conn, which).await? {
+            Ok(Reply::Text(match tickets::cancel(conn, &state.notifier, which).await? {
                 CancelOutcome::Cancelled(ticket) => replies::cancelled(&ticket.activity_name),
                 CancelOutcome::NoSuchActivity => replies::no_such_activity(&key),
                 CancelOutcome::NothingToCancel => replies::NOTHING_TO_CANCEL.into(),
@@ -88,7 +122,7 @@ async fn book(
     openid: &str,
 ) -> Result<Reply, AppError> {
     let tz = state.config.timezone;
-    let outcome = tickets::book(conn, &activity, openid).await?;
+    let outcome = tickets::book(conn, &activity, openid, state.config.no_show.as_ref()).await?;
     Ok(match outcome {
         BookOutcome::Booked(ticket) => {
             ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))
@@ -102,7 +136,8 @@ async fn book(
         }),
         BookOutcome::NotOpenYet { opens_at } => Reply::Text(replies::not_open_yet(&local_time::short(opens_at, tz))),
         BookOutcome::Closed => Reply::Text(replies::CLOSED.into()),
-        BookOutcome::SoldOut => Reply::Text(replies::SOLD_OUT.into()),
+        BookOutcome::Paused { until } => Reply::Text(replies::paused(&local_time::short(until, tz))),
+        BookOutcome::SoldOut { key } => Reply::Text(replies::sold_out(&key)),
         BookOutcome::NotBound => Reply::Text(replies::not_bound(&bind_url(state, openid))),
     })
 }
@@ -148,11 +183,15 @@ async fn my_tickets(
         });
     }
     let list = tickets::live_for_student(conn, student_id).await?;
-    if list.is_empty() {
+    let queued = waiting::positions(conn, student_id).await?;
+    if list.is_empty() && queued.is_empty() {
         return Ok(Reply::Text(replies::NO_TICKETS.into()));
     }
-    let mut items = Vec::new();
-    for t in list.iter().take(LIST_LIMIT) {
+    // Places in line come first: they are what changes while the student waits.
+    let mut items: Vec<String> =
+        queued.iter().map(|w| replies::waiting_position(&w.activity_name, &w.activity_key, w.position)).collect();
+    let shown_queued = items.len();
+    for t in list.iter().take(LIST_LIMIT.saturating_sub(shown_queued)) {
         items.push(format!(
             "\n【{}】{}\n{} · {}\n{}\n",
             t.activity_name,
@@ -163,7 +202,7 @@ async fn my_tickets(
         ));
     }
     let all = my_tickets_url(state, openid);
-    let not_listed = list.len() - items.len();
+    let not_listed = list.len() + shown_queued - items.len();
     let footer = |left_out| replies::tickets_footer(left_out + not_listed, &all);
     Ok(Reply::Text(reply_size::list("你的票：\n", &items, footer)))
 }
@@ -172,7 +211,11 @@ fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String
     let tz = state.config.timezone;
     Reply::News(Article {
         title,
-        description: replies::booked_description(&local_time::short(ticket.start_at, tz), &ticket.place),
+        description: replies::booked_description(
+            &local_time::short(ticket.start_at, tz),
+            &ticket.place,
+            state.config.no_show.is_some(),
+        ),
         pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
         url: ticket_url(state, openid, &ticket.code),
     })

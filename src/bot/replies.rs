@@ -6,6 +6,8 @@ pub const HELP: &str = "欢迎使用抢票服务！可以发送：\n\
 · 抢票 活动代号 —— 抢一张票，例如：抢票 concert\n\
 · 查票 —— 查看我的票\n\
 · 退票 活动代号 —— 退掉这张票\n\
+· 候补 活动代号 —— 票抢完了就排队，有人退票按顺序补给你\n\
+· 取消候补 活动代号 —— 不再排队\n\
 · 解绑 —— 解除学号绑定\n\
 也可以直接点下方菜单。";
 
@@ -15,7 +17,11 @@ pub const BOOK_NEEDS_KEY: &str = "请在「抢票」后面加上活动代号，�
 pub const CANCEL_NEEDS_KEY: &str = "请在「退票」后面加上活动代号，例如：退票 concert。发送「查票」查看你的票。";
 pub const NO_SUCH_MENU_ACTIVITY: &str = "这个活动不存在或已下线。发送「抢啥」查看可以抢的活动。";
 pub const CLOSED: &str = "这个活动的抢票已经结束了。";
-pub const SOLD_OUT: &str = "票已经抢完了，下次早点来！";
+pub const WAIT_NEEDS_KEY: &str = "请在「候补」后面加上活动代号，例如：候补 concert。";
+pub const LEAVE_NEEDS_KEY: &str = "请在「取消候补」后面加上活动代号，例如：取消候补 concert。";
+pub const WAIT_HOLDS_TICKET: &str = "你已经有这个活动的票了，不需要候补。发送「查票」查看。";
+pub const WAIT_CLOSED: &str = "这个活动的抢票已经结束，候补也已截止。";
+pub const NOT_WAITING: &str = "你没有在排这个活动的候补。";
 pub const NOTHING_TO_CANCEL: &str = "你没有这个活动可以退的票。";
 pub const ALREADY_USED: &str = "这张票已经检票入场，不能再退了。";
 pub const STARTED: &str = "活动已经开始，不能再退票了。";
@@ -91,8 +97,16 @@ pub fn booked_title(activity: &str) -> String {
     format!("抢票成功：{activity}")
 }
 
-pub fn booked_description(start: &str, place: &str) -> String {
-    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。")
+pub fn booked_description(start: &str, place: &str, no_show_rule: bool) -> String {
+    let warning = if no_show_rule { NO_SHOW_WARNING } else { "" };
+    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。{warning}")
+}
+
+/// Shown with a ticket while the no-show rule is on.
+pub const NO_SHOW_WARNING: &str = "不来请提前退票：多次有票不来会被暂停抢票。";
+
+pub fn paused(until: &str) -> String {
+    format!("你多次抢到票却没有到场，暂停抢票和候补到 {until}。有疑问请联系主办方。")
 }
 
 pub fn cancelled(activity: &str) -> String {
@@ -101,4 +115,37 @@ pub fn cancelled(activity: &str) -> String {
 
 pub fn no_ticket_for(key: &str) -> String {
     format!("你没有「{}」的票。发送「查票」查看你的全部票。", typed(key))
+}
+
+/// Sold out: how to queue for a place someone gives back.
+pub fn sold_out(key: &str) -> String {
+    format!("票已经抢完了。发送「候补 {key}」排队，有人退票时按排队顺序补给候补的同学，并通知你。")
+}
+
+pub fn waiting_joined(activity: &str, position: i64) -> String {
+    format!("已加入「{activity}」的候补，你排第 {position} 位。有人退票时会按顺序补票并通知你；发送「查票」可看排位。")
+}
+
+pub fn already_waiting(activity: &str, position: i64) -> String {
+    match position {
+        0 => format!("这个微信号已经在「{activity}」的候补里了（用之前绑定的学号），不能重复排队。"),
+        n => format!("你已经在「{activity}」的候补里了，排第 {n} 位，不能重复排队。"),
+    }
+}
+
+pub fn waiting_not_sold_out(key: &str) -> String {
+    format!("这个活动还有票，不用候补，直接发送「抢票 {key}」。")
+}
+
+pub fn waiting_not_open(opens_at: &str) -> String {
+    format!("这个活动还没开始抢票，{opens_at} 开抢；抢完后才能候补。")
+}
+
+pub fn waiting_left(activity: &str) -> String {
+    format!("已退出「{activity}」的候补。")
+}
+
+/// One line of `查票` for a waiting list the student is on.
+pub fn waiting_position(activity: &str, key: &str, position: i64) -> String {
+    format!("\n【{activity}】候补第 {position} 位\n发送「取消候补 {key}」可退出\n")
 }

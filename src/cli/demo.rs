@@ -8,6 +8,7 @@
 //! activity keeps its booking start), and whatever could not be is said so.
 
 use crate::booking::ActivityStatus;
+use crate::notify::Notifier;
 use rand::Rng;
 use sqlx::PgConnection;
 use time::{Duration, OffsetDateTime, macros::time};
@@ -118,12 +119,12 @@ fn evening(now: OffsetDateTime, days: i64, tz: &Tz) -> OffsetDateTime {
 /// Seeds the demo; prints the admin's password (when it creates the account)
 /// and one line per demo activity. Only database errors are errors: a demo
 /// activity that cannot be brought back to its state is reported and left.
-pub async fn seed(conn: &mut PgConnection, tz: &Tz) -> Result<(), AppError> {
+pub async fn seed(conn: &mut PgConnection, notifier: &Notifier, tz: &Tz) -> Result<(), AppError> {
     seed_admin(conn).await?;
     let now = OffsetDateTime::now_utc();
     println!("demo activities (students book with `抢票 <key>`):");
     for sample in &SAMPLES {
-        let (activity, note) = seed_activity(conn, sample, now, tz).await?;
+        let (activity, note) = seed_activity(conn, notifier, sample, now, tz).await?;
         let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
         println!("  {:<14} {}: {}{note}", activity.key, activity.name, state(&activity, now, tz));
     }
@@ -150,6 +151,7 @@ async fn seed_admin(conn: &mut PgConnection) -> Result<(), AppError> {
 /// Returns the activity and, when something was left as is, why.
 async fn seed_activity(
     conn: &mut PgConnection,
+    notifier: &Notifier,
     sample: &Sample,
     now: OffsetDateTime,
     tz: &Tz,
@@ -157,7 +159,7 @@ async fn seed_activity(
     let fresh = sample.fresh(now, tz);
     let Some(existing) = activities::by_key(conn, sample.key).await? else {
         let created = activities::create(conn, &fresh).await?;
-        return fill_if_sold_out(conn, sample, created, None).await;
+        return fill_if_sold_out(conn, notifier, sample, created, None).await;
     };
     if existing.status == ActivityStatus::Archived {
         return Ok((existing, Some("archived by an admin, left as is".into())));
@@ -171,10 +173,10 @@ async fn seed_activity(
             return Ok((created, Some("its booking had opened and nobody had booked, so it was created again".into())));
         }
         let note = "booking opened already and it has tickets, so it stays open";
-        return refresh(conn, sample, &existing, &fresh, Some(note)).await;
+        return refresh(conn, notifier, sample, &existing, &fresh, Some(note)).await;
     }
-    let (refreshed, note) = refresh(conn, sample, &existing, &fresh, None).await?;
-    fill_if_sold_out(conn, sample, refreshed, note).await
+    let (refreshed, note) = refresh(conn, notifier, sample, &existing, &fresh, None).await?;
+    fill_if_sold_out(conn, notifier, sample, refreshed, note).await
 }
 
 /// Moves the demo's times forward through the same edit rules an admin meets
@@ -182,6 +184,7 @@ async fn seed_activity(
 /// edits to the name, place and description are kept.
 async fn refresh(
     conn: &mut PgConnection,
+    notifier: &Notifier,
     sample: &Sample,
     current: &Activity,
     fresh: &NewActivity,
@@ -199,7 +202,7 @@ async fn refresh(
         capacity: if sample.shows == Shows::SoldOut { live.max(sample.capacity) } else { current.capacity },
         ..fresh.clone()
     };
-    let updated = match activities::update(conn, current.id, &wanted).await? {
+    let updated = match activities::update(conn, notifier, current.id, &wanted).await? {
         EditOutcome::Saved(activity) => activity,
         EditOutcome::Refused(errors) => {
             let why: Vec<String> = errors.0.iter().map(|(field, message)| format!("{field}: {message}")).collect();
@@ -215,6 +218,7 @@ async fn refresh(
 /// needs one, so a re-run over a sold-out activity adds nobody.
 async fn fill_if_sold_out(
     conn: &mut PgConnection,
+    notifier: &Notifier,
     sample: &Sample,
     activity: Activity,
     note: Option<String>,
@@ -233,13 +237,13 @@ async fn fill_if_sold_out(
         // Ten digits, as the default STUDENT_ID_PATTERN wants; year 2099 marks them as made up.
         let student_id = format!("2099{n:06}");
         let name = format!("演示同学{n:02}");
-        if students::bind(conn, &openid, &student_id, Some(&name)).await? == BindOutcome::TakenByAnother {
+        if students::bind(conn, notifier, &openid, &student_id, Some(&name)).await? == BindOutcome::TakenByAnother {
             continue; // a real student holds that ID: leave them be
         }
-        match tickets::book(conn, &ActivityRef::Id(activity.id), &openid).await? {
+        match tickets::book(conn, &ActivityRef::Id(activity.id), &openid, None).await? {
             BookOutcome::Booked(_) => left -= 1,
             BookOutcome::AlreadyHolds(_) => {}
-            BookOutcome::SoldOut => left = 0,
+            BookOutcome::SoldOut { .. } => left = 0,
             refused => {
                 let why = match refused {
                     BookOutcome::NotOpenYet { .. } => "booking has not opened",

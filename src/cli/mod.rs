@@ -383,12 +383,12 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     tracing::info!(?config, "starting");
     let (pool, cluster) = db::open(&config).await?;
     db::migrate(&pool).await?;
+    let state = AppState::new(config, pool.clone()).await?;
     if demo {
         let mut tx = pool.begin().await?;
-        demo::seed(&mut tx, config.timezone).await?;
+        demo::seed(&mut tx, &state.notifier, state.config.timezone).await?;
         tx.commit().await?;
     }
-    let state = AppState::new(config, pool.clone()).await?;
     let app = Application::build(state.clone()).await?;
     let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
     let supervisor = cluster.as_ref().map(|c| db::supervisor::spawn(c, pool.clone(), state.database.clone()));

@@ -14,7 +14,10 @@ use super::{
     notifications::{Kind, NewNotification},
 };
 use crate::{
-    booking::{Activity, ActivityStatus, students},
+    booking::{
+        Activity, ActivityStatus, students,
+        waiting::{Dropped, Promoted},
+    },
     error::AppError,
     local_time,
 };
@@ -197,4 +200,73 @@ pub async fn test_message(
         template_data: Map::new(),
     };
     notifier.enqueue(conn, &[notice]).await
+}
+
+/// What a waiting-list notice says about its activity.
+#[derive(sqlx::FromRow)]
+struct Named {
+    name: String,
+    place: String,
+    start_at: OffsetDateTime,
+}
+
+async fn named(conn: &mut PgConnection, activity_id: i64) -> Result<Named, AppError> {
+    Ok(sqlx::query_as("SELECT name, place, start_at FROM activities WHERE id = $1")
+        .bind(activity_id)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// Tells each student promoted from a waiting list that the ticket is theirs
+/// (the sender adds the ticket link), in the promotion's transaction.
+pub async fn waiting_promoted(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    promoted: &[Promoted],
+) -> Result<usize, AppError> {
+    let tz = notifier.timezone();
+    let mut notices = Vec::new();
+    for p in promoted {
+        let a = named(conn, p.activity_id).await?;
+        notices.push(NewNotification {
+            key: format!("waiting-promoted:ticket-{}", p.ticket_id),
+            kind: Kind::WaitingPromoted,
+            student_id: Some(p.student_id.clone()),
+            openid: None,
+            activity_id: Some(p.activity_id),
+            ticket_id: Some(p.ticket_id),
+            body: format!(
+                "【候补成功】你候补到票了：{}（{}，{}）。不能来请提前退票，名额会给下一位同学。",
+                a.name,
+                local_time::short(a.start_at, tz),
+                a.place
+            ),
+            template_data: template_data(&a.name, &local_time::full(a.start_at, tz), &a.place, "你候补到票了"),
+        });
+    }
+    notifier.enqueue(conn, &notices).await
+}
+
+/// Tells each student still waiting when a list closed that no place came free.
+pub async fn waiting_closed(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    dropped: &[Dropped],
+) -> Result<usize, AppError> {
+    let tz = notifier.timezone();
+    let mut notices = Vec::new();
+    for d in dropped {
+        let a = named(conn, d.activity_id).await?;
+        notices.push(NewNotification {
+            key: format!("waiting-closed:entry-{}", d.entry_id),
+            kind: Kind::WaitingClosed,
+            student_id: Some(d.student_id.clone()),
+            openid: None,
+            activity_id: Some(d.activity_id),
+            ticket_id: None,
+            body: format!("【候补结束】{} 的抢票已经结束，这次没有候补到票。", a.name),
+            template_data: template_data(&a.name, &local_time::full(a.start_at, tz), &a.place, "候补未成功"),
+        });
+    }
+    notifier.enqueue(conn, &notices).await
 }

@@ -82,6 +82,10 @@ impl Notifier {
         })
     }
 
+    pub fn timezone(&self) -> &'static time_tz::Tz {
+        self.ctx.config.timezone
+    }
+
     fn send_task(&self) -> SendNotification {
         SendNotification { ctx: self.ctx.clone() }
     }
@@ -105,8 +109,8 @@ impl Notifier {
         notifications::depth(&self.ctx.pool, &[SEND_QUEUE, REMINDER_QUEUE]).await
     }
 
-    /// Starts this instance's workers: the senders, and (unless
-    /// `REMINDER_HOURS=0`) the reminder sweep and its schedule.
+    /// Starts this instance's workers: the senders, and the scheduled sweep
+    /// (reminders unless `REMINDER_HOURS=0`, and closing waiting lists).
     pub async fn start(&self) -> Result<Workers, AppError> {
         let token = CancellationToken::new();
         let mut running = Vec::new();
@@ -130,8 +134,7 @@ impl Notifier {
                 }
             }
         }));
-        let hours = self.ctx.config.reminder_hours;
-        if hours > 0 {
+        {
             let seconds = self.ctx.config.reminder_check_seconds;
             let cron = if seconds >= 60 { "0 * * * * *".to_string() } else { format!("*/{seconds} * * * * *") };
             let schedule = ZonedSchedule::new(&cron, "UTC").map_err(queue_error)?;
@@ -254,7 +257,8 @@ impl Task for SendNotification {
     }
 }
 
-/// The scheduled job that queues the reminders coming due.
+/// The scheduled job that queues the reminders coming due and closes the
+/// waiting lists of activities whose booking ended (telling who still waited).
 #[derive(Clone)]
 pub struct RemindDue {
     notifier: Notifier,
@@ -266,12 +270,18 @@ impl Task for RemindDue {
 
     async fn execute(&self, mut tx: Transaction<'_, Postgres>, _: ()) -> TaskResult<()> {
         let config = &self.notifier.ctx.config;
-        let queued = events::remind_due(&mut tx, &self.notifier, config.reminder_hours, config.timezone)
-            .await
-            .map_err(|e| TaskError::Retryable(e.to_string()))?;
+        let failed = |e: AppError| TaskError::Retryable(e.to_string());
+        let queued = match config.reminder_hours {
+            0 => 0,
+            hours => events::remind_due(&mut tx, &self.notifier, hours, config.timezone).await.map_err(failed)?,
+        };
+        let closed = crate::booking::waiting::close_ended(&mut tx, &self.notifier).await.map_err(failed)?;
         tx.commit().await?;
         if queued > 0 {
             tracing::info!(queued, "reminders queued");
+        }
+        if closed > 0 {
+            tracing::info!(closed, "waiting lists closed");
         }
         Ok(())
     }

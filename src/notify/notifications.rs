@@ -17,6 +17,10 @@ pub enum Kind {
     Reminder,
     /// Sent from the console to a test student.
     Test,
+    /// A place came free and the head of the waiting list got the ticket.
+    WaitingPromoted,
+    /// The waiting list closed at `book_end` with the student still in it.
+    WaitingClosed,
 }
 
 impl Kind {
@@ -25,6 +29,8 @@ impl Kind {
             Kind::ActivityChanged => "活动变更",
             Kind::Reminder => "开始提醒",
             Kind::Test => "测试消息",
+            Kind::WaitingPromoted => "候补成功",
+            Kind::WaitingClosed => "候补结束",
         }
     }
 }

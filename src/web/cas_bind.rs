@@ -137,7 +137,7 @@ pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Call
     if !students::use_bind_link(&mut tx, &q.link.n, q.link.e.parse().unwrap_or_default()).await? {
         return Ok(bind_link_used());
     }
-    let outcome = students::bind(&mut tx, &openid, &student_id, None).await?;
+    let outcome = students::bind(&mut tx, &state.notifier, &openid, &student_id, None).await?;
     if matches!(outcome, BindOutcome::Bound(_)) {
         tx.commit().await?;
     } else {

@@ -284,8 +284,12 @@ async fn cancel(
     if holder.is_none() {
         return Ok(message_page(StatusCode::FORBIDDEN, "不能退票", "这张票不是你的。", false));
     }
-    let outcome =
-        tickets::cancel(&mut tx, TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id }).await?;
+    let outcome = tickets::cancel(
+        &mut tx,
+        &state.notifier,
+        TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id },
+    )
+    .await?;
     tx.commit().await?;
     Ok(match outcome {
         CancelOutcome::Cancelled(_) => Redirect::to("/m/tickets?cancelled=1").into_response(),
@@ -370,15 +374,15 @@ async fn book(
     };
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
     let mut tx = state.pool.begin().await?;
-    let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid).await?;
+    let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
     tx.commit().await?;
     // A double tap races itself for the last place: the loser is told "sold
     // out" by the rules, but the browser shows the loser's answer, so the
     // ticket the other tap booked is what this one shows too.
     let outcome = match outcome {
-        BookOutcome::SoldOut => match held(&state, &me.openid, id).await? {
+        BookOutcome::SoldOut { key } => match held(&state, &me.openid, id).await? {
             Some(ticket) => BookOutcome::AlreadyHolds(ticket),
-            None => BookOutcome::SoldOut,
+            None => BookOutcome::SoldOut { key },
         },
         other => other,
     };
@@ -395,7 +399,12 @@ async fn book(
             sorry(format!("还没开抢，{} 开抢。", local_time::short(opens_at, state.config.timezone)))
         }
         BookOutcome::Closed => sorry("抢票已经结束了。".into()),
-        BookOutcome::SoldOut => sorry("票已经抢完了。有人退票时会释放名额，可以稍后再来看看。".into()),
+        BookOutcome::Paused { until } => {
+            sorry(crate::bot::replies::paused(&local_time::short(until, state.config.timezone)))
+        }
+        BookOutcome::SoldOut { key } => {
+            sorry(format!("票已经抢完了。可以在公众号发送「候补 {key}」排队，有人退票时按顺序补给候补的同学。"))
+        }
         BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
     })
 }

@@ -206,7 +206,7 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
     if !students::use_bind_link(&mut tx, &form.link.n, form.link.e.parse().unwrap_or_default()).await? {
         return Ok(bind_link_used());
     }
-    let outcome = students::bind(&mut tx, &openid, &student_id, name.as_deref()).await?;
+    let outcome = students::bind(&mut tx, &state.notifier, &openid, &student_id, name.as_deref()).await?;
     if matches!(outcome, BindOutcome::Bound(_)) {
         tx.commit().await?;
     } else {
@@ -246,17 +246,23 @@ struct ActivityView {
     end_at: String,
     /// What a student can do now, in one line.
     booking_state: String,
+    /// Sold out while booking is open: the waiting list takes students.
+    waiting_open: bool,
 }
 
 impl ActivityView {
     fn new(activity: Activity, tz: &time_tz::Tz) -> ActivityView {
         let now = OffsetDateTime::now_utc();
+        let waiting_open = activity.status == ActivityStatus::Published
+            && activity.book_start <= now
+            && now < activity.book_end
+            && activity.remaining == 0;
         let booking_state = if activity.status == ActivityStatus::Archived || now >= activity.book_end {
             "抢票已结束".to_string()
         } else if now < activity.book_start {
             format!("{} 开抢", local_time::short(activity.book_start, tz))
         } else if activity.remaining == 0 {
-            "票已抢完".to_string()
+            format!("票已抢完，可以候补：发送「候补 {}」", activity.key)
         } else {
             format!("正在抢票，剩余 {} 张", activity.remaining)
         };
@@ -267,6 +273,7 @@ impl ActivityView {
             start_at: local_time::full(activity.start_at, tz),
             end_at: local_time::full(activity.end_at, tz),
             booking_state,
+            waiting_open,
             activity,
         }
     }
@@ -305,6 +312,8 @@ struct TicketPage {
     notice: Option<String>,
     /// `/m/tickets` can cancel: WeChat web authorization is on.
     oauth: bool,
+    /// The no-show rule is on: a valid ticket warns its holder.
+    no_show_warning: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -368,6 +377,7 @@ async fn ticket_page(
         cancel,
         ticket,
         oauth: state.config.wechat_oauth,
+        no_show_warning: state.config.no_show.map(|_| crate::bot::replies::NO_SHOW_WARNING),
     };
     // The page is the ticket: no caching by shared proxies.
     Ok(([(header::CACHE_CONTROL, "private, no-store")], page).into_response())
@@ -433,7 +443,7 @@ async fn cancel_ticket(
         ));
     };
     let which = TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id };
-    let outcome = tickets::cancel(&mut tx, which).await?;
+    let outcome = tickets::cancel(&mut tx, &state.notifier, which).await?;
     tx.commit().await?;
     Ok(match outcome {
         CancelOutcome::Cancelled(t) => {

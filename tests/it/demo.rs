@@ -152,6 +152,7 @@ async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
         .unwrap();
     let cancelled = tickets::cancel(
         &mut app.pool.acquire().await.unwrap(),
+        &app.state.notifier,
         TicketRef::StudentAndKey { student_id: "2099000001", key: "demo-workshop" },
     )
     .await

@@ -180,7 +180,7 @@ async fn edit_capacity_until(app: &TestApp, id: i64, stop: &std::sync::atomic::A
             capacity: if a.capacity == 300 { 320 } else { 300 },
             publish: true,
         };
-        match activities::update(&mut tx, id, &new).await {
+        match activities::update(&mut tx, &app.state.notifier, id, &new).await {
             Ok(activities::EditOutcome::Saved(_)) => {
                 tx.commit().await.unwrap();
                 saves += 1;
@@ -250,7 +250,7 @@ async fn an_edit_and_a_booking_holding_a_slot_never_wait_for_each_other() {
         .await
         .unwrap();
     // The admin saves meanwhile: it locks the activity row, then waits for that slot.
-    let pool = app.pool.clone();
+    let (pool, notifier) = (app.pool.clone(), app.state.notifier.clone());
     let edit = tokio::spawn(async move {
         let mut tx = pool.begin().await.unwrap();
         let current = activities::by_id(&mut tx, a.id).await.unwrap().unwrap();
@@ -266,7 +266,7 @@ async fn an_edit_and_a_booking_holding_a_slot_never_wait_for_each_other() {
             capacity: 12,
             publish: true,
         };
-        let saved = activities::update(&mut tx, a.id, &new).await;
+        let saved = activities::update(&mut tx, &notifier, a.id, &new).await;
         tx.commit().await.unwrap();
         saved.map(|_| ())
     });

@@ -314,7 +314,7 @@ async fn update(
     let mut tx = state.pool.begin().await?;
     let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     let outcome = match form.parse(state.config.timezone) {
-        Ok(new) => activities::update(&mut tx, id, &new).await?,
+        Ok(new) => activities::update(&mut tx, &state.notifier, id, &new).await?,
         Err(errors) => EditOutcome::Refused(errors),
     };
     match outcome {

@@ -15,13 +15,16 @@ use serde::Deserialize;
 use super::AdminSession;
 use crate::{
     AppState,
-    booking::{students, tickets},
+    booking::{no_show, students, tickets},
     error::AppError,
     local_time,
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/students", get(page)).route("/admin/students/unbind", post(unbind))
+    Router::new()
+        .route("/admin/students", get(page))
+        .route("/admin/students/unbind", post(unbind))
+        .route("/admin/students/forgive", post(forgive))
 }
 
 struct HolderView {
@@ -43,6 +46,9 @@ struct StudentsPage {
     student_id: String,
     holder: Option<HolderView>,
     tickets: Vec<TicketView>,
+    /// With the no-show rule on: until when the student is paused, if they are.
+    paused_until: Option<String>,
+    no_show_rule: bool,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -62,6 +68,12 @@ async fn render(
 ) -> Result<StudentsPage, AppError> {
     let tz = state.config.timezone;
     let mut conn = state.pool.acquire().await?;
+    let paused_until = match (&state.config.no_show, student_id.is_empty()) {
+        (Some(rule), false) => {
+            no_show::paused_until(&mut conn, rule, &student_id).await?.map(|until| local_time::full(until, tz))
+        }
+        _ => None,
+    };
     let (holder, tickets) = if student_id.is_empty() {
         (None, Vec::new())
     } else {
@@ -81,7 +93,8 @@ async fn render(
             .collect();
         (holder, tickets)
     };
-    Ok(StudentsPage { session, student_id, holder, tickets, notice, error })
+    let no_show_rule = state.config.no_show.is_some();
+    Ok(StudentsPage { session, student_id, holder, tickets, paused_until, no_show_rule, notice, error })
 }
 
 async fn page(
@@ -121,4 +134,25 @@ async fn unbind(
             (StatusCode::CONFLICT, render(&state, session, student_id, None, Some(error)).await?).into_response()
         }
     })
+}
+
+/// Lifts a student's no-show pause (audited): what they left unused so far no longer counts.
+async fn forgive(
+    State(state): State<AppState>,
+    session: AdminSession,
+    Form(form): Form<UnbindForm>,
+) -> Result<Response, AppError> {
+    session.check_csrf(&form.csrf)?;
+    let student_id = form.student_id.trim().to_string();
+    if student_id.is_empty() || student_id.chars().count() > 32 {
+        let error = "请填写学号（最多 32 个字符）。".to_string();
+        return Ok(
+            (StatusCode::BAD_REQUEST, render(&state, session, String::new(), None, Some(error)).await?).into_response()
+        );
+    }
+    let mut tx = state.pool.begin().await?;
+    no_show::forgive(&mut tx, &student_id, &session.admin.username).await?;
+    tx.commit().await?;
+    let notice = format!("已原谅学号 {student_id} 此前的爽约，现在可以抢票和候补。");
+    Ok(render(&state, session, student_id, Some(notice), None).await?.into_response())
 }

@@ -1,0 +1,301 @@
+//! The waiting list (候补) of a sold-out activity.
+//!
+//! Every change to a list — a join, a leave, a place freed by a cancel or a
+//! raised capacity, the close at `book_end` — first locks the activity row
+//! (`FOR NO KEY UPDATE`, which a booking's ticket insert does not conflict
+//! with), so they happen one at a time per activity. A join is accepted only
+//! when no slot has a place, and a freed place goes to the head of the list
+//! whenever the list is not empty. So an activity has entries only while its
+//! slots are empty, and the rush path needs no change: a booking that finds a
+//! place in a slot can never be taking it from someone waiting.
+
+use sqlx::{FromRow, PgConnection};
+use time::OffsetDateTime;
+
+use super::tickets::{ActivityRef, new_code};
+use crate::{error::AppError, notify::Notifier};
+
+#[derive(Debug)]
+pub enum JoinOutcome {
+    /// In line at this position (1 is next).
+    Joined {
+        activity_name: String,
+        position: i64,
+    },
+    AlreadyWaiting {
+        activity_name: String,
+        position: i64,
+    },
+    HoldsTicket,
+    /// Places are left: book instead.
+    NotSoldOut {
+        key: String,
+    },
+    NotOpenYet {
+        opens_at: OffsetDateTime,
+    },
+    Closed,
+    NoSuchActivity,
+    NotBound,
+    /// The no-show rule pauses this student ID until then.
+    Paused {
+        until: OffsetDateTime,
+    },
+}
+
+#[derive(Debug)]
+pub enum LeaveOutcome {
+    Left { activity_name: String },
+    NotWaiting,
+    NoSuchActivity,
+}
+
+/// A student's place in one list, for `查票`.
+#[derive(Debug, Clone, FromRow)]
+pub struct Position {
+    pub activity_key: String,
+    pub activity_name: String,
+    pub start_at: OffsetDateTime,
+    pub position: i64,
+}
+
+/// A ticket issued to the head of a list.
+#[derive(Debug, Clone, FromRow)]
+pub struct Promoted {
+    pub ticket_id: i64,
+    pub student_id: String,
+    pub activity_id: i64,
+}
+
+/// An entry dropped because its list closed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Dropped {
+    pub entry_id: i64,
+    pub student_id: String,
+    pub activity_id: i64,
+}
+
+#[derive(FromRow)]
+struct Locked {
+    id: i64,
+    key: String,
+    name: String,
+    book_start: OffsetDateTime,
+    open: bool,
+    closed: bool,
+}
+
+/// Locks the activity row: the lists' one-at-a-time rule (module docs).
+async fn lock(conn: &mut PgConnection, activity: &ActivityRef) -> Result<Option<Locked>, AppError> {
+    let (filter, key, id) = match activity {
+        ActivityRef::Key(key) => ("key = $1", key.to_ascii_lowercase(), 0),
+        ActivityRef::Id(id) => ("id = $2", String::new(), *id),
+    };
+    Ok(sqlx::query_as(&format!(
+        "SELECT id, key, name, book_start, book_start <= now() AS open, \
+         (book_end <= now() OR status = 'archived') AS closed \
+         FROM activities WHERE {filter} AND status <> 'draft' FOR NO KEY UPDATE"
+    ))
+    .bind(key)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn position(conn: &mut PgConnection, activity_id: i64, student_id: &str) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM waiting_list o \
+             WHERE o.activity_id = w.activity_id AND o.state = 'waiting' AND o.id <= w.id) \
+         FROM waiting_list w WHERE w.activity_id = $1 AND w.student_id = $2 AND w.state = 'waiting'",
+    )
+    .bind(activity_id)
+    .bind(student_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Puts the student `openid` is bound to at the end of a sold-out activity's list.
+pub async fn join(
+    conn: &mut PgConnection,
+    activity: &ActivityRef,
+    openid: &str,
+    no_show: Option<&super::no_show::NoShowRule>,
+) -> Result<JoinOutcome, AppError> {
+    let Some(student) = super::students::bound(conn, openid).await? else {
+        return Ok(JoinOutcome::NotBound);
+    };
+    let Some(a) = lock(conn, activity).await? else {
+        return Ok(JoinOutcome::NoSuchActivity);
+    };
+    let holds: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM tickets WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) \
+         AND status <> 'cancelled')",
+    )
+    .bind(a.id)
+    .bind(&student.student_id)
+    .bind(openid)
+    .fetch_one(&mut *conn)
+    .await?;
+    if holds {
+        return Ok(JoinOutcome::HoldsTicket);
+    }
+    if let Some(position) = position(conn, a.id, &student.student_id).await? {
+        return Ok(JoinOutcome::AlreadyWaiting { activity_name: a.name, position });
+    }
+    if a.closed {
+        return Ok(JoinOutcome::Closed);
+    }
+    if !a.open {
+        return Ok(JoinOutcome::NotOpenYet { opens_at: a.book_start });
+    }
+    if let Some(rule) = no_show
+        && let Some(until) = super::no_show::paused_until(conn, rule, &student.student_id).await?
+    {
+        return Ok(JoinOutcome::Paused { until });
+    }
+    // Read after the lock, so a cancel that gave a place back is seen here.
+    let places: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)")
+            .bind(a.id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if places {
+        return Ok(JoinOutcome::NotSoldOut { key: a.key });
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO waiting_list (activity_id, student_id, openid) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(a.id)
+    .bind(&student.student_id)
+    .bind(openid)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // This WeChat account is in line under the student ID it was bound to before.
+        return Ok(JoinOutcome::AlreadyWaiting { activity_name: a.name, position: 0 });
+    }
+    let position = position(conn, a.id, &student.student_id).await?.unwrap_or(1);
+    Ok(JoinOutcome::Joined { activity_name: a.name, position })
+}
+
+/// Takes the student (or this WeChat account) off an activity's list.
+pub async fn leave(
+    conn: &mut PgConnection,
+    key: &str,
+    student_id: &str,
+    openid: &str,
+) -> Result<LeaveOutcome, AppError> {
+    let Some(a) = lock(conn, &ActivityRef::Key(key.to_string())).await? else {
+        return Ok(LeaveOutcome::NoSuchActivity);
+    };
+    let left = sqlx::query(
+        "UPDATE waiting_list SET state = 'left', ended_at = now() \
+         WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) AND state = 'waiting'",
+    )
+    .bind(a.id)
+    .bind(student_id)
+    .bind(openid)
+    .execute(&mut *conn)
+    .await?;
+    Ok(if left.rows_affected() == 0 { LeaveOutcome::NotWaiting } else { LeaveOutcome::Left { activity_name: a.name } })
+}
+
+/// The lists a student is on, soonest activity first.
+pub async fn positions(conn: &mut PgConnection, student_id: &str) -> Result<Vec<Position>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT a.key AS activity_key, a.name AS activity_name, a.start_at, \
+         (SELECT count(*) FROM waiting_list o \
+             WHERE o.activity_id = w.activity_id AND o.state = 'waiting' AND o.id <= w.id) AS position \
+         FROM waiting_list w JOIN activities a ON a.id = w.activity_id \
+         WHERE w.student_id = $1 AND w.state = 'waiting' ORDER BY a.start_at, a.id",
+    )
+    .bind(student_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A place of `activity_id` was freed (its unit from `slot`): it goes to the
+/// head of the list, who is notified in this transaction, or, when nobody
+/// waits or the list has closed, back to the slot.
+pub async fn place_freed(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    activity_id: i64,
+    slot: i16,
+) -> Result<(), AppError> {
+    if promote(conn, notifier, activity_id, 1, slot).await? == 0 {
+        sqlx::query("UPDATE activity_slots SET remaining = remaining + 1 WHERE activity_id = $1 AND slot = $2")
+            .bind(activity_id)
+            .bind(slot)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Issues up to `places` tickets (recorded against `slot`) to the list's
+/// head in join order and queues their notices. Returns how many were issued.
+pub(crate) async fn promote(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    activity_id: i64,
+    places: i64,
+    slot: i16,
+) -> Result<i64, AppError> {
+    let Some(a) = lock(conn, &ActivityRef::Id(activity_id)).await? else {
+        return Ok(0);
+    };
+    if a.closed || !a.open {
+        return Ok(0);
+    }
+    let mut promoted = Vec::new();
+    while (promoted.len() as i64) < places {
+        let head: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, student_id, openid FROM waiting_list WHERE activity_id = $1 AND state = 'waiting' \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(activity_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((entry_id, student_id, openid)) = head else { break };
+        // A student who got a ticket some other way meanwhile just leaves the line.
+        let ticket: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(new_code())
+        .bind(activity_id)
+        .bind(&student_id)
+        .bind(slot)
+        .bind(super::students::is_test(&openid))
+        .bind(&openid)
+        .fetch_optional(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE waiting_list SET state = CASE WHEN $2::bigint IS NULL THEN 'left' ELSE 'promoted' END, \
+             ticket_id = $2, ended_at = now() WHERE id = $1",
+        )
+        .bind(entry_id)
+        .bind(ticket)
+        .execute(&mut *conn)
+        .await?;
+        if let Some(ticket_id) = ticket {
+            promoted.push(Promoted { ticket_id, student_id, activity_id });
+        }
+    }
+    crate::notify::events::waiting_promoted(conn, notifier, &promoted).await?;
+    Ok(promoted.len() as i64)
+}
+
+/// Closes the lists of activities whose booking has ended (or that were
+/// archived): ends their entries and tells each student, in this transaction.
+pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result<usize, AppError> {
+    let dropped: Vec<Dropped> = sqlx::query_as(
+        "UPDATE waiting_list w SET state = 'closed', ended_at = now() FROM activities a \
+         WHERE a.id = w.activity_id AND w.state = 'waiting' AND (a.book_end <= now() OR a.status = 'archived') \
+         RETURNING w.id AS entry_id, w.student_id, w.activity_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    crate::notify::events::waiting_closed(conn, notifier, &dropped).await
+}
