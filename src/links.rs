@@ -60,9 +60,22 @@ pub enum LinkError {
 /// The query string (`o=…&e=…&s=…`) of a link for `openid` about `subject`
 /// (which the link carries elsewhere: in its path, or as `n=`), valid until `expires`.
 pub fn sign(secret: &[u8], purpose: Purpose, openid: &str, subject: &str, expires: i64) -> String {
+    let (o, e, s) = sign_parts(secret, purpose, openid, subject, expires);
+    format!("o={o}&e={e}&s={s}")
+}
+
+/// The same link's parts `(o, e, s)`, for a form that carries them as fields
+/// (all three URL-safe as they are).
+pub fn sign_parts(
+    secret: &[u8],
+    purpose: Purpose,
+    openid: &str,
+    subject: &str,
+    expires: i64,
+) -> (String, String, String) {
     let o = URL_SAFE_NO_PAD.encode(openid);
     let s = URL_SAFE_NO_PAD.encode(mac(secret, purpose, openid, subject, expires).finalize().into_bytes());
-    format!("o={o}&e={expires}&s={s}")
+    (o, expires.to_string(), s)
 }
 
 /// Checks a link's parts for `subject`; returns the openid it was made for.

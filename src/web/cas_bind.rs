@@ -11,7 +11,9 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::student::{LinkParts, already_bound_page, bind_link_used, link_refused, message_page, open_link};
+use super::student::{
+    LinkParts, already_bound_page, bind_link_used, bind_with_link, link_refused, message_page, open_link,
+};
 use crate::{
     AppState,
     booking::students::{self, BindOutcome},
@@ -133,16 +135,9 @@ pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Call
             "统一身份认证登录的账号没有可用的学号，没有绑定任何学号。如有疑问请联系活动组织者。",
         ));
     }
-    let mut tx = state.pool.begin().await?;
-    if !students::use_bind_link(&mut tx, &q.link.n, q.link.e.parse().unwrap_or_default()).await? {
+    let Some(outcome) = bind_with_link(&state, &q.link, &openid, &student_id, None).await? else {
         return Ok(bind_link_used());
-    }
-    let outcome = students::bind(&mut tx, &state.notifier, &openid, &student_id, None).await?;
-    if matches!(outcome, BindOutcome::Bound(_)) {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
+    };
     Ok(match outcome {
         BindOutcome::Bound(student) => message_page(
             StatusCode::OK,

@@ -376,16 +376,6 @@ async fn book(
     let mut tx = state.pool.begin().await?;
     let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
     tx.commit().await?;
-    // A double tap races itself for the last place: the loser is told "sold
-    // out" by the rules, but the browser shows the loser's answer, so the
-    // ticket the other tap booked is what this one shows too.
-    let outcome = match outcome {
-        BookOutcome::SoldOut { key } => match held(&state, &me.openid, id).await? {
-            Some(ticket) => BookOutcome::AlreadyHolds(ticket),
-            None => BookOutcome::SoldOut { key },
-        },
-        other => other,
-    };
     let to_ticket = |code: &str| {
         let url = crate::bot::ticket_url(&state, &me.openid, code);
         let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();
@@ -407,12 +397,4 @@ async fn book(
         }
         BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
     })
-}
-
-/// The live ticket the student of `openid` holds for activity `id`, if any.
-async fn held(state: &AppState, openid: &str, id: i64) -> Result<Option<tickets::Ticket>, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    let Some(student) = students::bound(&mut conn, openid).await? else { return Ok(None) };
-    let live = tickets::live_for_student(&mut conn, &student.student_id).await?;
-    Ok(live.into_iter().find(|t| t.activity_id == id && t.status == TicketStatus::Valid))
 }

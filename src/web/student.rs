@@ -62,10 +62,8 @@ pub(super) struct LinkParts {
 impl LinkParts {
     fn signed(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> LinkParts {
         let expires = OffsetDateTime::now_utc().unix_timestamp() + purpose.lifetime();
-        let query = links::sign(&state.secret_key, purpose, openid, subject, expires);
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
-        LinkParts { o: get("o"), e: get("e"), s: get("s"), n: String::new() }
+        let (o, e, s) = links::sign_parts(&state.secret_key, purpose, openid, subject, expires);
+        LinkParts { o, e, s, n: String::new() }
     }
 }
 
@@ -90,6 +88,30 @@ pub(super) fn open_link(
 ) -> Result<String, LinkError> {
     let now = OffsetDateTime::now_utc().unix_timestamp();
     links::verify(&state.secret_key, purpose, subject, (&link.o, &link.e, &link.s), now)
+}
+
+/// Binds `openid` to a student ID the caller has verified, spending the bind
+/// link `link` in the same transaction — only when the bind succeeds, so a
+/// typo (or an ID taken by someone else) can be corrected with the same link.
+/// `None`: the link has bound once already.
+pub(super) async fn bind_with_link(
+    state: &AppState,
+    link: &LinkParts,
+    openid: &str,
+    student_id: &str,
+    name: Option<&str>,
+) -> Result<Option<BindOutcome>, AppError> {
+    let mut tx = state.pool.begin().await?;
+    if !students::use_bind_link(&mut tx, &link.n, link.e.parse().unwrap_or_default()).await? {
+        return Ok(None);
+    }
+    let outcome = students::bind(&mut tx, &state.notifier, openid, student_id, name).await?;
+    if matches!(outcome, BindOutcome::Bound(_)) {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(Some(outcome))
 }
 
 /// The page for a bind link that has bound once already.
@@ -192,9 +214,8 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
     if !state.config.student_id_pattern.is_match(&student_id) || student_id.chars().count() > 32 {
         return refuse("学号格式不正确，请检查后重新输入。");
     }
-    let mut tx = state.pool.begin().await?;
     let name = if roster {
-        match students::roster_name(&mut tx, &student_id).await? {
+        match students::roster_name(&mut *state.pool.acquire().await?, &student_id).await? {
             None => return refuse("名单里没有这个学号。如有疑问请联系活动组织者。"),
             Some(listed) if listed != name => return refuse("学号和姓名不匹配，请检查后重新输入。"),
             Some(listed) => Some(listed),
@@ -202,16 +223,9 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
     } else {
         Some(name.clone()).filter(|n| !n.is_empty() && n.chars().count() <= 64)
     };
-    // The link is spent only by a bind that succeeds: a typo can be corrected.
-    if !students::use_bind_link(&mut tx, &form.link.n, form.link.e.parse().unwrap_or_default()).await? {
+    let Some(outcome) = bind_with_link(&state, &form.link, &openid, &student_id, name.as_deref()).await? else {
         return Ok(bind_link_used());
-    }
-    let outcome = students::bind(&mut tx, &state.notifier, &openid, &student_id, name.as_deref()).await?;
-    if matches!(outcome, BindOutcome::Bound(_)) {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
+    };
     Ok(match outcome {
         BindOutcome::Bound(student) => message_page(
             StatusCode::OK,
