@@ -4,7 +4,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ActivityStatus;
+use super::{ActivityStatus, lottery::Mode};
 use crate::error::AppError;
 
 /// Places are split over this many slot rows (see `activity_slots`): enough
@@ -30,6 +30,7 @@ pub struct Activity {
     /// The ticket page shows a QR code that changes every 30 s, and the door
     /// takes only a current one.
     pub live_qr: bool,
+    pub mode: Mode,
 }
 
 impl Activity {
@@ -50,11 +51,13 @@ pub struct NewActivity {
     pub end_at: OffsetDateTime,
     pub capacity: i32,
     pub publish: bool,
+    /// Chosen at creation; an edit leaves it as it is.
+    pub mode: Mode,
 }
 
 /// The columns of `Activity`, for `SELECT … FROM activities a`.
 pub(crate) const COLUMNS: &str = "a.id, a.key, a.name, a.place, a.description, a.poster_id, a.book_start, a.book_end, \
-     a.start_at, a.end_at, a.capacity, a.status, a.live_qr, \
+     a.start_at, a.end_at, a.capacity, a.status, a.live_qr, a.mode, \
      (SELECT coalesce(sum(s.remaining), 0) FROM activity_slots s WHERE s.activity_id = a.id)::int AS remaining";
 
 /// Checks what the database also checks, to say which rule was broken in words.
@@ -69,8 +72,8 @@ pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activi
     validate(new)?;
     let status = if new.publish { ActivityStatus::Published } else { ActivityStatus::Draft };
     let id: i64 = sqlx::query_scalar(
-        "INSERT INTO activities (key, name, place, description, book_start, book_end, start_at, end_at, capacity, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        "INSERT INTO activities (key, name, place, description, book_start, book_end, start_at, end_at, capacity, status, \
+         mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(&new.key)
     .bind(new.name.trim())
@@ -82,6 +85,7 @@ pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activi
     .bind(new.end_at)
     .bind(new.capacity)
     .bind(status)
+    .bind(new.mode)
     .fetch_one(&mut *conn)
     .await
     .map_err(|e| match &e {
@@ -91,6 +95,9 @@ pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activi
         _ => e.into(),
     })?;
     spread_places(conn, id, new.capacity).await?;
+    if new.publish {
+        super::lottery::commit_seed(conn, id).await?;
+    }
     by_id(conn, id).await?.ok_or(AppError::NotFound)
 }
 
@@ -98,7 +105,7 @@ pub async fn create(conn: &mut PgConnection, new: &NewActivity) -> Result<Activi
 /// Every activity has the same slot rows for life, so a ticket's slot always
 /// exists when its place is given back. The caller holds the activity (a new
 /// row, or all slot rows locked) so no booking runs in between.
-async fn spread_places(conn: &mut PgConnection, activity_id: i64, free: i32) -> Result<(), AppError> {
+pub(crate) async fn spread_places(conn: &mut PgConnection, activity_id: i64, free: i32) -> Result<(), AppError> {
     sqlx::query(
         "INSERT INTO activity_slots (activity_id, slot, remaining) \
          SELECT $1, s, $2 / $3 + CASE WHEN s < $2 % $3 THEN 1 ELSE 0 END FROM generate_series(0, $3 - 1) AS s \
@@ -175,6 +182,8 @@ pub async fn publish(conn: &mut PgConnection, id: i64) -> Result<Activity, AppEr
             .bind(id)
             .execute(&mut *conn)
             .await?;
+            // A lottery's seed is fixed, and its commitment shown, from publication on.
+            super::lottery::commit_seed(conn, id).await?;
             by_id(conn, id).await?.ok_or(AppError::NotFound)
         }
     }

@@ -8,6 +8,7 @@ pub mod checkin_links;
 pub mod door;
 pub mod export;
 pub mod images;
+pub mod lottery;
 pub mod no_show;
 pub mod status;
 pub mod students;

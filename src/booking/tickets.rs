@@ -13,7 +13,7 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ActivityStatus, TicketStatus};
+use super::{ActivityStatus, TicketStatus, lottery};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, FromRow)]
@@ -66,6 +66,8 @@ pub enum BookOutcome {
     Paused {
         until: OffsetDateTime,
     },
+    /// A lottery activity: the booking registered the student instead (or they were already).
+    Lottery(lottery::EntryOutcome),
 }
 
 /// What a booking needs to know, read in one statement that takes no lock:
@@ -84,6 +86,7 @@ struct BookingCheck {
     end_at: OffsetDateTime,
     poster_id: Option<Uuid>,
     status: ActivityStatus,
+    mode: lottery::Mode,
     book_start: OffsetDateTime,
     open: bool,
     closed: bool,
@@ -144,7 +147,7 @@ impl BookingCheck {
 }
 
 /// Books one ticket of an activity for the student the WeChat user `openid`
-/// is bound to. A booking is two statements in the caller's transaction: the
+/// is bound to (for a lottery activity: registers them for its draw). A booking is two statements in the caller's transaction: the
 /// check above, and one statement that takes a place and issues the ticket.
 ///
 /// With the no-show rule on, a paused student is refused here, at the cost of
@@ -161,7 +164,7 @@ pub async fn book(
     };
     let check: Option<BookingCheck> = sqlx::query_as(&format!(
         "SELECT st.student_id, a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.place, \
-         a.start_at, a.end_at, a.poster_id, a.status, a.book_start, \
+         a.start_at, a.end_at, a.poster_id, a.status, a.mode, a.book_start, \
          a.book_start <= now() AS open, a.book_end <= now() AS closed, now() < a.start_at AS before_start, \
          EXISTS (SELECT 1 FROM activity_slots s WHERE s.activity_id = a.id AND s.remaining > 0) AS has_places, \
          h.id AS held_id, h.code AS held_code, h.student_id AS held_student_id, h.status AS held_status, \
@@ -209,6 +212,10 @@ pub async fn book(
         && let Some(until) = super::no_show::paused_until(conn, rule, student_id).await?
     {
         return Ok(BookOutcome::Paused { until });
+    }
+    if check.mode == lottery::Mode::Lottery {
+        let entry = lottery::enter(conn, check.activity_id, student_id, openid).await?;
+        return Ok(BookOutcome::Lottery(entry));
     }
     // No place also while anyone waits: a list has entries only while every
     // slot is empty (booking/waiting.rs), so this one read covers both.

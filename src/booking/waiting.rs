@@ -41,6 +41,10 @@ pub enum JoinOutcome {
     Paused {
         until: OffsetDateTime,
     },
+    /// A lottery activity: its list is made by the draw, in draw order.
+    Lottery {
+        key: String,
+    },
 }
 
 #[derive(Debug)]
@@ -82,8 +86,16 @@ struct Locked {
     name: String,
     book_start: OffsetDateTime,
     open: bool,
+    /// Booking has ended: nobody joins any more.
     closed: bool,
+    /// The list itself has closed: at `book_end`, or for a lottery (whose
+    /// list is made at `book_end` by the draw) when the activity starts.
+    list_closed: bool,
+    lottery: bool,
 }
+
+/// When a list closes (see `Locked::list_closed`), over `activities a`.
+const LIST_CLOSES_AT: &str = "(CASE a.mode WHEN 'lottery' THEN a.start_at ELSE a.book_end END)";
 
 /// Locks the activity row: the lists' one-at-a-time rule (module docs).
 async fn lock(conn: &mut PgConnection, activity: &ActivityRef) -> Result<Option<Locked>, AppError> {
@@ -93,8 +105,9 @@ async fn lock(conn: &mut PgConnection, activity: &ActivityRef) -> Result<Option<
     };
     Ok(sqlx::query_as(&format!(
         "SELECT id, key, name, book_start, book_start <= now() AS open, \
-         (book_end <= now() OR status = 'archived') AS closed \
-         FROM activities WHERE {filter} AND status <> 'draft' FOR NO KEY UPDATE"
+         (book_end <= now() OR status = 'archived') AS closed, \
+         ({LIST_CLOSES_AT} <= now() OR status = 'archived') AS list_closed, mode = 'lottery' AS lottery \
+         FROM activities a WHERE {filter} AND status <> 'draft' FOR NO KEY UPDATE"
     ))
     .bind(key)
     .bind(id)
@@ -144,6 +157,9 @@ pub async fn join(
     }
     if a.closed {
         return Ok(JoinOutcome::Closed);
+    }
+    if a.lottery {
+        return Ok(JoinOutcome::Lottery { key: a.key });
     }
     if !a.open {
         return Ok(JoinOutcome::NotOpenYet { opens_at: a.book_start });
@@ -245,7 +261,7 @@ pub(crate) async fn promote(
     let Some(a) = lock(conn, &ActivityRef::Id(activity_id)).await? else {
         return Ok(0);
     };
-    if a.closed || !a.open {
+    if a.list_closed || !a.open {
         return Ok(0);
     }
     let mut promoted = Vec::new();
@@ -287,14 +303,14 @@ pub(crate) async fn promote(
     Ok(promoted.len() as i64)
 }
 
-/// Closes the lists of activities whose booking has ended (or that were
-/// archived): ends their entries and tells each student, in this transaction.
+/// Closes the lists whose time has come (or whose activity was archived):
+/// ends their entries and tells each student, in this transaction.
 pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result<usize, AppError> {
-    let dropped: Vec<Dropped> = sqlx::query_as(
+    let dropped: Vec<Dropped> = sqlx::query_as(&format!(
         "UPDATE waiting_list w SET state = 'closed', ended_at = now() FROM activities a \
-         WHERE a.id = w.activity_id AND w.state = 'waiting' AND (a.book_end <= now() OR a.status = 'archived') \
-         RETURNING w.id AS entry_id, w.student_id, w.activity_id",
-    )
+         WHERE a.id = w.activity_id AND w.state = 'waiting' AND ({LIST_CLOSES_AT} <= now() OR a.status = 'archived') \
+         RETURNING w.id AS entry_id, w.student_id, w.activity_id"
+    ))
     .fetch_all(&mut *conn)
     .await?;
     crate::notify::events::waiting_closed(conn, notifier, &dropped).await

@@ -20,6 +20,8 @@ pub enum Command {
     Wait(Option<String>),
     /// `取消候补 <key>`: leave it.
     LeaveWaiting(Option<String>),
+    /// `取消报名 <key>`: withdraw from a lottery before its draw.
+    Withdraw(Option<String>),
     Welcome,
     /// Events that need no answer (`unsubscribe`, `VIEW`, …).
     Silent,
@@ -41,6 +43,9 @@ const WORDS: &[(&str, Word)] = &[
     ("list", Word::List),
     ("抢票", Word::Book),
     ("book", Word::Book),
+    // A lottery registers either way; on a first-come activity 报名 books, as 抢票 does.
+    ("报名", Word::Book),
+    ("取消报名", Word::Withdraw),
     ("查票", Word::Tickets),
     ("tickets", Word::Tickets),
     ("取票", Word::Tickets),
@@ -61,6 +66,7 @@ enum Word {
     Cancel,
     Wait,
     LeaveWaiting,
+    Withdraw,
 }
 
 pub fn parse(msg: &Message) -> Command {
@@ -97,6 +103,7 @@ fn parse_text(text: &str) -> Command {
             Word::Cancel => Command::Cancel(arg),
             Word::Wait => Command::Wait(arg),
             Word::LeaveWaiting => Command::LeaveWaiting(arg),
+            Word::Withdraw => Command::Withdraw(arg),
             _ => Command::Unknown,
         };
     }
@@ -144,6 +151,9 @@ mod tests {
         assert!(matches!(text("候补 Concert"), Command::Wait(Some(k)) if k == "concert"));
         assert!(matches!(text("候补"), Command::Wait(None)));
         assert!(matches!(text("取消候补concert"), Command::LeaveWaiting(Some(k)) if k == "concert"));
+        assert!(matches!(text("报名 Gala"), Command::Book(Some(ActivityRef::Key(k))) if k == "gala"));
+        assert!(matches!(text("取消报名 gala"), Command::Withdraw(Some(k)) if k == "gala"));
+        assert!(matches!(text("取消报名"), Command::Withdraw(None)));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use crate::{
     AppState,
     booking::{
         activities, students,
+        lottery::{self, EntryOutcome, WithdrawOutcome},
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
         waiting::{self, JoinOutcome, LeaveOutcome},
     },
@@ -84,6 +85,7 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
                     JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
                     JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
                     JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
+                    JoinOutcome::Lottery { key } => replies::waiting_lottery(&key),
                 },
             )
         }
@@ -96,6 +98,18 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
                 LeaveOutcome::Left { activity_name } => replies::waiting_left(&activity_name),
                 LeaveOutcome::NotWaiting => replies::NOT_WAITING.into(),
                 LeaveOutcome::NoSuchActivity => replies::no_such_activity(&key),
+            })
+        }
+        Command::Withdraw(None) => text(replies::WITHDRAW_NEEDS_KEY.into()),
+        Command::Withdraw(Some(key)) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            text(match lottery::withdraw(conn, &key, &student.student_id, openid).await? {
+                WithdrawOutcome::Withdrawn { activity_name } => replies::lottery_withdrawn(&activity_name),
+                WithdrawOutcome::NotEntered => replies::NOT_ENTERED.into(),
+                WithdrawOutcome::Closed => replies::LOTTERY_CLOSED.into(),
+                WithdrawOutcome::NoSuchActivity => replies::no_such_activity(&key),
             })
         }
         Command::Cancel(None) => text(replies::CANCEL_NEEDS_KEY.into()),
@@ -139,6 +153,15 @@ async fn book(
         BookOutcome::Paused { until } => Reply::Text(replies::paused(&local_time::short(until, tz))),
         BookOutcome::SoldOut { key } => Reply::Text(replies::sold_out(&key)),
         BookOutcome::NotBound => Reply::Text(replies::not_bound(&bind_url(state, openid))),
+        BookOutcome::Lottery(entry) => Reply::Text(match entry {
+            EntryOutcome::Entered { activity_name, eid, close_at } => {
+                replies::lottery_entered(&activity_name, &local_time::short(close_at, tz), &eid)
+            }
+            EntryOutcome::AlreadyEntered { activity_name, eid, close_at } => {
+                replies::lottery_already_entered(&activity_name, &local_time::short(close_at, tz), &eid)
+            }
+            EntryOutcome::Closed => replies::LOTTERY_CLOSED.into(),
+        }),
     })
 }
 
@@ -184,12 +207,16 @@ async fn my_tickets(
     }
     let list = tickets::live_for_student(conn, student_id).await?;
     let queued = waiting::positions(conn, student_id).await?;
-    if list.is_empty() && queued.is_empty() {
+    let entered = lottery::undrawn_entries(conn, student_id).await?;
+    if list.is_empty() && queued.is_empty() && entered.is_empty() {
         return Ok(Reply::Text(replies::NO_TICKETS.into()));
     }
-    // Places in line come first: they are what changes while the student waits.
+    // Places in line and draws to come first: they are what changes while the student waits.
     let mut items: Vec<String> =
         queued.iter().map(|w| replies::waiting_position(&w.activity_name, &w.activity_key, w.position)).collect();
+    items.extend(entered.iter().map(|e| {
+        replies::lottery_entry(&e.activity_name, &e.activity_key, &local_time::short(e.book_end, tz))
+    }));
     let shown_queued = items.len();
     for t in list.iter().take(LIST_LIMIT.saturating_sub(shown_queued)) {
         items.push(format!(

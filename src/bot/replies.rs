@@ -6,6 +6,7 @@ pub const HELP: &str = "欢迎使用抢票服务！可以发送：\n\
 · 抢票 活动代号 —— 抢一张票，例如：抢票 concert\n\
 · 查票 —— 查看我的票\n\
 · 退票 活动代号 —— 退掉这张票\n\
+· 报名 活动代号 —— 抽签活动报名，截止后公开抽签\n\
 · 候补 活动代号 —— 票抢完了就排队，有人退票按顺序补给你\n\
 · 取消候补 活动代号 —— 不再排队\n\
 · 解绑 —— 解除学号绑定\n\
@@ -27,6 +28,9 @@ pub const ALREADY_USED: &str = "这张票已经检票入场，不能再退了。
 pub const STARTED: &str = "活动已经开始，不能再退票了。";
 pub const NOT_BOUND_TO_UNBIND: &str = "你还没有绑定学号，不需要解绑。";
 pub const NO_ACTIVITIES: &str = "现在没有可以抢票的活动，过几天再来看看吧。";
+pub const WITHDRAW_NEEDS_KEY: &str = "请在「取消报名」后面加上活动代号，例如：取消报名 concert。";
+pub const LOTTERY_CLOSED: &str = "这个抽签活动的报名已经截止了。";
+pub const NOT_ENTERED: &str = "你没有报名这个抽签活动。";
 pub const NO_TICKETS: &str = "你还没有票。发送「抢啥」看看有什么活动。";
 
 pub fn link(url: &str, text: &str) -> String {
@@ -148,4 +152,30 @@ pub fn waiting_left(activity: &str) -> String {
 /// One line of `查票` for a waiting list the student is on.
 pub fn waiting_position(activity: &str, key: &str, position: i64) -> String {
     format!("\n【{activity}】候补第 {position} 位\n发送「取消候补 {key}」可退出\n")
+}
+
+/// Registered for a lottery: when it is drawn, and the entry's public id.
+pub fn lottery_entered(activity: &str, close: &str, eid: &str) -> String {
+    format!(
+        "已报名「{activity}」的抽签。{close} 报名截止后公开抽签，结果会通知你，抽中的直接出票。\n\
+         你的抽签编号：{eid}\n发送「取消报名 代号」可退出。"
+    )
+}
+
+pub fn lottery_already_entered(activity: &str, close: &str, eid: &str) -> String {
+    format!("你已经报名了「{activity}」的抽签，{close} 截止后抽签，不能重复报名。\n你的抽签编号：{eid}")
+}
+
+/// A lottery's list is made by its draw; nobody joins it by hand.
+pub fn waiting_lottery(key: &str) -> String {
+    format!("这是抽签活动，不用候补：发送「报名 {key}」报名，没抽中的同学按抽签顺序自动候补。")
+}
+
+pub fn lottery_withdrawn(activity: &str) -> String {
+    format!("已取消「{activity}」的抽签报名。")
+}
+
+/// One line of `查票` for a lottery the student registered for.
+pub fn lottery_entry(activity: &str, key: &str, close: &str) -> String {
+    format!("\n【{activity}】已报名，{close} 截止后抽签\n发送「取消报名 {key}」可退出\n")
 }

@@ -105,6 +105,7 @@ impl Sample {
             end_at: start_at + Duration::hours(2),
             capacity: self.capacity,
             publish: true,
+            mode: Default::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod checkin_link;
 mod demo;
+mod lottery;
 mod menu;
 
 use clap::{Parser, Subcommand};
@@ -66,6 +67,9 @@ pub enum Command {
     /// The notifications pushed to students.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// Lotteries (抽签): check a draw.
+    #[command(subcommand)]
+    Lottery(lottery::LotteryCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,11 +116,20 @@ pub enum ActivityCommand {
         /// A live QR: the ticket shows a code that changes every 30 s, so a screenshot gets no one in.
         #[arg(long)]
         live_qr: bool,
+        /// `rush`: first come, first served; `lottery`: students register and a draw at book-end gives the places.
+        #[arg(long, value_enum, default_value_t = ModeArg::Rush)]
+        mode: ModeArg,
     },
     /// One line per activity: id, key, status, booked/capacity, name.
     List,
     /// Publish a draft.
     Publish { key: String },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModeArg {
+    Rush,
+    Lottery,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +209,7 @@ pub async fn run() -> Result<(), AppError> {
         }
         Command::Menu(command) => menu::run(&config, command).await,
         Command::CheckinLink(command) => checkin_link::run(&config, command).await,
+        Command::Lottery(command) => lottery::run(&config, command).await,
         Command::Notify(NotifyCommand::Status { limit }) => {
             let (pool, cluster) = db::open(&config).await?;
             db::migrate(&pool).await?;
@@ -311,6 +325,7 @@ async fn activity(
             description,
             publish,
             live_qr,
+            mode,
         } => {
             let time = |flag: &str, text: &str| {
                 local_time::parse(text, tz)
@@ -327,13 +342,18 @@ async fn activity(
                 end_at: time("end", &end)?,
                 capacity,
                 publish,
+                mode: match mode {
+                    ModeArg::Rush => crate::booking::lottery::Mode::Rush,
+                    ModeArg::Lottery => crate::booking::lottery::Mode::Lottery,
+                },
             };
             // Created with its live-QR setting, or not at all.
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             let a = activities::create(&mut tx, &new).await?;
             activities::set_live_qr(&mut tx, a.id, live_qr).await?;
             tx.commit().await?;
-            println!("{}\t{}\t{}\tcreated{}", a.id, a.key, a.status, if live_qr { "\tlive QR" } else { "" });
+            let mode = if a.mode == crate::booking::lottery::Mode::Lottery { "\tlottery" } else { "" };
+            println!("{}\t{}\t{}\tcreated{}{mode}", a.id, a.key, a.status, if live_qr { "\tlive QR" } else { "" });
         }
         ActivityCommand::List => {
             // Booked as the admin list counts it: the simulator's test tickets left out.

@@ -270,3 +270,52 @@ pub async fn waiting_closed(
     }
     notifier.enqueue(conn, &notices).await
 }
+
+/// After a draw: tells each winner their ticket is ready (the sender adds the
+/// link) and everyone else their place on the waiting list, with the draw's
+/// public page, in the draw's transaction. `won` is (ticket id, student ID),
+/// `queued` (entry id, student ID, position).
+pub async fn lottery_drawn(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    activity_id: i64,
+    won: &[(i64, String)],
+    queued: &[(i64, String, i64)],
+) -> Result<usize, AppError> {
+    let tz = notifier.timezone();
+    let a = named(conn, activity_id).await?;
+    let (start, full_start) = (local_time::short(a.start_at, tz), local_time::full(a.start_at, tz));
+    let draw_page = format!("<a href=\"{}/activities/{activity_id}/draw\">核对抽签结果</a>", notifier.public_url());
+    let mut notices = Vec::new();
+    for (ticket_id, student_id) in won {
+        notices.push(NewNotification {
+            key: format!("lottery-won:ticket-{ticket_id}"),
+            kind: Kind::LotteryWon,
+            student_id: Some(student_id.clone()),
+            openid: None,
+            activity_id: Some(activity_id),
+            ticket_id: Some(*ticket_id),
+            body: format!(
+                "【中签】恭喜，你抽中了 {}（{start}，{}）。不能来请提前退票，名额会给候补的同学。{draw_page}",
+                a.name, a.place
+            ),
+            template_data: template_data(&a.name, &full_start, &a.place, "你中签了"),
+        });
+    }
+    for (entry_id, student_id, position) in queued {
+        notices.push(NewNotification {
+            key: format!("lottery-lost:entry-{entry_id}"),
+            kind: Kind::LotteryLost,
+            student_id: Some(student_id.clone()),
+            openid: None,
+            activity_id: Some(activity_id),
+            ticket_id: None,
+            body: format!(
+                "【未中签】{} 的抽签结果出来了，这次没有抽中。你在候补名单第 {position} 位：有人退票就按顺序补上，补上会通知你。{draw_page}",
+                a.name
+            ),
+            template_data: template_data(&a.name, &full_start, &a.place, &format!("未中签，候补第{position}位")),
+        });
+    }
+    notifier.enqueue(conn, &notices).await
+}

@@ -86,6 +86,11 @@ impl Notifier {
         self.ctx.config.timezone
     }
 
+    /// Where this server's pages are, for links in a notice's text.
+    pub fn public_url(&self) -> &str {
+        &self.ctx.config.public_url
+    }
+
     fn send_task(&self) -> SendNotification {
         SendNotification { ctx: self.ctx.clone() }
     }
@@ -257,8 +262,8 @@ impl Task for SendNotification {
     }
 }
 
-/// The scheduled job that queues the reminders coming due and closes the
-/// waiting lists of activities whose booking ended (telling who still waited).
+/// The scheduled job that queues the reminders coming due, runs the lottery
+/// draws due, and closes the waiting lists that end (telling who still waited).
 #[derive(Clone)]
 pub struct RemindDue {
     notifier: Notifier,
@@ -275,8 +280,13 @@ impl Task for RemindDue {
             0 => 0,
             hours => events::remind_due(&mut tx, &self.notifier, hours, config.timezone).await.map_err(failed)?,
         };
+        // Draws first: a lottery's losers form its waiting list, which stays open after the close.
+        let drawn = crate::booking::lottery::draw_due(&mut tx, &self.notifier).await.map_err(failed)?;
         let closed = crate::booking::waiting::close_ended(&mut tx, &self.notifier).await.map_err(failed)?;
         tx.commit().await?;
+        if drawn > 0 {
+            tracing::info!(drawn, "lotteries drawn");
+        }
         if queued > 0 {
             tracing::info!(queued, "reminders queued");
         }

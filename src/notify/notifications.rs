@@ -21,6 +21,10 @@ pub enum Kind {
     WaitingPromoted,
     /// The waiting list closed at `book_end` with the student still in it.
     WaitingClosed,
+    /// The lottery's draw gave the student a ticket.
+    LotteryWon,
+    /// The draw did not: the student is on the waiting list, at a position.
+    LotteryLost,
 }
 
 impl Kind {
@@ -31,6 +35,8 @@ impl Kind {
             Kind::Test => "测试消息",
             Kind::WaitingPromoted => "候补成功",
             Kind::WaitingClosed => "候补结束",
+            Kind::LotteryWon => "中签",
+            Kind::LotteryLost => "未中签",
         }
     }
 }

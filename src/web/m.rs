@@ -19,8 +19,11 @@ use super::student::message_page;
 use crate::{
     AppState,
     booking::{
-        ActivityStatus, TicketStatus, activities, students,
+        ActivityStatus, TicketStatus, activities,
+        lottery::{self, EntryOutcome, Mode},
+        students,
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, TicketRef},
+        waiting::{self, JoinOutcome},
     },
     error::AppError,
     identity::{
@@ -37,6 +40,7 @@ pub fn router() -> Router<AppState> {
         .route("/m/tickets/{code}/cancel", post(cancel))
         .route("/m/activities", get(activities_page))
         .route("/m/activities/{id}/book", post(book))
+        .route("/m/activities/{id}/wait", post(wait))
 }
 
 /// Where an authorization returns to; named in the redirect URI, so nothing
@@ -200,6 +204,8 @@ struct TicketLine {
 struct TicketsPage {
     student_id: String,
     tickets: Vec<TicketLine>,
+    /// Lottery registrations, each with the student's own eid.
+    entries: Vec<super::lottery::EntryLine>,
     csrf: String,
     notice: Option<String>,
 }
@@ -240,7 +246,8 @@ async fn tickets_page(
         .collect();
     let csrf = session::csrf_token(&state.secret_key, &me.session);
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
-    Ok(no_store(TicketsPage { student_id: student.student_id, tickets, csrf, notice }))
+    let entries = super::lottery::entry_lines(&mut conn, &student.student_id, state.config.timezone).await?;
+    Ok(no_store(TicketsPage { student_id: student.student_id, tickets, entries, csrf, notice }))
 }
 
 #[derive(Deserialize, Default)]
@@ -311,7 +318,8 @@ struct ActivityLine {
     start_at: String,
     place: String,
     state_line: String,
-    bookable: bool,
+    /// The button: the form's path under `/m/activities/{id}/` and its label.
+    action: Option<(&'static str, &'static str)>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -332,29 +340,42 @@ async fn activities_page(State(state): State<AppState>, headers: HeaderMap) -> R
     };
     let tz = state.config.timezone;
     let now = OffsetDateTime::now_utc();
-    let activities = activities::bookable(&mut conn)
-        .await?
-        .into_iter()
-        .filter(|a| a.status == ActivityStatus::Published)
-        .map(|a| {
-            let open = a.book_start <= now && now < a.book_end;
-            let state_line = if now < a.book_start {
-                format!("{} 开抢", local_time::short(a.book_start, tz))
-            } else if a.remaining == 0 {
-                "票已抢完".to_string()
+    let queued = waiting::positions(&mut conn, &student.student_id).await?;
+    let mut lines = Vec::new();
+    for a in activities::bookable(&mut conn).await? {
+        if a.status != ActivityStatus::Published {
+            continue;
+        }
+        let open = a.book_start <= now && now < a.book_end;
+        let (state_line, action) = if a.mode == Mode::Lottery {
+            let entered = lottery::entry_of(&mut conn, a.id, &student.student_id).await?.is_some();
+            let close = local_time::short(a.book_end, tz);
+            if now < a.book_start {
+                (format!("抽签活动，{} 开始报名", local_time::short(a.book_start, tz)), None)
+            } else if entered {
+                (format!("已报名，{close} 截止后公开抽签"), None)
             } else {
-                format!("正在抢票，剩余 {} 张", a.remaining)
-            };
-            ActivityLine {
-                id: a.id,
-                start_at: local_time::full(a.start_at, tz),
-                bookable: open && a.remaining > 0,
-                state_line,
-                name: a.name,
-                place: a.place,
+                (format!("抽签报名中，{} 个名额，{close} 截止", a.capacity), Some(("book", "报名抽签")))
             }
-        })
-        .collect();
+        } else if now < a.book_start {
+            (format!("{} 开抢", local_time::short(a.book_start, tz)), None)
+        } else if let Some(w) = queued.iter().find(|w| w.activity_key == a.key) {
+            (format!("票已抢完，你在候补第 {} 位", w.position), None)
+        } else if a.remaining == 0 {
+            ("票已抢完，可以候补：有人退票按顺序补给候补的同学".to_string(), open.then_some(("wait", "候补")))
+        } else {
+            (format!("正在抢票，剩余 {} 张", a.remaining), open.then_some(("book", "抢票")))
+        };
+        lines.push(ActivityLine {
+            id: a.id,
+            start_at: local_time::full(a.start_at, tz),
+            state_line,
+            action,
+            name: a.name,
+            place: a.place,
+        });
+    }
+    let activities = lines;
     let csrf = session::csrf_token(&state.secret_key, &me.session);
     Ok(no_store(ActivitiesPage { student_id: student.student_id, activities, csrf }))
 }
@@ -396,5 +417,53 @@ async fn book(
             sorry(format!("票已经抢完了。可以在公众号发送「候补 {key}」排队，有人退票时按顺序补给候补的同学。"))
         }
         BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
+        BookOutcome::Lottery(EntryOutcome::Entered { activity_name, eid, close_at })
+        | BookOutcome::Lottery(EntryOutcome::AlreadyEntered { activity_name, eid, close_at }) => message_page(
+            StatusCode::OK,
+            "已报名",
+            format!(
+                "你已报名「{activity_name}」的抽签，{} 截止后公开抽签，结果会通知你。你的抽签编号：{eid}",
+                local_time::short(close_at, state.config.timezone)
+            ),
+            true,
+        ),
+        BookOutcome::Lottery(EntryOutcome::Closed) => sorry(crate::bot::replies::LOTTERY_CLOSED.into()),
+    })
+}
+
+/// The 候补 button of a sold-out activity: the same rules as `候补 <key>`.
+async fn wait(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, AppError> {
+    use crate::bot::replies;
+    let form = form.map(|Form(f)| f).unwrap_or_default();
+    let me = match form_student(&state, &headers, &form) {
+        Ok(me) => me,
+        Err(why) => return Ok(form_refused(why)),
+    };
+    let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
+    let tz = state.config.timezone;
+    let mut tx = state.pool.begin().await?;
+    let outcome = waiting::join(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
+    tx.commit().await?;
+    let sorry = |why: String| message_page(StatusCode::CONFLICT, "没有加入候补", why, false);
+    Ok(match outcome {
+        JoinOutcome::Joined { activity_name, position } => {
+            message_page(StatusCode::OK, "已加入候补", replies::waiting_joined(&activity_name, position), true)
+        }
+        JoinOutcome::AlreadyWaiting { activity_name, position } => {
+            message_page(StatusCode::OK, "已在候补中", replies::already_waiting(&activity_name, position), true)
+        }
+        JoinOutcome::HoldsTicket => sorry(replies::WAIT_HOLDS_TICKET.into()),
+        JoinOutcome::NotSoldOut { .. } => sorry("这个活动还有票，不用候补，直接抢票。".into()),
+        JoinOutcome::NotOpenYet { opens_at } => sorry(replies::waiting_not_open(&local_time::short(opens_at, tz))),
+        JoinOutcome::Closed => sorry(replies::WAIT_CLOSED.into()),
+        JoinOutcome::NoSuchActivity => return Err(AppError::NotFound),
+        JoinOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
+        JoinOutcome::Paused { until } => sorry(replies::paused(&local_time::short(until, tz))),
+        JoinOutcome::Lottery { key } => sorry(replies::waiting_lottery(&key)),
     })
 }

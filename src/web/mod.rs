@@ -4,6 +4,7 @@ pub(crate) mod admin;
 mod cas_bind;
 pub(crate) mod door;
 mod headers;
+mod lottery;
 mod m;
 mod request_log;
 mod static_files;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(wechat::router())
         .merge(student::router())
+        .merge(lottery::router())
         .merge(m::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))

@@ -297,14 +297,23 @@ impl ActivityView {
 #[template(path = "student/activity.html")]
 struct ActivityPage {
     view: ActivityView,
+    /// A lottery activity's draw, as its own page shows it.
+    lottery: Option<super::lottery::LotteryView>,
 }
 
 async fn activity_page(State(state): State<AppState>, Path(id): Path<String>) -> Result<ActivityPage, AppError> {
     let id: i64 = id.parse().map_err(|_| AppError::NotFound)?;
-    let activity = activities::by_id(&mut *state.pool.acquire().await?, id).await?;
+    let mut conn = state.pool.acquire().await?;
+    let activity = activities::by_id(&mut conn, id).await?;
     // Drafts are not public yet.
     let activity = activity.filter(|a| a.status != ActivityStatus::Draft).ok_or(AppError::NotFound)?;
-    Ok(ActivityPage { view: ActivityView::new(activity, state.config.timezone) })
+    let lottery = super::lottery::view(&mut conn, &activity, state.config.timezone).await?;
+    let mut view = ActivityView::new(activity, state.config.timezone);
+    if let Some(l) = &lottery {
+        view.booking_state = l.stage.clone();
+        view.waiting_open = false;
+    }
+    Ok(ActivityPage { view, lottery })
 }
 
 #[derive(Template, WebTemplate)]
@@ -495,6 +504,8 @@ struct TicketLine {
 struct MyTicketsPage {
     student_id: String,
     tickets: Vec<TicketLine>,
+    /// Lottery registrations, each with the student's own eid.
+    entries: Vec<super::lottery::EntryLine>,
 }
 
 async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
@@ -528,7 +539,8 @@ async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkP
             status: t.status,
         })
         .collect();
-    Ok(MyTicketsPage { student_id: student.student_id, tickets }.into_response())
+    let entries = super::lottery::entry_lines(&mut conn, &student.student_id, tz).await?;
+    Ok(MyTicketsPage { student_id: student.student_id, tickets, entries }.into_response())
 }
 
 #[derive(Template, WebTemplate)]

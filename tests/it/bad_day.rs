@@ -233,6 +233,7 @@ async fn prepare(db: &PgConnectOptions, group: &str) -> i64 {
         end_at: now + 3 * hour,
         capacity: CAPACITY,
         publish: true,
+        mode: Default::default(),
     };
     let activity = wechat_ticket::booking::activities::create(&mut conn, &new).await.unwrap();
     let (openids, ids) = students(group, STUDENTS + 1);

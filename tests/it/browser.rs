@@ -212,6 +212,7 @@ async fn simulator_journey(b: &Browser) {
         end_at: now + 50 * h,
         capacity: 100,
         publish: true,
+        mode: Default::default(),
     };
     let concert = activities::create(&mut conn, &concert).await.unwrap();
     let poster = images::store(&mut conn, "image/png", &browser::png(360, 200)).await.unwrap();

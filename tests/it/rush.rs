@@ -179,6 +179,7 @@ async fn edit_capacity_until(app: &TestApp, id: i64, stop: &std::sync::atomic::A
             end_at: a.end_at,
             capacity: if a.capacity == 300 { 320 } else { 300 },
             publish: true,
+            mode: Default::default(),
         };
         match activities::update(&mut tx, &app.state.notifier, id, &new).await {
             Ok(activities::EditOutcome::Saved(_)) => {
@@ -265,6 +266,7 @@ async fn an_edit_and_a_booking_holding_a_slot_never_wait_for_each_other() {
             end_at: current.end_at,
             capacity: 12,
             publish: true,
+            mode: Default::default(),
         };
         let saved = activities::update(&mut tx, &notifier, a.id, &new).await;
         tx.commit().await.unwrap();

@@ -223,6 +223,7 @@ async fn seed(db: &PgConnectOptions, scenario: &Scenario, base: &str) -> Result<
         end_at: now + 4 * h,
         capacity: scenario.capacity,
         publish: true,
+        mode: Default::default(),
     };
     let activity = activities::create(&mut conn, &new).await.map_err(|e| e.to_string())?;
     let _ = conn.close().await;

@@ -194,6 +194,7 @@ impl ActivityForm {
             end_at,
             capacity,
             publish: false,
+            mode: Default::default(),
         };
         let errors = activities::check_fields(&new);
         if errors.is_empty() { Ok(new) } else { Err(errors) }

@@ -34,6 +34,7 @@ impl TestApp {
             end_at: start_at + 2 * h,
             capacity,
             publish: true,
+            mode: Default::default(),
         };
         activities::create(&mut self.pool.acquire().await.unwrap(), &new).await.unwrap()
     }
