@@ -20,6 +20,7 @@ use crate::{
         Activity, NewActivity,
         activities::{self, EditErrors, EditOutcome, Summary},
         checkin, door, images,
+        lottery::Mode,
     },
     error::AppError,
     local_time,
@@ -135,6 +136,9 @@ pub struct ActivityForm {
     /// The checkbox: present ("on") when ticked.
     #[serde(default)]
     live_qr: String,
+    /// `rush` or `lottery`; read at creation only.
+    #[serde(default)]
+    mode: String,
 }
 
 impl ActivityForm {
@@ -151,6 +155,7 @@ impl ActivityForm {
             end_at: local_time::input(a.end_at, tz),
             capacity: a.capacity.to_string(),
             live_qr: if a.live_qr { "on".into() } else { String::new() },
+            mode: a.mode.as_str().into(),
         }
     }
 
@@ -178,8 +183,12 @@ impl ActivityForm {
         if capacity.is_none() {
             errors.0.push(("capacity", "请填写一个整数".into()));
         }
-        let (Some(book_start), Some(book_end), Some(start_at), Some(end_at), Some(capacity)) =
-            (times.0, times.1, times.2, times.3, capacity)
+        let mode = Mode::parse(&self.mode);
+        if mode.is_none() {
+            errors.0.push(("mode", "请选择抢票或抽签".into()));
+        }
+        let (Some(book_start), Some(book_end), Some(start_at), Some(end_at), Some(capacity), Some(mode)) =
+            (times.0, times.1, times.2, times.3, capacity, mode)
         else {
             return Err(errors);
         };
@@ -194,7 +203,7 @@ impl ActivityForm {
             end_at,
             capacity,
             publish: false,
-            mode: Default::default(),
+            mode,
         };
         let errors = activities::check_fields(&new);
         if errors.is_empty() { Ok(new) } else { Err(errors) }
@@ -214,6 +223,8 @@ struct FormPage {
     timezone: &'static str,
     /// What happened at the door (an existing activity only).
     door: Option<Door>,
+    /// A lottery activity's draw: its state and published inputs.
+    lottery: Option<crate::web::lottery::LotteryView>,
 }
 
 /// The activity page's door section.
@@ -261,6 +272,7 @@ async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormP
         notice: None,
         timezone,
         door: None,
+        lottery: None,
     }
 }
 
@@ -271,7 +283,7 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state), door: None };
+        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state), door: None, lottery: None };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
     let new = match form.parse(state.config.timezone) {
@@ -300,8 +312,9 @@ async fn edit_form(
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
     let timezone = zone(&state);
     let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+    let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
     let errors = EditErrors::default();
-    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door })
+    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, lottery })
 }
 
 async fn update(
@@ -332,14 +345,20 @@ async fn update(
             let notice = Some("已保存。".to_string());
             let timezone = zone(&state);
             let errors = EditErrors::default();
-            let door = Some(door(&mut *state.pool.acquire().await?, &saved, state.config.timezone).await?);
-            Ok(FormPage { session, activity: Some(saved), form, errors, notice, timezone, door }.into_response())
+            let mut conn = state.pool.acquire().await?;
+            let door = Some(door(&mut conn, &saved, state.config.timezone).await?);
+            let lottery = crate::web::lottery::view(&mut conn, &saved, state.config.timezone).await?;
+            let page = FormPage { session, activity: Some(saved), form, errors, notice, timezone, door, lottery };
+            Ok(page.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
-            let door = Some(door(&mut *state.pool.acquire().await?, &activity, state.config.timezone).await?);
+            let mut conn = state.pool.acquire().await?;
+            let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+            let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
             let timezone = zone(&state);
-            let page = FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door };
+            let page =
+                FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, lottery };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }

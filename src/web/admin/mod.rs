@@ -7,6 +7,7 @@ mod checkin;
 mod door_chart;
 mod export;
 mod login;
+mod lottery;
 pub mod menu;
 mod notifications;
 mod roster;
@@ -43,6 +44,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::web::headers::with_wechat_jssdk(checkin::router()))
         .merge(wechat_scan::router())
         .merge(export::router())
+        .merge(lottery::router())
         .merge(menu::router())
         .merge(notifications::router())
         .merge(roster::router())
