@@ -19,7 +19,7 @@ use crate::{
     booking::{
         Activity, NewActivity,
         activities::{self, EditErrors, EditOutcome, Summary},
-        checkin, door, images,
+        checkin, door, images, waiting,
     },
     error::AppError,
     local_time,
@@ -213,6 +213,8 @@ struct FormPage {
     timezone: &'static str,
     /// What happened at the door (an existing activity only).
     door: Option<Door>,
+    /// The waiting list (an existing activity only).
+    waiting: Option<Waiting>,
 }
 
 /// The activity page's door section.
@@ -233,6 +235,37 @@ async fn door(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::
     let chart = super::door_chart::arrivals_svg(&door::arrivals(conn, activity.id).await?, tz);
     let gates = door::gates(conn, activity.id).await?;
     Ok(Door { booked, checked_in, no_shows: ended.then_some(booked - checked_in), chart, gates })
+}
+
+/// How many of the line the activity page lists.
+const WAITING_HEAD: i64 = 10;
+
+/// The activity page's waiting-list section.
+struct Waiting {
+    line: waiting::Line,
+    /// Each head entry's joined time, as the admin reads it.
+    joined: Vec<String>,
+    /// No place is left, so students may queue.
+    sold_out: bool,
+    /// A lottery activity: the line forms at the draw, from those not drawn.
+    lottery: bool,
+}
+
+async fn waiting(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::Tz) -> Result<Waiting, AppError> {
+    let line = waiting::line(conn, activity.id, WAITING_HEAD).await?;
+    let joined = line.head.iter().map(|e| local_time::precise(e.joined_at, tz)).collect();
+    let lottery: bool = sqlx::query_scalar("SELECT mode = 'lottery' FROM activities WHERE id = $1")
+        .bind(activity.id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Waiting { line, joined, sold_out: activity.remaining <= 0, lottery })
+}
+
+impl Waiting {
+    /// (entry, its joined time) in line order, for the template.
+    fn head(&self) -> impl Iterator<Item = (&waiting::InLine, &str)> {
+        self.line.head.iter().zip(self.joined.iter().map(String::as_str))
+    }
 }
 
 impl FormPage {
@@ -260,6 +293,7 @@ async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormP
         notice: None,
         timezone,
         door: None,
+        waiting: None,
     }
 }
 
@@ -270,7 +304,9 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state), door: None };
+        let timezone = zone(&state);
+        let page =
+            FormPage { session, activity: None, form, errors, notice: None, timezone, door: None, waiting: None };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
     let new = match form.parse(state.config.timezone) {
@@ -299,8 +335,9 @@ async fn edit_form(
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
     let timezone = zone(&state);
     let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+    let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
     let errors = EditErrors::default();
-    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door })
+    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, waiting })
 }
 
 async fn update(
@@ -331,14 +368,20 @@ async fn update(
             let notice = Some("已保存。".to_string());
             let timezone = zone(&state);
             let errors = EditErrors::default();
-            let door = Some(door(&mut *state.pool.acquire().await?, &saved, state.config.timezone).await?);
-            Ok(FormPage { session, activity: Some(saved), form, errors, notice, timezone, door }.into_response())
+            let mut conn = state.pool.acquire().await?;
+            let door = Some(door(&mut conn, &saved, tz).await?);
+            let waiting = Some(waiting(&mut conn, &saved, tz).await?);
+            let page = FormPage { session, activity: Some(saved), form, errors, notice, timezone, door, waiting };
+            Ok(page.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
-            let door = Some(door(&mut *state.pool.acquire().await?, &activity, state.config.timezone).await?);
+            let mut conn = state.pool.acquire().await?;
+            let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+            let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
             let timezone = zone(&state);
-            let page = FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door };
+            let page =
+                FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, waiting };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }
