@@ -242,6 +242,7 @@ mod tests {
             status: ActivityStatus::Published,
             remaining: 10,
             live_qr: false,
+            mode: Default::default(),
         }
     }
 

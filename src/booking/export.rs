@@ -1,55 +1,161 @@
 //! Ticket lists for organisers: CSV (UTF-8 with BOM, so Excel opens it) and
-//! XLSX. Columns of SPEC §5. A cell a spreadsheet would run as a formula is
-//! made inert: prefixed with `'` in CSV, written as a string cell in XLSX.
-//! Ticket codes never start like a formula, so they are written unchanged
-//! and a code read from a list always finds its ticket.
+//! XLSX. Columns of SPEC §5, then how each place was got: from the waiting
+//! list (候补转正) and the lottery rank (抽签名次). After the tickets come the
+//! students still on the waiting list, in line order, so an organiser sees
+//! who is next. A cell a spreadsheet would run as a formula is made inert:
+//! prefixed with `'` in CSV, written as a string cell in XLSX. Ticket codes
+//! never start like a formula, so they are written unchanged and a code read
+//! from a list always finds its ticket.
 
 use rust_xlsxwriter::Workbook;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
-use crate::{booking::TicketStatus, error::AppError, local_time};
+use crate::{
+    booking::{TicketStatus, students::TEST_OPENID_PREFIX},
+    error::AppError,
+    local_time,
+};
 
-pub const HEADERS: [&str; 7] = ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间"];
+pub const HEADERS: [&str; 9] =
+    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次"];
 
-#[derive(Debug, Clone, FromRow)]
+/// What the 候补位置 column says of a ticket that came from the waiting list.
+pub const FROM_WAITING_LIST: &str = "候补转正";
+/// The status column of a student still waiting (who holds no ticket).
+pub const WAITING_LABEL: &str = "候补中";
+
+#[derive(Debug, Clone)]
 pub struct Row {
-    pub code: String,
     pub student_id: String,
     pub name: Option<String>,
-    pub status: TicketStatus,
-    pub booked_at: OffsetDateTime,
-    pub checked_in_at: Option<OffsetDateTime>,
-    pub cancelled_at: Option<OffsetDateTime>,
+    pub entry: Entry,
+    /// 1-based, once the activity's lottery was drawn.
+    pub lottery_rank: Option<i32>,
 }
 
-/// Every ticket of an activity, cancelled ones included, in the order they were booked.
-/// The name is the bound student's, else the roster's. The simulator's test
-/// tickets are left out unless `include_test`.
+/// A row is a ticket or a place in the waiting list, never both.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Ticket {
+        code: String,
+        status: TicketStatus,
+        booked_at: OffsetDateTime,
+        checked_in_at: Option<OffsetDateTime>,
+        cancelled_at: Option<OffsetDateTime>,
+        /// Issued to the head of the waiting list.
+        from_waiting_list: bool,
+    },
+    Waiting {
+        /// In the whole line, test students included (what the student was told).
+        position: i64,
+    },
+}
+
+#[derive(FromRow)]
+struct TicketRow {
+    code: String,
+    student_id: String,
+    name: Option<String>,
+    status: TicketStatus,
+    booked_at: OffsetDateTime,
+    checked_in_at: Option<OffsetDateTime>,
+    cancelled_at: Option<OffsetDateTime>,
+    from_waiting_list: bool,
+    lottery_rank: Option<i32>,
+}
+
+#[derive(FromRow)]
+struct WaitingRow {
+    student_id: String,
+    name: Option<String>,
+    position: i64,
+    lottery_rank: Option<i32>,
+}
+
+/// Every ticket of an activity, cancelled ones included, in the order they
+/// were booked; then everyone still on its waiting list, in line order. The
+/// name is the bound student's, else the roster's. The simulator's test
+/// tickets and entries are left out unless `include_test`.
 pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool) -> Result<Vec<Row>, AppError> {
-    Ok(sqlx::query_as(
+    let tickets: Vec<TicketRow> = sqlx::query_as(
         "SELECT t.code, t.student_id, coalesce(s.name, r.name) AS name, t.status, t.booked_at, t.checked_in_at, \
-         t.cancelled_at FROM tickets t \
+         t.cancelled_at, \
+         EXISTS (SELECT 1 FROM waiting_list w WHERE w.ticket_id = t.id AND w.state = 'promoted') \
+             AS from_waiting_list, \
+         e.rank AS lottery_rank FROM tickets t \
          LEFT JOIN students s ON s.student_id = t.student_id \
          LEFT JOIN roster r ON r.student_id = t.student_id \
+         LEFT JOIN lottery_entries e ON e.activity_id = t.activity_id AND e.student_id = t.student_id \
          WHERE t.activity_id = $1 AND ($2 OR NOT t.simulated) ORDER BY t.id",
     )
     .bind(activity_id)
     .bind(include_test)
+    .fetch_all(&mut *conn)
+    .await?;
+    // Positions are counted over the whole line before test entries are left
+    // out, so each is the one the student was told.
+    let waiting: Vec<WaitingRow> = sqlx::query_as(
+        "SELECT l.student_id, coalesce(s.name, r.name) AS name, l.position, e.rank AS lottery_rank FROM ( \
+             SELECT id, activity_id, student_id, openid, row_number() OVER (ORDER BY id) AS position \
+             FROM waiting_list WHERE activity_id = $1 AND state = 'waiting') l \
+         LEFT JOIN students s ON s.student_id = l.student_id \
+         LEFT JOIN roster r ON r.student_id = l.student_id \
+         LEFT JOIN lottery_entries e ON e.activity_id = l.activity_id AND e.student_id = l.student_id \
+         WHERE $2 OR NOT starts_with(l.openid, $3) ORDER BY l.id",
+    )
+    .bind(activity_id)
+    .bind(include_test)
+    .bind(TEST_OPENID_PREFIX)
     .fetch_all(conn)
-    .await?)
+    .await?;
+    let tickets = tickets.into_iter().map(|t| Row {
+        student_id: t.student_id,
+        name: t.name,
+        lottery_rank: t.lottery_rank,
+        entry: Entry::Ticket {
+            code: t.code,
+            status: t.status,
+            booked_at: t.booked_at,
+            checked_in_at: t.checked_in_at,
+            cancelled_at: t.cancelled_at,
+            from_waiting_list: t.from_waiting_list,
+        },
+    });
+    let waiting = waiting.into_iter().map(|w| Row {
+        student_id: w.student_id,
+        name: w.name,
+        lottery_rank: w.lottery_rank,
+        entry: Entry::Waiting { position: w.position },
+    });
+    Ok(tickets.chain(waiting).collect())
 }
 
-fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 7] {
+fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 9] {
     let at = |t: Option<OffsetDateTime>| t.map(|t| local_time::precise(t, tz)).unwrap_or_default();
+    let (code, status, booked, checked_in, cancelled, waiting) = match &row.entry {
+        Entry::Ticket { code, status, booked_at, checked_in_at, cancelled_at, from_waiting_list } => (
+            code.clone(),
+            status.label(),
+            at(Some(*booked_at)),
+            at(*checked_in_at),
+            at(*cancelled_at),
+            if *from_waiting_list { FROM_WAITING_LIST.to_string() } else { String::new() },
+        ),
+        Entry::Waiting { position } => {
+            (String::new(), WAITING_LABEL, String::new(), String::new(), String::new(), position.to_string())
+        }
+    };
     [
-        row.code.clone(),
+        code,
         row.student_id.clone(),
         row.name.clone().unwrap_or_default(),
-        row.status.label().to_string(),
-        local_time::precise(row.booked_at, tz),
-        at(row.checked_in_at),
-        at(row.cancelled_at),
+        status.to_string(),
+        booked,
+        checked_in,
+        cancelled,
+        waiting,
+        row.lottery_rank.map(|r| r.to_string()).unwrap_or_default(),
     ]
 }
 
@@ -74,6 +180,9 @@ pub fn csv(rows: &[Row], tz: &time_tz::Tz) -> Result<Vec<u8>, AppError> {
     Ok(out)
 }
 
+/// 候补位置; 抽签名次 follows it.
+const POSITION_COLUMN: u16 = 7;
+
 pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>, AppError> {
     let fail = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("xlsx: {e}"));
     let mut book = Workbook::new();
@@ -86,13 +195,21 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
     }
     for (i, row) in rows.iter().enumerate() {
         for (col, cell) in cells(row, tz).iter().enumerate() {
-            // write_string always makes a text cell: "=…" stays text, never a formula.
-            sheet.write_string(i as u32 + 1, col as u16, cell).map_err(fail)?;
+            let (row, col) = (i as u32 + 1, col as u16);
+            match cell.parse::<u32>() {
+                // Positions and ranks as numbers, so the sheet sorts them as numbers.
+                Ok(n) if col >= POSITION_COLUMN => sheet.write_number(row, col, n).map_err(fail)?,
+                // write_string always makes a text cell: "=…" stays text, never a formula.
+                _ => sheet.write_string(row, col, cell).map_err(fail)?,
+            };
         }
     }
     sheet.set_column_width(0, 26).map_err(fail)?;
     for col in 4..=6 {
         sheet.set_column_width(col, 20).map_err(fail)?;
+    }
+    for col in POSITION_COLUMN..HEADERS.len() as u16 {
+        sheet.set_column_width(col, 10).map_err(fail)?;
     }
     book.save_to_buffer().map_err(fail)
 }

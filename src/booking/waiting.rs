@@ -315,3 +315,55 @@ pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result
     .await?;
     crate::notify::events::waiting_closed(conn, notifier, &dropped).await
 }
+
+/// An activity's list as its admin page shows it.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// In line now.
+    pub waiting: i64,
+    /// Got a ticket from the list.
+    pub promoted: i64,
+    /// Left the line themselves (or got a ticket some other way first).
+    pub left: i64,
+    /// Still waiting when the list closed.
+    pub closed: i64,
+    /// The first in line, in order.
+    pub head: Vec<InLine>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InLine {
+    /// 1 is next.
+    pub position: i64,
+    pub student_id: String,
+    /// The bound student's name, else the roster's.
+    pub name: Option<String>,
+    pub joined_at: OffsetDateTime,
+    /// One of the simulator's test students: they hold a real place in line.
+    pub test: bool,
+}
+
+/// The counts of an activity's list and its first `first` entries.
+pub async fn line(conn: &mut PgConnection, activity_id: i64, first: i64) -> Result<Line, AppError> {
+    let (waiting, promoted, left, closed): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'waiting'), count(*) FILTER (WHERE state = 'promoted'), \
+         count(*) FILTER (WHERE state = 'left'), count(*) FILTER (WHERE state = 'closed') \
+         FROM waiting_list WHERE activity_id = $1",
+    )
+    .bind(activity_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let head = sqlx::query_as(
+        "SELECT row_number() OVER (ORDER BY w.id) AS position, w.student_id, coalesce(s.name, r.name) AS name, \
+         w.joined_at, starts_with(w.openid, $3) AS test FROM waiting_list w \
+         LEFT JOIN students s ON s.student_id = w.student_id \
+         LEFT JOIN roster r ON r.student_id = w.student_id \
+         WHERE w.activity_id = $1 AND w.state = 'waiting' ORDER BY w.id LIMIT $2",
+    )
+    .bind(activity_id)
+    .bind(first)
+    .bind(super::students::TEST_OPENID_PREFIX)
+    .fetch_all(conn)
+    .await?;
+    Ok(Line { waiting, promoted, left, closed, head })
+}

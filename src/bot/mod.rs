@@ -13,8 +13,9 @@ use time::OffsetDateTime;
 use crate::{
     AppState,
     booking::{
-        activities, students,
+        activities,
         lottery::{self, EntryOutcome, WithdrawOutcome},
+        students,
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
         waiting::{self, JoinOutcome, LeaveOutcome},
     },
@@ -214,9 +215,11 @@ async fn my_tickets(
     // Places in line and draws to come first: they are what changes while the student waits.
     let mut items: Vec<String> =
         queued.iter().map(|w| replies::waiting_position(&w.activity_name, &w.activity_key, w.position)).collect();
-    items.extend(entered.iter().map(|e| {
-        replies::lottery_entry(&e.activity_name, &e.activity_key, &local_time::short(e.book_end, tz))
-    }));
+    items.extend(
+        entered
+            .iter()
+            .map(|e| replies::lottery_entry(&e.activity_name, &e.activity_key, &local_time::short(e.book_end, tz))),
+    );
     let shown_queued = items.len();
     for t in list.iter().take(LIST_LIMIT.saturating_sub(shown_queued)) {
         items.push(format!(

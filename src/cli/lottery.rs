@@ -45,9 +45,9 @@ pub async fn run(config: &Config, command: LotteryCommand) -> Result<(), AppErro
     if published.activity != key.to_ascii_lowercase() {
         return Err(AppError::Invalid(format!("this draw.json is activity `{}`'s, not `{key}`'s", published.activity)));
     }
-    let verified = published.verify().map_err(|wrong| {
-        AppError::Invalid(format!("the draw does NOT verify:\n  - {}", wrong.join("\n  - ")))
-    })?;
+    let verified = published
+        .verify()
+        .map_err(|wrong| AppError::Invalid(format!("the draw does NOT verify:\n  - {}", wrong.join("\n  - "))))?;
     println!(
         "ok: {} — commitment matches the seed; pool_hash matches {} entries; the order is the draw's; first {} won",
         published.activity, verified.entries, verified.winners

@@ -24,9 +24,7 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/activities/{id}/draw", get(page))
-        .route("/activities/{id}/draw.json", get(json))
+    Router::new().route("/activities/{id}/draw", get(page)).route("/activities/{id}/draw.json", get(json))
 }
 
 /// A published lottery activity (drafts are not public; rush activities have no draw).
@@ -57,18 +55,14 @@ pub(super) async fn view(
         return Ok(None);
     };
     let stage = match (&state.drawn_at, state.closed) {
-        (Some(_), _) => format!(
-            "已抽签：{} 人报名，{} 人中签，其余同学按抽签顺序候补",
-            state.entries,
-            state.winners.unwrap_or(0)
-        ),
+        (Some(_), _) => {
+            format!("已抽签：{} 人报名，{} 人中签，其余同学按抽签顺序候补", state.entries, state.winners.unwrap_or(0))
+        }
         (None, true) if state.awaits_public_value() => "报名已截止，等待管理员确认公开值后抽签".to_string(),
         (None, true) => "报名已截止，马上抽签".to_string(),
-        (None, false) => format!(
-            "报名中：已有 {} 人报名，{} 截止后抽签",
-            state.entries,
-            local_time::short(activity.book_end, tz)
-        ),
+        (None, false) => {
+            format!("报名中：已有 {} 人报名，{} 截止后抽签", state.entries, local_time::short(activity.book_end, tz))
+        }
     };
     Ok(Some(LotteryView {
         committed_at: local_time::precise(state.committed_at, tz),

@@ -14,6 +14,7 @@ mod demo;
 mod door;
 mod door_browser;
 mod door_chart;
+mod fair_admin;
 mod hardening;
 mod housekeeping;
 mod landing;

@@ -72,8 +72,16 @@ pub async fn commit_seed(conn: &mut PgConnection, activity_id: i64) -> Result<()
 
 #[derive(Debug)]
 pub enum EntryOutcome {
-    Entered { activity_name: String, eid: String, close_at: OffsetDateTime },
-    AlreadyEntered { activity_name: String, eid: String, close_at: OffsetDateTime },
+    Entered {
+        activity_name: String,
+        eid: String,
+        close_at: OffsetDateTime,
+    },
+    AlreadyEntered {
+        activity_name: String,
+        eid: String,
+        close_at: OffsetDateTime,
+    },
     /// The draw has run (or booking ended): too late.
     Closed,
 }
@@ -328,7 +336,10 @@ fn checked_value(value: Option<&str>) -> Result<Option<&str>, AppError> {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum DrawOutcome {
-    Drawn { entries: usize, winners: usize },
+    Drawn {
+        entries: usize,
+        winners: usize,
+    },
     AlreadyDrawn,
     /// Booking has not ended yet.
     NotYet,
@@ -486,13 +497,15 @@ pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64
     .fetch_all(&mut *conn)
     .await?;
     super::activities::spread_places(conn, activity_id, d.capacity - issued.len() as i32).await?;
-    sqlx::query("UPDATE lotteries SET entries = $2, pool_hash = $3, winners = $4, drawn_at = now() WHERE activity_id = $1")
-        .bind(activity_id)
-        .bind(order.len() as i32)
-        .bind(&pool_hash)
-        .bind(issued.len() as i32)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "UPDATE lotteries SET entries = $2, pool_hash = $3, winners = $4, drawn_at = now() WHERE activity_id = $1",
+    )
+    .bind(activity_id)
+    .bind(order.len() as i32)
+    .bind(&pool_hash)
+    .bind(issued.len() as i32)
+    .execute(&mut *conn)
+    .await?;
     crate::notify::events::lottery_drawn(conn, notifier, activity_id, &issued, &queued).await?;
     Ok(DrawOutcome::Drawn { entries: order.len(), winners: issued.len() })
 }

@@ -83,7 +83,10 @@ impl Published {
         if commitment(&seed) != self.commitment {
             wrong.push("sha256(server_seed) is not the commitment published before the draw".into());
         }
-        if self.eids.iter().any(|e| e.len() != 64 || !e.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        if self
+            .eids
+            .iter()
+            .any(|e| e.len() != 64 || !e.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
         {
             wrong.push("an eid is not 64 lower-case hex digits".into());
         }

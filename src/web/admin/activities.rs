@@ -21,6 +21,7 @@ use crate::{
         activities::{self, EditErrors, EditOutcome, Summary},
         checkin, door, images,
         lottery::Mode,
+        waiting,
     },
     error::AppError,
     local_time,
@@ -223,6 +224,8 @@ struct FormPage {
     timezone: &'static str,
     /// What happened at the door (an existing activity only).
     door: Option<Door>,
+    /// The waiting list (an existing activity only).
+    waiting: Option<Waiting>,
     /// A lottery activity's draw: its state and published inputs.
     lottery: Option<crate::web::lottery::LotteryView>,
 }
@@ -245,6 +248,34 @@ async fn door(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::
     let chart = super::door_chart::arrivals_svg(&door::arrivals(conn, activity.id).await?, tz);
     let gates = door::gates(conn, activity.id).await?;
     Ok(Door { booked, checked_in, no_shows: ended.then_some(booked - checked_in), chart, gates })
+}
+
+/// How many of the line the activity page lists.
+const WAITING_HEAD: i64 = 10;
+
+/// The activity page's waiting-list section.
+struct Waiting {
+    line: waiting::Line,
+    /// Each head entry's joined time, as the admin reads it.
+    joined: Vec<String>,
+    /// No place is left, so students may queue.
+    sold_out: bool,
+    /// A lottery activity: the line forms at the draw, from those not drawn.
+    lottery: bool,
+}
+
+async fn waiting(conn: &mut sqlx::PgConnection, activity: &Activity, tz: &time_tz::Tz) -> Result<Waiting, AppError> {
+    let line = waiting::line(conn, activity.id, WAITING_HEAD).await?;
+    let joined = line.head.iter().map(|e| local_time::precise(e.joined_at, tz)).collect();
+    let lottery = activity.mode == Mode::Lottery;
+    Ok(Waiting { line, joined, sold_out: activity.remaining <= 0, lottery })
+}
+
+impl Waiting {
+    /// (entry, its joined time) in line order, for the template.
+    fn head(&self) -> impl Iterator<Item = (&waiting::InLine, &str)> {
+        self.line.head.iter().zip(self.joined.iter().map(String::as_str))
+    }
 }
 
 impl FormPage {
@@ -272,6 +303,7 @@ async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormP
         notice: None,
         timezone,
         door: None,
+        waiting: None,
         lottery: None,
     }
 }
@@ -283,7 +315,9 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let page = FormPage { session, activity: None, form, errors, notice: None, timezone: zone(&state), door: None, lottery: None };
+        let timezone = zone(&state);
+        let (door, waiting, lottery) = (None, None, None);
+        let page = FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
     let new = match form.parse(state.config.timezone) {
@@ -312,9 +346,10 @@ async fn edit_form(
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
     let timezone = zone(&state);
     let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+    let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
     let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
     let errors = EditErrors::default();
-    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, lottery })
+    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, waiting, lottery })
 }
 
 async fn update(
@@ -346,19 +381,31 @@ async fn update(
             let timezone = zone(&state);
             let errors = EditErrors::default();
             let mut conn = state.pool.acquire().await?;
-            let door = Some(door(&mut conn, &saved, state.config.timezone).await?);
-            let lottery = crate::web::lottery::view(&mut conn, &saved, state.config.timezone).await?;
-            let page = FormPage { session, activity: Some(saved), form, errors, notice, timezone, door, lottery };
+            let door = Some(door(&mut conn, &saved, tz).await?);
+            let waiting = Some(waiting(&mut conn, &saved, tz).await?);
+            let lottery = crate::web::lottery::view(&mut conn, &saved, tz).await?;
+            let page =
+                FormPage { session, activity: Some(saved), form, errors, notice, timezone, door, waiting, lottery };
             Ok(page.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
             let mut conn = state.pool.acquire().await?;
             let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
+            let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
             let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
             let timezone = zone(&state);
-            let page =
-                FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, lottery };
+            let page = FormPage {
+                session,
+                activity: Some(activity),
+                form,
+                errors,
+                notice: None,
+                timezone,
+                door,
+                waiting,
+                lottery,
+            };
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }
