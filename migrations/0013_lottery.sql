@@ -25,8 +25,12 @@ CREATE TABLE lotteries (
     entries      integer CHECK (entries >= 0),
     pool_hash    text CHECK (pool_hash ~ '^[0-9a-f]{64}$'),
     winners      integer CHECK (winners >= 0),
+    -- The capacity the draw used: the first this many won (a later edit of
+    -- the activity's capacity changes its waiting list, not the draw).
+    capacity     integer CHECK (capacity >= 1),
     drawn_at     timestamptz,
-    CHECK ((drawn_at IS NULL) = (pool_hash IS NULL) AND (drawn_at IS NULL) = (entries IS NULL)),
+    CHECK ((drawn_at IS NULL) = (pool_hash IS NULL) AND (drawn_at IS NULL) = (entries IS NULL)
+           AND (drawn_at IS NULL) = (capacity IS NULL)),
     CHECK ((public_value IS NULL) = (public_value_confirmed_at IS NULL)),
     CHECK (public_value IS NULL OR public_value_announced IS NOT NULL)
 );

@@ -203,7 +203,10 @@ pub async fn book(
         return Ok(BookOutcome::AlreadyHolds(ticket));
     }
     if check.status == ActivityStatus::Archived || check.closed {
-        return Ok(BookOutcome::Closed);
+        return Ok(match check.mode {
+            lottery::Mode::Lottery => BookOutcome::Lottery(lottery::EntryOutcome::Closed),
+            lottery::Mode::Rush => BookOutcome::Closed,
+        });
     }
     if !check.open {
         return Ok(BookOutcome::NotOpenYet { opens_at: check.book_start });

@@ -86,7 +86,7 @@ async fn from_database(config: &Config, key: &str) -> Result<Vec<u8>, AppError> 
         let published = lottery::published(&mut conn, activity.id)
             .await?
             .ok_or_else(|| AppError::Invalid(format!("`{key}` has no draw yet")))?;
-        Ok(serde_json::to_vec(&published).map_err(|e| AppError::Internal(e.to_string()))?)
+        serde_json::to_vec(&published).map_err(|e| AppError::Internal(e.to_string()))
     }
     .await;
     pool.close().await;

@@ -20,6 +20,7 @@ mod housekeeping;
 mod landing;
 mod layers;
 mod live_qr;
+mod lottery;
 mod menu_page;
 mod no_show;
 mod notifications;

@@ -272,18 +272,29 @@ pub async fn state(conn: &mut PgConnection, activity_id: i64) -> Result<Option<S
     .await?)
 }
 
+#[derive(FromRow)]
+struct Drawn {
+    key: String,
+    commitment: String,
+    server_seed: Vec<u8>,
+    pool_hash: String,
+    public_value: Option<String>,
+    public_value_announced: Option<String>,
+    entries: i32,
+    capacity: i32,
+}
+
 /// What the draw published, rebuilt from the stored draw (`None` before it).
 pub async fn published(conn: &mut PgConnection, activity_id: i64) -> Result<Option<proof::Published>, AppError> {
-    let drawn: Option<(String, String, Vec<u8>, String, Option<String>, Option<String>, i32, i32)> = sqlx::query_as(
+    let drawn: Option<Drawn> = sqlx::query_as(
         "SELECT a.key, l.commitment, l.server_seed, l.pool_hash, l.public_value, l.public_value_announced, \
-         l.entries, a.capacity FROM lotteries l JOIN activities a ON a.id = l.activity_id \
+         l.entries, l.capacity FROM lotteries l JOIN activities a ON a.id = l.activity_id \
          WHERE l.activity_id = $1 AND l.drawn_at IS NOT NULL",
     )
     .bind(activity_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((activity, commitment, seed, pool_hash, public_value, public_value_announced, entries, capacity)) = drawn
-    else {
+    let Some(d) = drawn else {
         return Ok(None);
     };
     let eids: Vec<String> =
@@ -292,14 +303,14 @@ pub async fn published(conn: &mut PgConnection, activity_id: i64) -> Result<Opti
             .fetch_all(conn)
             .await?;
     Ok(Some(proof::Published {
-        activity,
-        commitment,
-        server_seed: hex::encode(seed),
-        pool_hash,
-        public_value,
-        public_value_announced,
-        entries: entries as usize,
-        capacity: capacity as usize,
+        activity: d.key,
+        commitment: d.commitment,
+        server_seed: hex::encode(d.server_seed),
+        pool_hash: d.pool_hash,
+        public_value: d.public_value,
+        public_value_announced: d.public_value_announced,
+        entries: d.entries as usize,
+        capacity: d.capacity as usize,
         eids,
     }))
 }
@@ -498,12 +509,14 @@ pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64
     .await?;
     super::activities::spread_places(conn, activity_id, d.capacity - issued.len() as i32).await?;
     sqlx::query(
-        "UPDATE lotteries SET entries = $2, pool_hash = $3, winners = $4, drawn_at = now() WHERE activity_id = $1",
+        "UPDATE lotteries SET entries = $2, pool_hash = $3, winners = $4, capacity = $5, drawn_at = now() \
+         WHERE activity_id = $1",
     )
     .bind(activity_id)
     .bind(order.len() as i32)
     .bind(&pool_hash)
     .bind(issued.len() as i32)
+    .bind(d.capacity)
     .execute(&mut *conn)
     .await?;
     crate::notify::events::lottery_drawn(conn, notifier, activity_id, &issued, &queued).await?;
