@@ -177,7 +177,19 @@ async fn list_activities(state: &AppState, conn: &mut PgConnection) -> Result<Re
     let now = OffsetDateTime::now_utc();
     let mut items = Vec::new();
     for a in list.iter().take(LIST_LIMIT) {
-        let state_line = if now < a.book_start {
+        let state_line = if a.mode == lottery::Mode::Lottery {
+            let when = if now < a.book_start {
+                local_time::short(a.book_start, tz) + " 开始报名，"
+            } else {
+                String::new()
+            };
+            format!(
+                "抽签：{when}{} 个名额，{} 截止报名，发送「报名 {}」",
+                a.capacity,
+                local_time::short(a.book_end, tz),
+                a.key
+            )
+        } else if now < a.book_start {
             format!("{} 开抢", local_time::short(a.book_start, tz))
         } else if a.remaining == 0 {
             "已抢完".to_string()

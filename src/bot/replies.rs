@@ -110,7 +110,7 @@ pub fn booked_description(start: &str, place: &str, no_show_rule: bool) -> Strin
 pub const NO_SHOW_WARNING: &str = "不来请提前退票：多次有票不来会被暂停抢票。";
 
 pub fn paused(until: &str) -> String {
-    format!("你多次抢到票却没有到场，暂停抢票和候补到 {until}。有疑问请联系主办方。")
+    format!("你多次抢到票却没有到场，暂停抢票、抽签报名和候补到 {until}。有疑问请联系主办方。")
 }
 
 pub fn cancelled(activity: &str) -> String {

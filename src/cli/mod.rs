@@ -195,7 +195,7 @@ pub async fn run() -> Result<(), AppError> {
                         Some(path) => {
                             std::fs::write(&path, &bytes)
                                 .map_err(|e| AppError::Invalid(format!("cannot write {}: {e}", path.display())))?;
-                            eprintln!("{} tickets written to {}", rows.len(), path.display());
+                            eprintln!("{} rows written to {}", rows.len(), path.display());
                         }
                         None => {
                             use std::io::Write;

@@ -344,6 +344,7 @@ async fn registration_is_once_per_student_id_and_per_wechat_account_and_can_be_w
     assert!(say(&app, &other, "报名 ball").await.contains("已经报名"));
     assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 1);
 
+    assert!(say(&app, &stranger, "抢啥").await.contains("发送「报名 ball」"));
     // The waiting list of a lottery is the draw's: nobody joins it by hand.
     assert!(say(&app, &stranger, "候补 ball").await.contains("抽签活动"));
     // Unbound: told to bind first.
