@@ -18,6 +18,7 @@ use crate::{
     booking::{
         Activity, ActivityStatus, activities,
         lottery::{self, Mode, proof::Published},
+        waiting,
     },
     error::AppError,
     local_time,
@@ -77,6 +78,8 @@ pub(super) async fn view(
 #[template(path = "student/draw.html")]
 struct DrawPage {
     activity: Activity,
+    /// Where draw.json is, for the command that checks it.
+    json_url: String,
     lottery: Option<LotteryView>,
     published: Option<Published>,
 }
@@ -92,7 +95,8 @@ async fn page(State(state): State<AppState>, Path(id): Path<String>) -> Result<D
     let activity = lottery_activity(&mut conn, &id).await?;
     let lottery = view(&mut conn, &activity, state.config.timezone).await?;
     let published = lottery::published(&mut conn, activity.id).await?;
-    Ok(DrawPage { activity, lottery, published })
+    let json_url = format!("{}/activities/{}/draw.json", state.config.public_url, activity.id);
+    Ok(DrawPage { activity, json_url, lottery, published })
 }
 
 /// 404 until the draw: before it there is nothing to check but the
@@ -119,14 +123,16 @@ pub(super) async fn entry_lines(
     student_id: &str,
     tz: &time_tz::Tz,
 ) -> Result<Vec<EntryLine>, AppError> {
+    let queued = waiting::positions(conn, student_id).await?;
     Ok(lottery::entries_of_student(conn, student_id)
         .await?
         .into_iter()
         .map(|e| EntryLine {
-            outcome: match e.rank {
-                None => format!("已报名，{} 截止后抽签", local_time::short(e.book_end, tz)),
-                Some(rank) if e.won => format!("中签（第 {rank} 名）"),
-                Some(rank) => format!("未中签（第 {rank} 名），按抽签顺序候补"),
+            outcome: match (e.rank, queued.iter().find(|w| w.activity_key == e.activity_key)) {
+                (None, _) => format!("已报名，{} 截止后抽签", local_time::short(e.book_end, tz)),
+                (Some(rank), _) if e.won => format!("中签（第 {rank} 名）"),
+                (Some(rank), Some(w)) => format!("未中签（第 {rank} 名），现在候补第 {} 位", w.position),
+                (Some(rank), None) => format!("未中签（第 {rank} 名）"),
             },
             activity_id: e.activity_id,
             activity_name: e.activity_name,

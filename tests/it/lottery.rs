@@ -296,7 +296,7 @@ async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyo
     assert!(reply.text().contains("候补第 1 位"), "{}", reply.text());
     let all = reply.links().into_iter().find(|l| l.contains("/my/tickets")).unwrap();
     let mine = one.http.get(&all).send().await.unwrap().text().await.unwrap();
-    assert!(mine.contains(&eid_of[loser]) && mine.contains("未中签（第 51 名）"), "{mine}");
+    assert!(mine.contains(&eid_of[loser]) && mine.contains("未中签（第 51 名），现在候补第 1 位"), "{mine}");
 
     // A winner's place given back goes to rank 51, in the cancel's transaction.
     let winner = &holders[0];

@@ -21,6 +21,7 @@ mod landing;
 mod layers;
 mod live_qr;
 mod lottery;
+mod lottery_browser;
 mod menu_page;
 mod no_show;
 mod notifications;
