@@ -100,6 +100,7 @@ async fn release_from_test_student(
     for code in codes {
         super::tickets::cancel(conn, notifier, super::tickets::TicketRef::Code(&code)).await?;
     }
+    super::lottery::withdraw_test_entries(conn, student_id, &holder).await?;
     if let Some(student) = release_binding(conn, &holder).await? {
         let detail = format!("学号 {} 被真实学生绑定，测试学生 {holder} 让出", student.student_id);
         audit::record(conn, "系统", "解绑测试学生", &detail).await?;

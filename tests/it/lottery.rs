@@ -24,7 +24,7 @@ use crate::common::{
 };
 
 /// A published lottery activity whose registration is open for an hour.
-async fn lottery_activity(app: &TestApp, key: &str, capacity: i32) -> Activity {
+pub(crate) async fn lottery_activity(app: &TestApp, key: &str, capacity: i32) -> Activity {
     let now = OffsetDateTime::now_utc();
     let h = time::Duration::hours(1);
     let new = NewActivity {

@@ -232,13 +232,19 @@ async fn a_real_student_takes_back_an_id_a_test_student_used() {
     assert!(app.submit_bind(&app.url(&bind), "2024010001", "").await.1.contains("绑定成功"));
     send(&app, &csrf, &openid, "", &format!("BOOK_{}", concert.id)).await;
     assert_eq!(app.live_tickets(concert.id).await, 1);
+    crate::lottery::lottery_activity(&app, "draw", 5).await;
+    send(&app, &csrf, &openid, "报名 draw", "").await;
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 1);
 
-    // The real 2024010001 binds from their phone: the ID is theirs, the test ticket and its place released.
+    // The real 2024010001 binds from their phone: the ID is theirs, the test ticket and its place released,
+    // the test registration withdrawn.
     app.bind("o_real", "2024010001").await;
     assert_eq!(app.live_tickets(concert.id).await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 0);
     assert!(app.say(&wx::text("o_real", "查票")).await.text().contains("你还没有票"));
     let booked = app.say(&wx::click("o_real", &format!("BOOK_{}", concert.id))).await;
     assert!(matches!(booked, wx::Reply::News { .. }), "the place is free for them: {booked:?}");
+    assert!(app.say(&wx::text("o_real", "报名 draw")).await.text().contains("已报名"));
     // The test student is unbound and is told so when it tries again.
     send(&app, &csrf, &openid, "查票", "").await;
     assert!(chat(&app, &openid).await.contains("你还没有绑定学号"));

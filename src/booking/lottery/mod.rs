@@ -186,6 +186,31 @@ pub async fn withdraw(
     })
 }
 
+/// Withdraws a simulator test student's registrations under `student_id`
+/// from the lotteries not yet drawn, when a real student claims the ID (the
+/// test student's tickets are cancelled then too). Each under its lottery's
+/// lock, as a student's own withdrawal, so a draw's pool never loses an entry.
+pub async fn withdraw_test_entries(conn: &mut PgConnection, student_id: &str, openid: &str) -> Result<(), AppError> {
+    let entered: Vec<i64> = sqlx::query_scalar(
+        "SELECT activity_id FROM lottery_entries WHERE student_id = $1 AND openid = $2 AND rank IS NULL",
+    )
+    .bind(student_id)
+    .bind(openid)
+    .fetch_all(&mut *conn)
+    .await?;
+    for activity_id in entered {
+        if hold_open(conn, activity_id).await?.is_some() {
+            sqlx::query("DELETE FROM lottery_entries WHERE activity_id = $1 AND student_id = $2 AND openid = $3")
+                .bind(activity_id)
+                .bind(student_id)
+                .bind(openid)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// A student's registration, for `查票` and their pages.
 #[derive(Debug, Clone, FromRow)]
 pub struct Entry {
