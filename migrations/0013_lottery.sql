@@ -38,7 +38,10 @@ CREATE TABLE lotteries (
 -- Registrations. One per student ID and one per WeChat account; a student may
 -- withdraw (the row goes) until the close.
 CREATE TABLE lottery_entries (
-    activity_id bigint NOT NULL REFERENCES activities (id) ON DELETE CASCADE,
+    -- The lottery's row, not the activity's: a registration holds that row
+    -- FOR SHARE already (booking/lottery), so the foreign key's own lock adds
+    -- no second hot row to a registration rush.
+    activity_id bigint NOT NULL REFERENCES lotteries (activity_id) ON DELETE CASCADE,
     student_id  text NOT NULL CHECK (length(student_id) BETWEEN 1 AND 32),
     openid      text NOT NULL,
     -- hex(sha256(server_seed ‖ utf8(student_id))): the entry's public id.

@@ -80,6 +80,8 @@ enum Which {
     Bulk,
     /// 10,000 students, 1,000 tickets, 1,024 fresh connections at once.
     Burst,
+    /// 10,000 students register for a lottery of 1,000 places, 256 connections; then the draw.
+    Lottery,
     /// Rush, then bulk.
     All,
 }
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Which::Rush => vec![scenario::Scenario::rush()],
         Which::Bulk => vec![scenario::Scenario::bulk()],
         Which::Burst => vec![scenario::Scenario::burst()],
+        Which::Lottery => vec![scenario::Scenario::lottery()],
         Which::All => vec![scenario::Scenario::rush(), scenario::Scenario::bulk()],
     }
     .into_iter()

@@ -53,6 +53,8 @@ impl<S: tracing::Subscriber> Layer<S> for CountStatements {
 pub enum Class {
     Booked,
     SoldOut,
+    /// A lottery's registration.
+    Registered,
     Timeout,
     Error,
 }
@@ -68,6 +70,7 @@ pub fn classify(r: &Response) -> Class {
     match reply::parse(&r.body) {
         Some(Reply::News(a)) if a.title.contains("抢票成功") => Class::Booked,
         Some(Reply::Text(text)) if text.contains("票已经抢完") => Class::SoldOut,
+        Some(Reply::Text(text)) if text.contains("已报名") => Class::Registered,
         _ => Class::Error,
     }
 }
@@ -152,6 +155,14 @@ pub struct ScenarioResult {
     pub bookings_per_s: f64,
     pub booked_replies: usize,
     pub sold_out_replies: usize,
+    pub registered_replies: usize,
+    /// Registrations in the pool (0 for a rush).
+    pub entries: i64,
+    /// A lottery scenario's draw after the rush: milliseconds for the whole transaction.
+    pub draw_ms: Option<f64>,
+    pub draw_winners: Option<usize>,
+    /// Everyone not drawn is on the waiting list.
+    pub draw_waiting: Option<i64>,
     pub errors: usize,
     pub timeouts: usize,
     pub latency_ms: Latency,
@@ -237,6 +248,11 @@ impl ScenarioResult {
             bookings_per_s,
             booked_replies: booked,
             sold_out_replies: count(Class::SoldOut),
+            registered_replies: count(Class::Registered),
+            entries: check.entries,
+            draw_ms: check.draw.as_ref().map(|d| d.ms),
+            draw_winners: check.draw.as_ref().map(|d| d.winners),
+            draw_waiting: check.draw.as_ref().map(|d| d.waiting),
             errors: count(Class::Error),
             timeouts: count(Class::Timeout),
             latency_ms: latency,
@@ -267,9 +283,19 @@ impl ScenarioResult {
         }
     }
 
-    /// No ticket sold twice or beyond capacity, no place lost, no booked reply without its ticket.
+    /// No ticket sold twice or beyond capacity, no place lost, no booked reply without its ticket; in a
+    /// lottery, every registered reply in the pool, and the draw filling the places and queueing the rest.
     pub fn correct(&self) -> bool {
-        self.duplicate_tickets == 0 && self.places_add_up && self.booked_replies as i64 <= self.tickets_sold
+        let lottery = match (self.draw_winners, self.draw_waiting) {
+            (Some(winners), Some(waiting)) => {
+                self.registered_replies as i64 == self.entries
+                    && winners as i64 == self.tickets_sold
+                    && self.tickets_sold == self.entries.min(i64::from(self.capacity))
+                    && waiting == self.entries - self.tickets_sold
+            }
+            _ => self.registered_replies == 0,
+        };
+        lottery && self.duplicate_tickets == 0 && self.places_add_up && self.booked_replies as i64 <= self.tickets_sold
     }
 }
 
@@ -325,6 +351,14 @@ fn table(run: &RunResult) -> String {
             Box::new(|s| s.listen.map_or("-".into(), |l| format!("{} / {}", l.overflows, l.drops))),
         ),
         ("booked / sold-out replies", Box::new(|s| format!("{} / {}", s.booked_replies, s.sold_out_replies))),
+        ("registered replies / entries", Box::new(|s| format!("{} / {}", s.registered_replies, s.entries))),
+        (
+            "draw: ms / winners / waiting",
+            Box::new(|s| match (s.draw_ms, s.draw_winners, s.draw_waiting) {
+                (Some(ms), Some(w), Some(q)) => format!("{ms:.0} / {w} / {q}"),
+                _ => "-".into(),
+            }),
+        ),
         ("tickets sold (capacity)", Box::new(|s| format!("{} ({})", s.tickets_sold, s.capacity))),
         ("duplicate tickets", Box::new(|s| s.duplicate_tickets.to_string())),
         ("places add up", Box::new(|s| if s.places_add_up { "yes".into() } else { "NO".into() })),

@@ -13,7 +13,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, postgres::PgConnectOptions}
 use time::{Duration, OffsetDateTime};
 use wechat_ticket::{
     AppState, Application, Config, app,
-    booking::{NewActivity, activities},
+    booking::{
+        NewActivity, activities,
+        lottery::{self, Mode},
+    },
     db,
     wechat::{reply, signature},
 };
@@ -39,20 +42,27 @@ pub struct Scenario {
     pub concurrency: usize,
     /// Every request on a fresh connection opened inside the clock.
     pub fresh: bool,
+    /// A lottery activity: the clicks register, and the draw runs after the rush.
+    pub lottery: bool,
 }
 
 impl Scenario {
     pub fn rush() -> Scenario {
-        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false }
+        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false, lottery: false }
     }
 
     pub fn bulk() -> Scenario {
-        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256, fresh: false }
+        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256, fresh: false, lottery: false }
     }
 
     /// The rush as WeChat's servers deliver it: connections opened in a burst.
     pub fn burst() -> Scenario {
-        Scenario { name: "burst", students: 10_000, capacity: 1_000, concurrency: 1_024, fresh: true }
+        Scenario { name: "burst", students: 10_000, capacity: 1_000, concurrency: 1_024, fresh: true, lottery: false }
+    }
+
+    /// The rush on a lottery activity: every click registers; then the draw.
+    pub fn lottery() -> Scenario {
+        Scenario { name: "lottery", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false, lottery: true }
     }
 
     pub fn with_overrides(
@@ -138,6 +148,7 @@ async fn measure(
     ]);
     let config = Config::from_lookup(|k| vars.get(k).cloned()).map_err(err)?;
     let state = AppState::new(config, pool.clone()).await.map_err(err)?;
+    let notifier = state.notifier.clone();
     let app = Application::with_listener(listener, state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -170,13 +181,18 @@ async fn measure(
     let peak_rss_kib = report::peak_rss_kib();
     let statements = options.statements.as_ref().zip(statements_before).map(|(n, b)| n.load(Ordering::Relaxed) - b);
 
+    let draw = match scenario.lottery {
+        true => Some(draw(&pool, &notifier, activity_id).await?),
+        false => None,
+    };
     let _ = stop.send(());
     server.await.map_err(|e| e.to_string())?.map_err(err)?;
     // Closing the pool ends its backends, which flushes their statistics.
     pool.close().await;
     tokio::time::sleep(STATS_SETTLE).await;
     let after = DbCounters::read(&db).await?;
-    let check = check_database(&db, activity_id, scenario.capacity).await?;
+    let mut check = check_database(&db, activity_id, scenario.capacity).await?;
+    check.draw = draw;
 
     let classes: Vec<Class> = run.responses.iter().map(report::classify).collect();
     Ok(ScenarioResult::new(
@@ -223,7 +239,7 @@ async fn seed(db: &PgConnectOptions, scenario: &Scenario, base: &str) -> Result<
         end_at: now + 4 * h,
         capacity: scenario.capacity,
         publish: true,
-        mode: Default::default(),
+        mode: if scenario.lottery { Mode::Lottery } else { Mode::Rush },
     };
     let activity = activities::create(&mut conn, &new).await.map_err(|e| e.to_string())?;
     let _ = conn.close().await;
@@ -258,16 +274,58 @@ pub struct Check {
     pub duplicate_tickets: i64,
     /// Every place is either a live ticket or still free.
     pub places_add_up: bool,
+    /// Registrations in the lottery's pool (0 for a rush).
+    pub entries: i64,
+    /// A lottery's draw after the rush.
+    pub draw: Option<Draw>,
+}
+
+/// The draw of a lottery scenario, timed: the whole transaction (ranking,
+/// tickets, waiting list, one queued notice per entry) and its commit.
+pub struct Draw {
+    pub ms: f64,
+    pub winners: usize,
+    /// Those not drawn are on the waiting list, in draw order.
+    pub waiting: i64,
+}
+
+async fn draw(
+    pool: &sqlx::PgPool,
+    notifier: &wechat_ticket::notify::Notifier,
+    activity_id: i64,
+) -> Result<Draw, String> {
+    let err = |e: sqlx::Error| e.to_string();
+    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
+        .bind(activity_id)
+        .execute(pool)
+        .await
+        .map_err(err)?;
+    let started = std::time::Instant::now();
+    let mut tx = pool.begin().await.map_err(err)?;
+    let outcome = lottery::draw(&mut tx, notifier, activity_id).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(err)?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let lottery::DrawOutcome::Drawn { winners, .. } = outcome else {
+        return Err(format!("the draw did not run: {outcome:?}"));
+    };
+    let waiting: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM waiting_list WHERE activity_id = $1 AND state = 'waiting'")
+            .bind(activity_id)
+            .fetch_one(pool)
+            .await
+            .map_err(err)?;
+    Ok(Draw { ms, winners, waiting })
 }
 
 async fn check_database(db: &PgConnectOptions, activity_id: i64, capacity: i32) -> Result<Check, String> {
     let err = |e: sqlx::Error| e.to_string();
     let mut conn = db.connect().await.map_err(err)?;
-    let (live, doubled, remaining): (i64, i64, i64) = sqlx::query_as(
+    let (live, doubled, remaining, entries): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'), \
          (SELECT count(*) FROM (SELECT student_id FROM tickets WHERE activity_id = $1 AND status <> 'cancelled' \
              GROUP BY student_id HAVING count(*) > 1) d), \
-         (SELECT coalesce(sum(remaining), 0) FROM activity_slots WHERE activity_id = $1)",
+         (SELECT coalesce(sum(remaining), 0) FROM activity_slots WHERE activity_id = $1), \
+         (SELECT count(*) FROM lottery_entries WHERE activity_id = $1)",
     )
     .bind(activity_id)
     .fetch_one(&mut conn)
@@ -279,6 +337,8 @@ async fn check_database(db: &PgConnectOptions, activity_id: i64, capacity: i32) 
         tickets_sold: live,
         duplicate_tickets: doubled + (live - capacity).max(0),
         places_add_up: live + remaining == capacity,
+        entries,
+        draw: None,
     })
 }
 
