@@ -473,6 +473,8 @@ async fn an_admin_creates_a_lottery_announces_a_public_value_and_the_draw_waits_
         page.contains("id=\"lottery-commitment\"") && page.contains("抽签") && page.contains("创建时选定"),
         "{page}"
     );
+    let list = app.get("/admin").await.text().await.unwrap();
+    assert!(list.contains("<span class=\"badge\">抽签</span>"), "the list tells a lottery apart");
 
     let openids = app.bound_students(64, 8).await;
     for o in &openids {
