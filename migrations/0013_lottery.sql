@@ -59,3 +59,6 @@ ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check
     CHECK (kind IN ('activity_changed', 'reminder', 'test', 'waiting_promoted', 'waiting_closed',
                     'lottery_won', 'lottery_lost'));
+
+-- The export tells a ticket that came from the waiting list by this link.
+CREATE INDEX waiting_list_ticket ON waiting_list (ticket_id) WHERE ticket_id IS NOT NULL;

@@ -122,7 +122,30 @@ pub async fn activity_archived(
         before.place
     );
     let data = template_data(&before.name, &local_time::full(before.start_at, tz), &before.place, "活动已取消");
-    tell_holders(conn, notifier, before, &format!("archived-{}", before.id), &body, data).await
+    let event = format!("archived-{}", before.id);
+    let told = tell_holders(conn, notifier, before, &event, &body, data.clone()).await?;
+    // A lottery not drawn yet has registrants and no tickets: they are told too.
+    let registrants: Vec<String> = sqlx::query_scalar(
+        "SELECT e.student_id FROM lottery_entries e JOIN lotteries l ON l.activity_id = e.activity_id \
+         WHERE e.activity_id = $1 AND l.drawn_at IS NULL ORDER BY e.entered_at",
+    )
+    .bind(before.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let notices: Vec<NewNotification> = registrants
+        .into_iter()
+        .map(|student_id| NewNotification {
+            key: format!("{event}:entry-{student_id}"),
+            kind: Kind::ActivityChanged,
+            student_id: Some(student_id),
+            openid: None,
+            activity_id: Some(before.id),
+            ticket_id: None,
+            body: format!("{body}你的抽签报名随之作废，不会抽签。"),
+            template_data: data.clone(),
+        })
+        .collect();
+    Ok(told + notifier.enqueue(conn, &notices).await?)
 }
 
 /// A valid ticket whose activity starts within the reminder window.

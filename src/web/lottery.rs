@@ -129,6 +129,7 @@ pub(super) async fn entry_lines(
         .into_iter()
         .map(|e| EntryLine {
             outcome: match (e.rank, queued.iter().find(|w| w.activity_key == e.activity_key)) {
+                (None, _) if e.called_off => "活动已取消，报名作废".to_string(),
                 (None, _) => format!("已报名，{} 截止后抽签", local_time::short(e.book_end, tz)),
                 (Some(rank), _) if e.won => format!("中签（第 {rank} 名）"),
                 (Some(rank), Some(w)) => format!("未中签（第 {rank} 名），现在候补第 {} 位", w.position),

@@ -567,3 +567,27 @@ async fn a_registration_still_committing_at_the_close_is_waited_for_and_drawn() 
     assert_eq!(drawing.await.unwrap(), DrawOutcome::Drawn { entries: 2, winners: 1 });
     assert_eq!(app.count("SELECT count(*) FROM lottery_entries WHERE rank IS NOT NULL").await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archiving_a_lottery_before_its_draw_tells_the_registrants_and_nothing_is_drawn() {
+    let app = spawn_app_with(Settings::default().set("REMINDER_CHECK_SECONDS", "1").with_notify_workers()).await;
+    let csrf = app.login_admin("organiser").await;
+    let a = lottery_activity(&app, "called-off", 2).await;
+    for openid in app.bound_students(66, 3).await {
+        assert!(say(&app, &openid, "报名 called-off").await.contains("已报名"));
+    }
+    let (status, _) = app.admin_post(&format!("/admin/activities/{}/archive", a.id), &[("csrf", &csrf)]).await;
+    assert_eq!(status, 303);
+    let told = app.count("SELECT count(*) FROM notifications WHERE body LIKE '%抽签报名随之作废%'").await;
+    assert_eq!(told, 3, "each registrant is told");
+    close_now(&app, a.id).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count("SELECT count(*) FROM lotteries WHERE drawn_at IS NOT NULL").await, 0);
+    assert_eq!(app.live_tickets(a.id).await, 0);
+    assert_eq!(app.get(&format!("/activities/{}/draw.json", a.id)).await.status(), 404);
+    let reply = app.say(&wx::text("o66_0", "查票")).await;
+    assert!(!reply.text().contains("已报名"), "{}", reply.text());
+    let all = wechat_ticket::bot::my_tickets_url(&app.state, "o66_0");
+    let page = app.http.get(&all).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("活动已取消，报名作废"), "{page}");
+}

@@ -223,10 +223,13 @@ pub struct Entry {
     /// Set by the draw.
     pub rank: Option<i32>,
     pub won: bool,
+    /// The activity was called off (archived) before its draw.
+    pub called_off: bool,
 }
 
 const ENTRY_COLUMNS: &str = "a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.start_at, \
-     a.book_end, e.eid, e.rank, (e.ticket_id IS NOT NULL) AS won \
+     a.book_end, e.eid, e.rank, (e.ticket_id IS NOT NULL) AS won, \
+     (a.status = 'archived' AND e.rank IS NULL) AS called_off \
      FROM lottery_entries e JOIN activities a ON a.id = e.activity_id";
 
 /// The registrations of a student ID still waiting for their draw, soonest first.
