@@ -417,16 +417,20 @@ async fn book(
             sorry(format!("票已经抢完了。可以在公众号发送「候补 {key}」排队，有人退票时按顺序补给候补的同学。"))
         }
         BookOutcome::NotBound => no_store(NotBoundPage { bind_url: crate::bot::bind_url(&state, &me.openid) }),
-        BookOutcome::Lottery(EntryOutcome::Entered { activity_name, eid, close_at })
-        | BookOutcome::Lottery(EntryOutcome::AlreadyEntered { activity_name, eid, close_at }) => message_page(
-            StatusCode::OK,
-            "已报名",
-            format!(
-                "你已报名「{activity_name}」的抽签，{} 截止后公开抽签，结果会通知你。你的抽签编号：{eid}",
-                local_time::short(close_at, state.config.timezone)
-            ),
-            true,
-        ),
+        BookOutcome::Lottery(EntryOutcome::Entered { activity_name, eid, close_at }) => {
+            let close = local_time::short(close_at, state.config.timezone);
+            message_page(
+                StatusCode::OK,
+                "已报名",
+                crate::bot::replies::lottery_entered(&activity_name, &close, &eid),
+                true,
+            )
+        }
+        BookOutcome::Lottery(EntryOutcome::AlreadyEntered { activity_name, eid, close_at }) => {
+            let close = local_time::short(close_at, state.config.timezone);
+            let said = crate::bot::replies::lottery_already_entered(&activity_name, &close, &eid);
+            message_page(StatusCode::OK, "已报名", said, true)
+        }
         BookOutcome::Lottery(EntryOutcome::Closed) => sorry(crate::bot::replies::LOTTERY_CLOSED.into()),
     })
 }

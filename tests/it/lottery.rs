@@ -591,3 +591,24 @@ async fn archiving_a_lottery_before_its_draw_tells_the_registrants_and_nothing_i
     let page = app.http.get(&all).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("活动已取消，报名作废"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_student_registering_many_times_at_once_is_one_entry() {
+    let app = spawn_app().await;
+    let a = lottery_activity(&app, "twice", 5).await;
+    let me = app.bound_students(67, 1).await.remove(0);
+    let replies = join_all((0..12).map(|i| {
+        let (app, me) = (&app, &me);
+        async move {
+            match i % 3 {
+                0 => say(app, me, "报名 twice").await,
+                1 => say(app, me, "抢票 twice").await,
+                _ => app.say(&wx::click(me, &format!("BOOK_{}", a.id))).await.text().to_string(),
+            }
+        }
+    }))
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 1);
+    assert_eq!(replies.iter().filter(|r| r.contains("已报名「")).count(), 1, "{replies:?}");
+    assert!(replies.iter().all(|r| r.contains("已报名「") || r.contains("已经报名")), "{replies:?}");
+}

@@ -6,11 +6,7 @@
 
 use std::time::Duration;
 
-use time::OffsetDateTime;
-use wechat_ticket::booking::{
-    NewActivity, activities,
-    lottery::{self, DrawOutcome, Mode},
-};
+use wechat_ticket::booking::lottery::{self, DrawOutcome};
 
 use crate::common::{Settings, browser::Browser, fake_wechat::FakeWechat, fixtures::Window, spawn_app_with};
 
@@ -26,22 +22,7 @@ async fn a_student_registers_for_a_lottery_on_the_phone_and_finds_their_eid_in_t
 async fn journey(b: &Browser) {
     let fake = FakeWechat::start().await;
     let app = spawn_app_with(fake.oauth_settings(Settings::default())).await;
-    let now = OffsetDateTime::now_utc();
-    let h = time::Duration::hours(1);
-    let new = NewActivity {
-        key: "gala".into(),
-        name: "新年晚会".into(),
-        place: "大礼堂".into(),
-        description: String::new(),
-        book_start: now - h,
-        book_end: now + h,
-        start_at: now + 2 * h,
-        end_at: now + 3 * h,
-        capacity: 1,
-        publish: true,
-        mode: Mode::Lottery,
-    };
-    let gala = activities::create(&mut app.pool.acquire().await.unwrap(), &new).await.unwrap();
+    let gala = crate::lottery::lottery_activity(&app, "gala", 1).await;
     let full = app.activity("full", 1, Window::Open).await;
     sqlx::query("UPDATE activity_slots SET remaining = 0 WHERE activity_id = $1")
         .bind(full.id)

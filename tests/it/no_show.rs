@@ -13,25 +13,6 @@ use crate::common::{
     wx::{self, Reply},
 };
 
-/// A lottery activity open for registration.
-async fn lottery_activity(app: &TestApp, key: &str) -> wechat_ticket::booking::Activity {
-    let now = OffsetDateTime::now_utc();
-    let new = wechat_ticket::booking::NewActivity {
-        key: key.into(),
-        name: format!("抽签 {key}"),
-        place: "礼堂".into(),
-        description: String::new(),
-        book_start: now - Duration::hours(1),
-        book_end: now + Duration::hours(1),
-        start_at: now + Duration::hours(2),
-        end_at: now + Duration::hours(3),
-        capacity: 5,
-        publish: true,
-        mode: wechat_ticket::booking::lottery::Mode::Lottery,
-    };
-    wechat_ticket::booking::activities::create(&mut app.pool.acquire().await.unwrap(), &new).await.unwrap()
-}
-
 /// Books `key` for `openid`, then moves the activity into the past, so the
 /// ticket is one left unused.
 async fn no_show(app: &TestApp, openid: &str, key: &str, ended_days_ago: i64) -> OffsetDateTime {
@@ -79,7 +60,7 @@ async fn two_unused_tickets_pause_booking_and_queueing_until_an_admin_forgives()
     let queue = app.say(&wx::text(me, "候补 next")).await.text().to_string();
     assert!(queue.contains("暂停抢票") && queue.contains(&until), "{queue}");
     assert_eq!(app.count("SELECT count(*) FROM waiting_list").await, 0, "refused, nothing recorded");
-    let lottery = lottery_activity(&app, "draw").await;
+    let lottery = crate::lottery::lottery_activity(&app, "draw", 5).await;
     let register = app.say(&wx::text(me, "报名 draw")).await.text().to_string();
     assert!(register.contains("抽签报名") && register.contains(&until), "{register}");
     assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 0, "refused, nothing recorded");

@@ -293,19 +293,33 @@ fn zone(state: &AppState) -> &'static str {
     state.config.timezone.name()
 }
 
+/// The form for a new activity (blank, or as typed when refused).
+fn new_activity_page(state: &AppState, session: AdminSession, form: ActivityForm, errors: EditErrors) -> FormPage {
+    let timezone = zone(state);
+    let (door, waiting, lottery) = (None, None, None);
+    FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery }
+}
+
+/// An existing activity's page: its form and the sections read from the database.
+async fn activity_page(
+    state: &AppState,
+    session: AdminSession,
+    activity: Activity,
+    form: ActivityForm,
+    errors: EditErrors,
+    notice: Option<String>,
+) -> Result<FormPage, AppError> {
+    let tz = state.config.timezone;
+    let mut conn = state.pool.acquire().await?;
+    let door = Some(door(&mut conn, &activity, tz).await?);
+    let waiting = Some(waiting(&mut conn, &activity, tz).await?);
+    let lottery = crate::web::lottery::view(&mut conn, &activity, tz).await?;
+    let timezone = zone(state);
+    Ok(FormPage { session, activity: Some(activity), form, errors, notice, timezone, door, waiting, lottery })
+}
+
 async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormPage {
-    let timezone = zone(&state);
-    FormPage {
-        session,
-        activity: None,
-        form: ActivityForm::default(),
-        errors: EditErrors::default(),
-        notice: None,
-        timezone,
-        door: None,
-        waiting: None,
-        lottery: None,
-    }
+    new_activity_page(&state, session, ActivityForm::default(), EditErrors::default())
 }
 
 async fn create(
@@ -315,10 +329,7 @@ async fn create(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let refuse = |session, form, errors| {
-        let timezone = zone(&state);
-        let (door, waiting, lottery) = (None, None, None);
-        let page = FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery };
-        Ok((StatusCode::BAD_REQUEST, page).into_response())
+        Ok((StatusCode::BAD_REQUEST, new_activity_page(&state, session, form, errors)).into_response())
     };
     let new = match form.parse(state.config.timezone) {
         Ok(new) => new,
@@ -341,15 +352,10 @@ async fn edit_form(
     session: AdminSession,
     Path(id): Path<String>,
 ) -> Result<FormPage, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    let activity = activities::by_id(&mut conn, parse_id(&id)?).await?.ok_or(AppError::NotFound)?;
+    let activity = activities::by_id(&mut *state.pool.acquire().await?, parse_id(&id)?).await?;
+    let activity = activity.ok_or(AppError::NotFound)?;
     let form = ActivityForm::from_activity(&activity, state.config.timezone);
-    let timezone = zone(&state);
-    let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
-    let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
-    let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
-    let errors = EditErrors::default();
-    Ok(FormPage { session, activity: Some(activity), form, errors, notice: None, timezone, door, waiting, lottery })
+    activity_page(&state, session, activity, form, EditErrors::default(), None).await
 }
 
 async fn update(
@@ -376,36 +382,13 @@ async fn update(
             audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
                 .await?;
             tx.commit().await?;
-            let form = ActivityForm::from_activity(&saved, state.config.timezone);
+            let form = ActivityForm::from_activity(&saved, tz);
             let notice = Some("已保存。".to_string());
-            let timezone = zone(&state);
-            let errors = EditErrors::default();
-            let mut conn = state.pool.acquire().await?;
-            let door = Some(door(&mut conn, &saved, tz).await?);
-            let waiting = Some(waiting(&mut conn, &saved, tz).await?);
-            let lottery = crate::web::lottery::view(&mut conn, &saved, tz).await?;
-            let page =
-                FormPage { session, activity: Some(saved), form, errors, notice, timezone, door, waiting, lottery };
-            Ok(page.into_response())
+            Ok(activity_page(&state, session, saved, form, EditErrors::default(), notice).await?.into_response())
         }
         EditOutcome::Refused(errors) => {
             tx.rollback().await?;
-            let mut conn = state.pool.acquire().await?;
-            let door = Some(door(&mut conn, &activity, state.config.timezone).await?);
-            let waiting = Some(waiting(&mut conn, &activity, state.config.timezone).await?);
-            let lottery = crate::web::lottery::view(&mut conn, &activity, state.config.timezone).await?;
-            let timezone = zone(&state);
-            let page = FormPage {
-                session,
-                activity: Some(activity),
-                form,
-                errors,
-                notice: None,
-                timezone,
-                door,
-                waiting,
-                lottery,
-            };
+            let page = activity_page(&state, session, activity, form, errors, None).await?;
             Ok((StatusCode::BAD_REQUEST, page).into_response())
         }
     }
