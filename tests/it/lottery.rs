@@ -114,11 +114,8 @@ fn verify(app: &TestApp, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyone_can_check_the_draw() {
     let fake = FakeWechat::start().await;
-    // No reminders: the activity starts within REMINDER_HOURS, and only the draw's notices are counted here.
-    let settings = || {
-        let settings = fake.settings(Settings::default()).with_notify_workers();
-        settings.set("REMINDER_CHECK_SECONDS", "1").set("REMINDER_HOURS", "0")
-    };
+    // Reminders are off (the workers' test default): only the draw's notices are counted here.
+    let settings = || fake.settings(Settings::default()).with_notify_workers().set("REMINDER_CHECK_SECONDS", "1");
     let one = spawn_app_with(settings()).await;
     let two = spawn_app_on(one.db.clone(), settings()).await;
     let a = lottery_activity(&one, "gala", 50).await;

@@ -127,7 +127,12 @@ impl Settings {
     }
 
     /// Starts the notification workers with the app, as `serve` does.
+    /// Reminders are off unless the test sets `REMINDER_HOURS`: a fixture's
+    /// activity starts two hours out, right at the default's edge, so the
+    /// once-a-minute sweep would otherwise add reminders whenever a test
+    /// happens to straddle the top of a minute.
     pub fn with_notify_workers(mut self) -> Self {
+        self.vars.entry("REMINDER_HOURS".into()).or_insert_with(|| "0".into());
         self.notify_workers = true;
         self
     }
