@@ -1,11 +1,13 @@
-//! `serve --demo`: three sample activities, one in each state a first visitor
-//! should see — booking open now, booking opening in ten minutes, sold out —
+//! `serve --demo`: four sample activities, one in each state a first visitor
+//! should see — booking open now, booking opening in ten minutes, sold out,
+//! and a lottery whose registration closes (and is drawn) in fifteen minutes —
 //! and an `admin` account whose password is printed once.
 //!
 //! Running it again never duplicates anything: demo activities are known by
 //! their fixed keys and demo students by their openids. What is already there
 //! is brought back to its state as far as the booking rules allow (a published
 //! activity keeps its booking start), and whatever could not be is said so.
+//! A lottery that was drawn keeps its draw: its results are public and checkable.
 
 use crate::booking::ActivityStatus;
 use crate::notify::Notifier;
@@ -20,6 +22,7 @@ use crate::{
     booking::{
         Activity, NewActivity, activities,
         activities::EditOutcome,
+        lottery::{self, Mode},
         students::{self, BindOutcome},
         tickets::{self, ActivityRef, BookOutcome},
     },
@@ -39,7 +42,13 @@ enum Shows {
     OpenNow,
     OpensSoon,
     SoldOut,
+    /// Registration for a lottery, closing in [`LOTTERY_CLOSES_IN`].
+    LotteryOpen,
 }
+
+/// Soon enough that a visitor registers a few test students in the simulator
+/// and sees the draw, its notices and its public page within one sitting.
+const LOTTERY_CLOSES_IN: Duration = Duration::minutes(15);
 
 struct Sample {
     key: &'static str,
@@ -52,7 +61,7 @@ struct Sample {
     shows: Shows,
 }
 
-const SAMPLES: [Sample; 3] = [
+const SAMPLES: [Sample; 4] = [
     Sample {
         key: "demo-concert",
         name: "校园歌手大赛决赛",
@@ -83,6 +92,17 @@ const SAMPLES: [Sample; 3] = [
         days_ahead: 2,
         shows: Shows::SoldOut,
     },
+    Sample {
+        key: "demo-lottery",
+        name: "新年音乐会",
+        place: "新清华学堂",
+        description: "座位按抽签分配：报名截止时系统公开抽签，中签的同学自动拿到电子票，\
+                      其余同学按抽签顺序候补。发送「报名 demo-lottery」参加，\
+                      人人都能在抽签页核对结果。\n\n（示例活动，由 serve --demo 生成。）",
+        capacity: 50,
+        days_ahead: 4,
+        shows: Shows::LotteryOpen,
+    },
 ];
 
 impl Sample {
@@ -91,7 +111,12 @@ impl Sample {
         let start_at = evening(now, self.days_ahead, tz);
         let book_start = match self.shows {
             Shows::OpensSoon => now + Duration::minutes(10),
-            Shows::OpenNow | Shows::SoldOut => now - Duration::hours(1),
+            Shows::OpenNow | Shows::SoldOut | Shows::LotteryOpen => now - Duration::hours(1),
+        };
+        let (book_end, mode) = match self.shows {
+            Shows::LotteryOpen => (now + LOTTERY_CLOSES_IN, Mode::Lottery),
+            // Booking closes two hours before the doors open, as organisers usually want.
+            _ => (start_at - Duration::hours(2), Mode::Rush),
         };
         NewActivity {
             key: self.key.into(),
@@ -99,13 +124,12 @@ impl Sample {
             place: self.place.into(),
             description: self.description.into(),
             book_start,
-            // Booking closes two hours before the doors open, as organisers usually want.
-            book_end: start_at - Duration::hours(2),
+            book_end,
             start_at,
             end_at: start_at + Duration::hours(2),
             capacity: self.capacity,
             publish: true,
-            mode: Default::default(),
+            mode,
         }
     }
 }
@@ -127,7 +151,11 @@ pub async fn seed(conn: &mut PgConnection, notifier: &Notifier, tz: &Tz) -> Resu
     for sample in &SAMPLES {
         let (activity, note) = seed_activity(conn, notifier, sample, now, tz).await?;
         let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
-        println!("  {:<14} {}: {}{note}", activity.key, activity.name, state(&activity, now, tz));
+        let shows = match lottery::state(conn, activity.id).await? {
+            Some(drawing) => lottery_state(&activity, &drawing, now, tz),
+            None => state(&activity, now, tz),
+        };
+        println!("  {:<14} {}: {shows}{note}", activity.key, activity.name);
     }
     Ok(())
 }
@@ -164,6 +192,17 @@ async fn seed_activity(
     };
     if existing.status == ActivityStatus::Archived {
         return Ok((existing, Some("archived by an admin, left as is".into())));
+    }
+    if let Some(drawing) = lottery::state(conn, existing.id).await?
+        && drawing.drawn_at.is_some()
+    {
+        // Moving a drawn lottery's times would not draw it again; its results
+        // are public. One nobody registered for is made again.
+        if drawing.entries == 0 && activities::delete_if_never_booked(conn, existing.id).await? {
+            let created = activities::create(conn, &fresh).await?;
+            return Ok((created, Some("it was drawn with nobody registered, so it was created again".into())));
+        }
+        return Ok((existing, Some("drawn already; its draw stays as it was".into())));
     }
     if sample.shows == Shows::OpensSoon && existing.is_published() && existing.book_start <= now {
         // A published activity's booking start never moves (SPEC §5). One that
@@ -258,6 +297,29 @@ async fn fill_if_sold_out(
     }
     let filled = activities::by_id(conn, activity.id).await?.ok_or(AppError::NotFound)?;
     Ok((filled, trouble.or(note)))
+}
+
+/// A lottery's stage, as the demo's summary line says it.
+fn lottery_state(a: &Activity, drawing: &lottery::State, now: OffsetDateTime, tz: &Tz) -> String {
+    if a.status != ActivityStatus::Published {
+        return state(a, now, tz);
+    }
+    let registered = drawing.entries;
+    match (drawing.drawn_at, drawing.winners) {
+        (Some(at), winners) => format!(
+            "lottery drawn {}: {registered} registered, {} won (draw page /activities/{}/draw)",
+            local_time::full(at, tz),
+            winners.unwrap_or(0),
+            a.id
+        ),
+        _ if now < a.book_start => state(a, now, tz),
+        _ if now >= a.book_end => format!("lottery closed, {registered} registered, waiting for its draw"),
+        _ => format!(
+            "lottery open until {} (drawn then), {registered} registered for {} places",
+            local_time::full(a.book_end, tz),
+            a.capacity
+        ),
+    }
 }
 
 /// What a student would find: the state each sample is there to show.

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve HTTP (the default when no command is given).
     Serve {
-        /// Add or refresh 3 demo activities (open, opening in 10 min, sold out) and an `admin` (password shown once).
+        /// Add or refresh 4 demo activities (open, opening in 10 min, sold out, a lottery drawn in 15 min) and an `admin` (password shown once).
         #[arg(long)]
         demo: bool,
     },

@@ -1,6 +1,7 @@
-//! `serve --demo` as an operator runs it: the real binary, twice in a row on
-//! one database. The demo shows its three states after each run, the admin's
-//! password is printed once and logs in, and nothing is duplicated.
+//! `serve --demo` as an operator runs it: the real binary, three times on one
+//! database. The demo shows its four states after each run (the lottery until
+//! it is drawn, and then its draw stays), the admin's password is printed once
+//! and logs in, and nothing is duplicated.
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,6 +13,7 @@ use std::{
 use time::OffsetDateTime;
 use wechat_ticket::booking::{
     activities,
+    lottery::{self, DrawOutcome, EntryOutcome, Mode},
     tickets::{self, CancelOutcome, TicketRef},
 };
 
@@ -76,12 +78,12 @@ struct DemoState {
     tickets: i64,
 }
 
-async fn assert_three_states(app: &TestApp) -> DemoState {
+async fn assert_demo_states(app: &TestApp) -> DemoState {
     let mut conn = app.pool.acquire().await.unwrap();
     let now = OffsetDateTime::now_utc();
     let demo: Vec<_> =
         activities::all(&mut conn).await.unwrap().into_iter().filter(|a| a.key.starts_with("demo-")).collect();
-    assert_eq!(demo.len(), 3, "exactly three demo activities: {demo:#?}");
+    assert_eq!(demo.len(), 4, "exactly four demo activities: {demo:#?}");
     assert!(demo.iter().all(|a| a.is_published()), "{demo:#?}");
     let find = |key: &str| demo.iter().find(|a| a.key == key).unwrap_or_else(|| panic!("no {key}"));
 
@@ -102,6 +104,17 @@ async fn assert_three_states(app: &TestApp) -> DemoState {
     assert_eq!(live, i64::from(sold_out.capacity), "every place taken by a live ticket");
     assert!(sold_out.book_start <= now && now < sold_out.book_end, "booking open, so students meet 已抢完");
 
+    let drawing = find("demo-lottery");
+    assert_eq!(drawing.mode, Mode::Lottery, "{drawing:#?}");
+    let state = lottery::state(&mut conn, drawing.id).await.unwrap().expect("a commitment made at publish");
+    assert_eq!(state.commitment.len(), 64, "{}", state.commitment);
+    if state.drawn_at.is_none() {
+        let closes_in = (drawing.book_end - now).whole_seconds();
+        assert!(drawing.book_start <= now, "registration open: {drawing:#?}");
+        assert!((13 * 60..=15 * 60).contains(&closes_in), "drawn in about fifteen minutes, not {closes_in} s");
+        assert!(drawing.start_at - drawing.book_end > time::Duration::days(3), "the concert itself is days later");
+    }
+
     let mut ids: Vec<_> = demo.iter().map(|a| (a.key.clone(), a.id)).collect();
     ids.sort();
     DemoState {
@@ -112,7 +125,7 @@ async fn assert_three_states(app: &TestApp) -> DemoState {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
+async fn serve_demo_three_times_shows_four_states_and_duplicates_nothing() {
     let app = spawn_app().await;
     // An activity of the organiser's own, which the demo must leave alone.
     app.activity("own", 50, crate::common::fixtures::Window::Open).await;
@@ -120,10 +133,11 @@ async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
     let first = serve_demo(&app).await;
     let printed = first.printed.join("\n");
     let password = printed_password(&first.printed).unwrap_or_else(|| panic!("a password line: {printed}"));
-    for key in ["demo-concert", "demo-lecture", "demo-workshop"] {
+    for key in ["demo-concert", "demo-lecture", "demo-workshop", "demo-lottery"] {
         assert!(printed.contains(key), "the summary names {key}: {printed}");
     }
     assert!(printed.contains("sold out (20/20)") && printed.contains("booking opens"), "{printed}");
+    assert!(printed.contains("lottery open until") && printed.contains("0 registered for 50 places"), "{printed}");
 
     // The printed password logs in through the real form, and the console shows the demo.
     let http =
@@ -141,8 +155,17 @@ async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
     assert!(csrf_in(&console).is_some(), "a session with a CSRF token: {console}");
     assert!(console.contains("陶艺体验工作坊") && console.contains("人工智能前沿讲座"), "{console}");
     assert!(console.contains("20 / 20") || console.contains("20/20"), "the sold-out one looks sold out: {console}");
+    // The lottery's public page shows its commitment before anyone registers.
+    let lottery_id =
+        activities::by_key(&mut app.pool.acquire().await.unwrap(), "demo-lottery").await.unwrap().unwrap().id;
+    let commitment =
+        lottery::state(&mut app.pool.acquire().await.unwrap(), lottery_id).await.unwrap().unwrap().commitment;
+    let draw_page = http.get(format!("{base}/activities/{lottery_id}/draw")).send().await.unwrap();
+    assert_eq!(draw_page.status(), 200);
+    let draw_page = draw_page.text().await.unwrap();
+    assert!(draw_page.contains(&commitment) && draw_page.contains("新年音乐会"), "{draw_page}");
     terminate(first.server);
-    let after_first = assert_three_states(&app).await;
+    let after_first = assert_demo_states(&app).await;
     assert_eq!(after_first.demo_students, 20);
 
     // Time passes: the lecture's booking opened (nobody booked) and a demo student cancelled.
@@ -165,15 +188,74 @@ async fn serve_demo_twice_shows_three_states_and_duplicates_nothing() {
     assert!(printed.contains("`admin` already exists") && printed.contains("admin add admin"), "{printed}");
     terminate(second.server);
 
-    let after_second = assert_three_states(&app).await;
+    let after_second = assert_demo_states(&app).await;
     assert_eq!(after_second.demo_students, after_first.demo_students, "no demo student added");
     // The cancelled ticket stays as history; its place went to a fresh booking.
     assert_eq!(after_second.tickets, after_first.tickets + 1);
     let kept = |state: &DemoState, key: &str| state.ids.iter().find(|(k, _)| k == key).map(|(_, id)| *id);
-    for key in ["demo-concert", "demo-workshop"] {
+    for key in ["demo-concert", "demo-workshop", "demo-lottery"] {
         assert_eq!(kept(&after_first, key), kept(&after_second, key), "{key} refreshed in place");
     }
     assert_eq!(app.count("SELECT count(*) FROM admin_users").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM activities WHERE key = 'own'").await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM activities").await, 4);
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, 5);
+
+    // Fifteen minutes on: two demo students registered and the lottery was drawn.
+    let mut conn = app.pool.acquire().await.unwrap();
+    for (student_id, openid) in [("2099000002", "demo-student-002"), ("2099000003", "demo-student-003")] {
+        let entered = lottery::enter(&mut conn, lottery_id, student_id, openid).await.unwrap();
+        assert!(matches!(entered, EntryOutcome::Entered { .. }), "{entered:?}");
+    }
+    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
+        .bind(lottery_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let outcome = lottery::draw(&mut conn, &app.state.notifier, lottery_id).await.unwrap();
+    assert!(matches!(outcome, DrawOutcome::Drawn { entries: 2, winners: 2 }), "{outcome:?}");
+    let published = lottery::published(&mut conn, lottery_id).await.unwrap().expect("published");
+    drop(conn);
+
+    // A third run leaves the drawn lottery and its published draw exactly as they were.
+    let third = serve_demo(&app).await;
+    let printed = third.printed.join("\n");
+    terminate(third.server);
+    assert!(printed.contains("lottery drawn") && printed.contains("2 registered, 2 won"), "{printed}");
+    assert!(printed.contains("its draw stays as it was"), "{printed}");
+    let after_third = assert_demo_states(&app).await;
+    assert_eq!(kept(&after_third, "demo-lottery"), Some(lottery_id));
+    let mut conn = app.pool.acquire().await.unwrap();
+    let again = lottery::published(&mut conn, lottery_id).await.unwrap();
+    assert_eq!(again, Some(published), "the published draw is unchanged");
+    let drawn_lottery = activities::by_id(&mut conn, lottery_id).await.unwrap().unwrap();
+    assert!(drawn_lottery.book_end <= OffsetDateTime::now_utc(), "its close did not move: {drawn_lottery:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demo_lottery_drawn_with_nobody_registered_is_made_again() {
+    let app = spawn_app().await;
+    terminate(serve_demo(&app).await.server);
+    let mut conn = app.pool.acquire().await.unwrap();
+    let first = activities::by_key(&mut conn, "demo-lottery").await.unwrap().unwrap();
+    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
+        .bind(first.id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let outcome = lottery::draw(&mut conn, &app.state.notifier, first.id).await.unwrap();
+    assert!(matches!(outcome, DrawOutcome::Drawn { entries: 0, winners: 0 }), "{outcome:?}");
+    drop(conn);
+
+    let again = serve_demo(&app).await;
+    let printed = again.printed.join("\n");
+    terminate(again.server);
+    assert!(printed.contains("nobody registered, so it was created again"), "{printed}");
+    assert!(printed.contains("lottery open until"), "{printed}");
+    let mut conn = app.pool.acquire().await.unwrap();
+    let second = activities::by_key(&mut conn, "demo-lottery").await.unwrap().unwrap();
+    assert_ne!(second.id, first.id);
+    let state = lottery::state(&mut conn, second.id).await.unwrap().unwrap();
+    assert!(state.drawn_at.is_none(), "a fresh, undrawn lottery");
+    drop(conn);
+    assert_demo_states(&app).await;
 }

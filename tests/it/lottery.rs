@@ -59,7 +59,7 @@ async fn close_now(app: &TestApp, activity_id: i64) {
 }
 
 /// Waits (up to 60 s) for the draw to have run.
-async fn drawn(app: &TestApp, activity_id: i64) {
+pub(crate) async fn drawn(app: &TestApp, activity_id: i64) {
     for _ in 0..600 {
         let done: bool = sqlx::query_scalar("SELECT drawn_at IS NOT NULL FROM lotteries WHERE activity_id = $1")
             .bind(activity_id)

@@ -250,3 +250,45 @@ async fn a_real_student_takes_back_an_id_a_test_student_used() {
     assert!(chat(&app, &openid).await.contains("你还没有绑定学号"));
     app.stop().await;
 }
+
+/// What README's demo walk-through promises: test students register for a
+/// lottery from the phone, the workers draw it at the close, and each test
+/// student's chat shows the result (the winner's with its ticket).
+#[tokio::test(flavor = "multi_thread")]
+async fn test_students_register_for_a_lottery_and_read_the_draw_in_the_chat() {
+    let app = spawn_app_with(Settings::default().set("REMINDER_CHECK_SECONDS", "1").with_notify_workers()).await;
+    let csrf = app.login_admin("alice").await;
+    let gala = crate::lottery::lottery_activity(&app, "gala", 1).await;
+    let mut students = Vec::new();
+    for student_id in ["2024010001", "2024010002"] {
+        let openid = new_test_student(&app, &csrf).await;
+        send(&app, &csrf, &openid, "绑定", "").await;
+        let bind = local_links(&chat(&app, &openid).await).into_iter().rev().find(|l| l.starts_with("/bind?")).unwrap();
+        assert!(app.submit_bind(&app.url(&bind), student_id, "").await.1.contains("绑定成功"));
+        send(&app, &csrf, &openid, "报名 gala", "").await;
+        let screen = chat(&app, &openid).await;
+        assert!(screen.contains("已报名「"), "{screen}");
+        students.push(openid);
+    }
+
+    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1").bind(gala.id).execute(&app.pool).await.unwrap();
+    crate::lottery::drawn(&app, gala.id).await;
+    let mut screens = Vec::new();
+    for openid in &students {
+        let mut screen = String::new();
+        for _ in 0..100 {
+            screen = chat(&app, openid).await;
+            if screen.contains("【中签】") || screen.contains("【未中签】") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        screens.push(screen);
+    }
+    let won: Vec<_> = screens.iter().filter(|s| s.contains("【中签】")).collect();
+    let lost: Vec<_> = screens.iter().filter(|s| s.contains("【未中签】")).collect();
+    assert_eq!((won.len(), lost.len()), (1, 1), "{screens:#?}");
+    assert!(lost[0].contains("候补名单第 1 位"), "{}", lost[0]);
+    assert!(local_links(won[0]).iter().any(|l| l.starts_with("/tickets/")), "the winner's ticket link: {}", won[0]);
+    assert!(won[0].contains(&format!("/activities/{}/draw", gala.id)), "and the draw page: {}", won[0]);
+}
