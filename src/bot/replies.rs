@@ -155,10 +155,10 @@ pub fn waiting_position(activity: &str, key: &str, position: i64) -> String {
 }
 
 /// Registered for a lottery: when it is drawn, and the entry's public id.
-pub fn lottery_entered(activity: &str, close: &str, eid: &str) -> String {
+pub fn lottery_entered(activity: &str, key: &str, close: &str, eid: &str) -> String {
     format!(
         "已报名「{activity}」的抽签。{close} 报名截止后公开抽签，结果会通知你，抽中的直接出票。\n\
-         你的抽签编号：{eid}\n发送「取消报名 代号」可退出。"
+         你的抽签编号：{eid}\n发送「取消报名 {key}」可退出。"
     )
 }
 

@@ -319,7 +319,8 @@ async fn registration_is_once_per_student_id_and_per_wechat_account_and_can_be_w
     let a = lottery_activity(&app, "ball", 2).await;
     let [me, other, stranger, late]: [String; 4] = app.bound_students(62, 4).await.try_into().unwrap();
 
-    assert!(say(&app, &me, "报名 ball").await.contains("已报名"));
+    let entered = say(&app, &me, "报名 ball").await;
+    assert!(entered.contains("已报名") && entered.contains("发送「取消报名 ball」可退出"), "{entered}");
     // The same WeChat account under another student ID: still one entry.
     sqlx::query("UPDATE students SET student_id = 'other-id' WHERE openid = $1")
         .bind(&me)

@@ -74,6 +74,8 @@ pub async fn commit_seed(conn: &mut PgConnection, activity_id: i64) -> Result<()
 pub enum EntryOutcome {
     Entered {
         activity_name: String,
+        /// For the reply's hint on how to withdraw.
+        key: String,
         eid: String,
         close_at: OffsetDateTime,
     },
@@ -91,6 +93,7 @@ pub enum EntryOutcome {
 struct Open {
     server_seed: Vec<u8>,
     name: String,
+    key: String,
     book_end: OffsetDateTime,
     open: bool,
 }
@@ -99,7 +102,7 @@ async fn hold_open(conn: &mut PgConnection, activity_id: i64) -> Result<Option<O
     // clock_timestamp(), not now(): the clock when the lock is held, not when
     // the transaction began.
     Ok(sqlx::query_as(
-        "SELECT l.server_seed, a.name, a.book_end, \
+        "SELECT l.server_seed, a.name, a.key, a.book_end, \
          (l.drawn_at IS NULL AND a.book_end > clock_timestamp() AND a.status = 'published') AS open \
          FROM lotteries l JOIN activities a ON a.id = l.activity_id WHERE l.activity_id = $1 FOR SHARE OF l",
     )
@@ -133,7 +136,7 @@ pub async fn enter(
     .await?;
     let (activity_name, close_at) = (open.name, open.book_end);
     if inserted.rows_affected() == 1 {
-        return Ok(EntryOutcome::Entered { activity_name, eid, close_at });
+        return Ok(EntryOutcome::Entered { activity_name, key: open.key, eid, close_at });
     }
     // This student ID, or this WeChat account under the ID it was bound to before.
     let eid: String = sqlx::query_scalar(
