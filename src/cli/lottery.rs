@@ -48,9 +48,13 @@ pub async fn run(config: &Config, command: LotteryCommand) -> Result<(), AppErro
     let verified = published
         .verify()
         .map_err(|wrong| AppError::Invalid(format!("the draw does NOT verify:\n  - {}", wrong.join("\n  - "))))?;
+    let entries = match verified.entries {
+        1 => "1 entry".to_string(),
+        n => format!("{n} entries"),
+    };
     println!(
-        "ok: {} — commitment matches the seed; pool_hash matches {} entries; the order is the draw's; first {} won",
-        published.activity, verified.entries, verified.winners
+        "ok: {} — commitment matches the seed; pool_hash matches {entries}; the order is the draw's; first {} won",
+        published.activity, verified.winners
     );
     if let Some(student_id) = student_id {
         match published.rank_of(&student_id) {
