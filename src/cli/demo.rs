@@ -305,11 +305,11 @@ fn lottery_state(a: &Activity, drawing: &lottery::State, now: OffsetDateTime, tz
         return state(a, now, tz);
     }
     let registered = drawing.entries;
-    match (drawing.drawn_at, drawing.winners) {
-        (Some(at), winners) => format!(
+    match drawing.drawn_at {
+        Some(at) => format!(
             "lottery drawn {}: {registered} registered, {} won (draw page /activities/{}/draw)",
             local_time::full(at, tz),
-            winners.unwrap_or(0),
+            drawing.winners.unwrap_or(0),
             a.id
         ),
         _ if now < a.book_start => state(a, now, tz),

@@ -206,11 +206,7 @@ async fn serve_demo_three_times_shows_four_states_and_duplicates_nothing() {
         let entered = lottery::enter(&mut conn, lottery_id, student_id, openid).await.unwrap();
         assert!(matches!(entered, EntryOutcome::Entered { .. }), "{entered:?}");
     }
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
-        .bind(lottery_id)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    app.close_booking(lottery_id).await;
     let outcome = lottery::draw(&mut conn, &app.state.notifier, lottery_id).await.unwrap();
     assert!(matches!(outcome, DrawOutcome::Drawn { entries: 2, winners: 2 }), "{outcome:?}");
     let published = lottery::published(&mut conn, lottery_id).await.unwrap().expect("published");
@@ -237,11 +233,7 @@ async fn a_demo_lottery_drawn_with_nobody_registered_is_made_again() {
     terminate(serve_demo(&app).await.server);
     let mut conn = app.pool.acquire().await.unwrap();
     let first = activities::by_key(&mut conn, "demo-lottery").await.unwrap().unwrap();
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
-        .bind(first.id)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
+    app.close_booking(first.id).await;
     let outcome = lottery::draw(&mut conn, &app.state.notifier, first.id).await.unwrap();
     assert!(matches!(outcome, DrawOutcome::Drawn { entries: 0, winners: 0 }), "{outcome:?}");
     drop(conn);

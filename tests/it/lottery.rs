@@ -50,14 +50,6 @@ async fn say(app: &TestApp, openid: &str, text: &str) -> String {
     }
 }
 
-async fn close_now(app: &TestApp, activity_id: i64) {
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
-        .bind(activity_id)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-}
-
 /// Waits (up to 60 s) for the draw to have run.
 pub(crate) async fn drawn(app: &TestApp, activity_id: i64) {
     for _ in 0..600 {
@@ -174,7 +166,7 @@ async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyo
     assert_eq!(one.count("SELECT count(*) FROM lottery_entries").await, 500);
 
     // The close: both instances' sweeps run every second, and six more draws are asked for at once.
-    close_now(&one, a.id).await;
+    one.close_booking(a.id).await;
     let asked = join_all((0..6).map(|i| {
         let app = if i % 2 == 0 { &one } else { &two };
         async move {
@@ -359,7 +351,7 @@ async fn registration_is_once_per_student_id_and_per_wechat_account_and_can_be_w
 
     // After the close: no registering, no withdrawing; the draw gives both places (2 entries).
     assert!(say(&app, &stranger, "报名 ball").await.contains("已报名"));
-    close_now(&app, a.id).await;
+    app.close_booking(a.id).await;
     assert!(say(&app, &late, "报名 ball").await.contains("报名已经截止"));
     assert!(say(&app, &other, "取消报名 ball").await.contains("报名已经截止"));
     let mut tx = app.pool.begin().await.unwrap();
@@ -394,7 +386,7 @@ async fn registrations_racing_the_close_are_each_either_in_the_pool_or_told_it_c
     });
     let closing = async {
         tokio::time::sleep(Duration::from_millis(60)).await;
-        close_now(&app, a.id).await;
+        app.close_booking(a.id).await;
         join_all((0..4).map(|_| async {
             let mut tx = app.pool.begin().await.unwrap();
             let outcome = lottery::draw(&mut tx, &app.state.notifier, a.id).await.unwrap();
@@ -484,7 +476,7 @@ async fn an_admin_creates_a_lottery_announces_a_public_value_and_the_draw_waits_
     assert_eq!(app.admin_post(&path, &[("public_value", "改一下")]).await.0, 403, "no CSRF token, no change");
 
     // The close: the sweep runs every second, but the draw waits for the value.
-    close_now(&app, a.id).await;
+    app.close_booking(a.id).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app.count("SELECT count(*) FROM lotteries WHERE drawn_at IS NOT NULL").await, 0);
     let public = app.get(&format!("/activities/{}/draw", a.id)).await.text().await.unwrap();
@@ -549,7 +541,7 @@ async fn a_registration_still_committing_at_the_close_is_waited_for_and_drawn() 
     let mut registering = app.pool.begin().await.unwrap();
     let entered = lottery::enter(&mut registering, a.id, "0006500001", &second).await.unwrap();
     assert!(matches!(entered, lottery::EntryOutcome::Entered { .. }), "{entered:?}");
-    close_now(&app, a.id).await;
+    app.close_booking(a.id).await;
     let drawing = tokio::spawn({
         let (pool, notifier) = (app.pool.clone(), app.state.notifier.clone());
         async move {
@@ -578,7 +570,7 @@ async fn archiving_a_lottery_before_its_draw_tells_the_registrants_and_nothing_i
     assert_eq!(status, 303);
     let told = app.count("SELECT count(*) FROM notifications WHERE body LIKE '%抽签报名随之作废%'").await;
     assert_eq!(told, 3, "each registrant is told");
-    close_now(&app, a.id).await;
+    app.close_booking(a.id).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app.count("SELECT count(*) FROM lotteries WHERE drawn_at IS NOT NULL").await, 0);
     assert_eq!(app.live_tickets(a.id).await, 0);

@@ -65,7 +65,7 @@ async fn journey(b: &Browser) {
     assert!(before.contains("报名中：已有 3 人报名") && !before.contains("server_seed\n"), "{before}");
     b.policy_kept("draw, before").await;
 
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1").bind(gala.id).execute(&app.pool).await.unwrap();
+    app.close_booking(gala.id).await;
     let mut tx = app.pool.begin().await.unwrap();
     assert!(matches!(lottery::draw(&mut tx, &app.state.notifier, gala.id).await.unwrap(), DrawOutcome::Drawn { .. }));
     tx.commit().await.unwrap();

@@ -44,6 +44,15 @@ async fn send(app: &TestApp, csrf: &str, openid: &str, text: &str, click: &str) 
     (status, resp.text().await.unwrap())
 }
 
+/// A new test student, bound to `student_id` through the link the chat's 绑定 replies with.
+async fn bound_test_student(app: &TestApp, csrf: &str, student_id: &str) -> String {
+    let openid = new_test_student(app, csrf).await;
+    send(app, csrf, &openid, "绑定", "").await;
+    let bind = local_links(&chat(app, &openid).await).into_iter().rev().find(|l| l.starts_with("/bind?")).unwrap();
+    assert!(app.submit_bind(&app.url(&bind), student_id, "").await.1.contains("绑定成功"));
+    openid
+}
+
 /// The `href` of every link in the chat that leads into this server.
 fn local_links(page: &str) -> Vec<String> {
     page.split("href=\"/")
@@ -226,10 +235,7 @@ async fn a_real_student_takes_back_an_id_a_test_student_used() {
     let app = spawn_app().await;
     let csrf = app.login_admin("alice").await;
     let concert = app.activity("concert", 1, Window::Open).await;
-    let openid = new_test_student(&app, &csrf).await;
-    send(&app, &csrf, &openid, "绑定", "").await;
-    let bind = local_links(&chat(&app, &openid).await).into_iter().rev().find(|l| l.starts_with("/bind?")).unwrap();
-    assert!(app.submit_bind(&app.url(&bind), "2024010001", "").await.1.contains("绑定成功"));
+    let openid = bound_test_student(&app, &csrf, "2024010001").await;
     send(&app, &csrf, &openid, "", &format!("BOOK_{}", concert.id)).await;
     assert_eq!(app.live_tickets(concert.id).await, 1);
     crate::lottery::lottery_activity(&app, "draw", 5).await;
@@ -261,17 +267,14 @@ async fn test_students_register_for_a_lottery_and_read_the_draw_in_the_chat() {
     let gala = crate::lottery::lottery_activity(&app, "gala", 1).await;
     let mut students = Vec::new();
     for student_id in ["2024010001", "2024010002"] {
-        let openid = new_test_student(&app, &csrf).await;
-        send(&app, &csrf, &openid, "绑定", "").await;
-        let bind = local_links(&chat(&app, &openid).await).into_iter().rev().find(|l| l.starts_with("/bind?")).unwrap();
-        assert!(app.submit_bind(&app.url(&bind), student_id, "").await.1.contains("绑定成功"));
+        let openid = bound_test_student(&app, &csrf, student_id).await;
         send(&app, &csrf, &openid, "报名 gala", "").await;
         let screen = chat(&app, &openid).await;
         assert!(screen.contains("已报名「"), "{screen}");
         students.push(openid);
     }
 
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1").bind(gala.id).execute(&app.pool).await.unwrap();
+    app.close_booking(gala.id).await;
     crate::lottery::drawn(&app, gala.id).await;
     let mut screens = Vec::new();
     for openid in &students {

@@ -186,7 +186,7 @@ async fn the_list_closes_at_book_end_and_those_still_waiting_are_told() {
     holders(&app, 1, 1, &a).await;
     let me = &app.bound_students(2, 1).await[0];
     assert!(say(&app, me, "候补 gala").await.contains("排第 1 位"));
-    sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1").bind(a.id).execute(&app.pool).await.unwrap();
+    app.close_booking(a.id).await;
 
     let told = message_to(&fake, me).await;
     assert!(told.contains("候补结束") && told.contains("没有候补到票"), "{told}");

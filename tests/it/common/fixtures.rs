@@ -78,6 +78,15 @@ impl TestApp {
         openids
     }
 
+    /// Booking (a lottery's registration) ends now: a draw or a waiting list's close is due.
+    pub async fn close_booking(&self, activity_id: i64) {
+        sqlx::query("UPDATE activities SET book_end = now() WHERE id = $1")
+            .bind(activity_id)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
     pub async fn live_tickets(&self, activity_id: i64) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
             .bind(activity_id)
