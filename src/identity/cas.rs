@@ -135,6 +135,10 @@ pub fn parse(xml: &str) -> Result<Validation, CasError> {
                 let parent: Vec<&str> = path.iter().map(String::as_str).collect();
                 let value = text.trim().to_string();
                 match parent.as_slice() {
+                    // Two users in one answer name nobody: refuse rather than pick one.
+                    ["serviceResponse", "authenticationSuccess"] if name == "user" && user.is_some() => {
+                        return Err(bad("more than one <cas:user>"));
+                    }
                     ["serviceResponse", "authenticationSuccess"] if name == "user" => user = Some(value),
                     ["serviceResponse", "authenticationSuccess", "attributes"] => attributes.push((name, value)),
                     ["serviceResponse"] if name == "authenticationFailure" => {
@@ -211,6 +215,13 @@ mod tests {
         for xml in [dtd, undefined, misplaced, other_root, truncated, "", "not xml"] {
             assert!(parse(xml).is_err(), "{xml}");
         }
+    }
+
+    #[test]
+    fn two_users_in_one_answer_are_refused() {
+        let xml = r#"<cas:serviceResponse xmlns:cas="c"><cas:authenticationSuccess>
+<cas:user>2024010001</cas:user><cas:user>2024010002</cas:user></cas:authenticationSuccess></cas:serviceResponse>"#;
+        assert_eq!(parse(xml), Err(CasError::Malformed("more than one <cas:user>".into())));
     }
 
     #[test]

@@ -9,9 +9,40 @@ use sha2::Sha256;
 
 use crate::Config;
 
-/// The session cookie, and the cookie binding an authorization's `state`.
-pub const COOKIE: &str = "wt_student";
-pub const STATE_COOKIE: &str = "wt_oauth";
+/// The student's cookies: the session, the one binding a web authorization's
+/// `state` to the browser that asked, and the one binding a CAS round trip to
+/// the browser that opened the bind link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cookie {
+    Session,
+    OauthState,
+    CasBind,
+}
+
+impl Cookie {
+    /// Over https every name is `__Host-` prefixed (`Secure`, `Path=/`, no
+    /// `Domain`): a browser then refuses the name from anything but this host
+    /// over https, so a sibling subdomain of the campus cannot plant one.
+    pub fn name(self, config: &Config) -> &'static str {
+        let https = config.public_url.starts_with("https://");
+        match (self, https) {
+            (Cookie::Session, true) => "__Host-wt_student",
+            (Cookie::Session, false) => "wt_student",
+            (Cookie::OauthState, true) => "__Host-wt_oauth",
+            (Cookie::OauthState, false) => "wt_oauth",
+            (Cookie::CasBind, true) => "__Host-wt_bind",
+            (Cookie::CasBind, false) => "wt_bind",
+        }
+    }
+
+    /// Over plain http (development) the cookie stays on the pages that read it.
+    fn plain_path(self) -> &'static str {
+        match self {
+            Cookie::Session | Cookie::OauthState => "/m",
+            Cookie::CasBind => "/bind",
+        }
+    }
+}
 
 /// Two hours: long enough for a rush, short enough that a borrowed phone forgets.
 pub const LIFETIME_SECONDS: i64 = 2 * 3600;
@@ -55,12 +86,34 @@ pub fn csrf_ok(secret: &[u8], session: &str, given: &str) -> bool {
     bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes()))
 }
 
+/// The `st` carried through a CAS round trip, derived from the nonce kept in
+/// the bind cookie and the bind link's own nonce: the CAS login URL shows it,
+/// but only the browser holding the cookie can match it at the callback, so a
+/// login URL passed to another student binds nothing.
+pub fn cas_bind_state(secret: &[u8], nonce: &str, link_nonce: &str) -> String {
+    hex::encode(
+        &mac(secret, b"cas-bind-state\0", &[nonce.as_bytes(), link_nonce.as_bytes()]).finalize().into_bytes()[..16],
+    )
+}
+
+/// Whether `given` is the state this browser's bind cookie makes for the link.
+pub fn cas_bind_state_ok(secret: &[u8], cookie_nonce: Option<&str>, link_nonce: &str, given: &str) -> bool {
+    let Some(nonce) = cookie_nonce.filter(|n| !n.is_empty()) else { return false };
+    let expected = cas_bind_state(secret, nonce, link_nonce);
+    bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), given.as_bytes()))
+}
+
 /// The `state` sent with an authorization, derived from the nonce kept in the
 /// state cookie: the URL shows the state, never the nonce, so a leaked
 /// callback URL is no good in another browser. Hex, as WeChat takes only
 /// `[a-zA-Z0-9]` (at most 128 bytes).
 pub fn oauth_state(secret: &[u8], nonce: &str) -> String {
     hex::encode(&mac(secret, b"oauth-state\0", &[nonce.as_bytes()]).finalize().into_bytes()[..16])
+}
+
+/// A student cookie's value from the request (by its name under `config`).
+pub fn read(config: &Config, headers: &HeaderMap, which: Cookie) -> Option<String> {
+    cookie(headers, which.name(config))
 }
 
 /// A cookie's value from the request.
@@ -75,11 +128,16 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
-/// `Set-Cookie` for the `/m` pages. SameSite=Lax: WeChat's redirect back is a
-/// top-level GET, which Lax lets through; another site's POST is not.
-pub fn set_cookie(config: &Config, name: &str, value: &str, max_age: i64) -> String {
-    let secure = if config.public_url.starts_with("https://") { "; Secure" } else { "" };
-    format!("{name}={value}; Path=/m; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+/// `Set-Cookie` for a student cookie. SameSite=Lax: WeChat's and CAS's
+/// redirects back are top-level GETs from another site, which Lax lets
+/// through; another site's POST is not.
+pub fn set_cookie(config: &Config, which: Cookie, value: &str, max_age: i64) -> String {
+    let name = which.name(config);
+    if config.public_url.starts_with("https://") {
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}; Secure")
+    } else {
+        format!("{name}={value}; Path={}; HttpOnly; SameSite=Lax; Max-Age={max_age}", which.plain_path())
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,16 @@
 //! ticket. The signed parts of the bind link ride along inside the service
 //! URL, so the callback knows which WeChat user asked without trusting the
 //! browser; what CAS says about the ticket decides the student ID.
+//!
+//! The round trip is also tied to the browser that opened the bind link: a
+//! cookie holds a nonce, and the service URL carries a MAC of it (`st`). A
+//! CAS login URL passed to another student — already signed in to CAS, whose
+//! browser would otherwise come back with *their* ticket for *the sender's*
+//! WeChat account — returns without the cookie and binds nothing.
 
 use axum::{
     extract::{Query, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -18,19 +24,26 @@ use crate::{
     AppState,
     booking::students::{self, BindOutcome},
     error::AppError,
-    identity::cas::{self, Validation},
-    links::Purpose,
+    identity::{
+        cas::{self, CasError, Validation},
+        session::{self, Cookie},
+    },
+    links::{self, Purpose},
 };
+
+/// How long a started CAS round trip may take: as long as the bind link lives.
+const ROUND_TRIP_SECONDS: i64 = 30 * 60;
 
 /// The service URL CAS returns to: the callback with the bind link's signed
 /// parts. Built the same way on the way out and on validation, because CAS
 /// compares the two strings.
-fn service_url(state: &AppState, link: &LinkParts) -> String {
+fn service_url(state: &AppState, link: &LinkParts, st: &str) -> String {
     let query = form_urlencoded::Serializer::new(String::new())
         .append_pair("o", &link.o)
         .append_pair("e", &link.e)
         .append_pair("s", &link.s)
         .append_pair("n", &link.n)
+        .append_pair("st", st)
         .finish();
     format!("{}/bind/cas?{query}", state.config.public_url)
 }
@@ -39,15 +52,21 @@ fn cas_base(state: &AppState) -> Result<&str, AppError> {
     state.config.cas_base_url.as_deref().ok_or_else(|| AppError::Config("CAS_BASE_URL is not set".into()))
 }
 
-/// From an open, unused bind link to the CAS login page.
-pub(super) fn to_login(state: &AppState, link: &LinkParts) -> Response {
-    match cas_base(state) {
-        Ok(base) => {
-            let to = cas::login_url(base, &service_url(state, link));
-            ([(header::CACHE_CONTROL, "no-store")], Redirect::to(&to)).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+/// From an open, unused bind link to the CAS login page, marking this
+/// browser as the one that started the round trip. A nonce this browser
+/// already holds is kept, so a second tab of the same link still finishes.
+pub(super) fn to_login(state: &AppState, headers: &HeaderMap, link: &LinkParts) -> Response {
+    let base = match cas_base(state) {
+        Ok(base) => base,
+        Err(e) => return e.into_response(),
+    };
+    let nonce = session::read(&state.config, headers, Cookie::CasBind)
+        .filter(|n| (16..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or_else(links::nonce);
+    let st = session::cas_bind_state(&state.secret_key, &nonce, &link.n);
+    let to = cas::login_url(base, &service_url(state, link, &st));
+    let cookie = session::set_cookie(&state.config, Cookie::CasBind, &nonce, ROUND_TRIP_SECONDS);
+    ([(header::CACHE_CONTROL, "no-store".to_string()), (header::SET_COOKIE, cookie)], Redirect::to(&to)).into_response()
 }
 
 /// The bind form posted in CAS mode: a typed ID proves nothing.
@@ -66,6 +85,9 @@ pub(super) struct Callback {
     link: LinkParts,
     #[serde(default)]
     ticket: String,
+    /// The MAC of this browser's bind cookie, carried through CAS.
+    #[serde(default)]
+    st: String,
 }
 
 fn refused(status: StatusCode, title: &str, why: impl Into<String>) -> Response {
@@ -74,12 +96,27 @@ fn refused(status: StatusCode, title: &str, why: impl Into<String>) -> Response 
 
 /// CAS sent the student back: check the signed parts, spend the ticket,
 /// validate it server to server, and bind the student ID it proves.
-pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Callback>) -> Result<Response, AppError> {
+pub(super) async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<Callback>,
+) -> Result<Response, AppError> {
     // A changed service URL is refused here, before CAS is asked anything.
     let openid = match open_link(&state, Purpose::Bind, &q.link.n, &q.link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
     };
+    // Only the browser that opened the bind link may finish it; the ticket
+    // is left unspent, so it proves nothing to anyone.
+    let cookie = session::read(&state.config, &headers, Cookie::CasBind);
+    if !session::cas_bind_state_ok(&state.secret_key, cookie.as_deref(), &q.link.n, &q.st) {
+        tracing::info!("CAS callback without the bind cookie of the browser that started it");
+        return Ok(refused(
+            StatusCode::FORBIDDEN,
+            "请在打开绑定链接的浏览器里完成",
+            "这次登录不是从你打开的绑定链接开始的，没有绑定任何学号。请在微信里打开公众号发给你的绑定链接，在同一个页面里登录学校账号。不要打开别人发来的登录链接。",
+        ));
+    }
     let ticket = q.ticket.trim();
     if ticket.is_empty() || ticket.len() > 256 {
         return Ok(refused(
@@ -103,7 +140,7 @@ pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Call
         ));
     }
     drop(conn);
-    let service = service_url(&state, &q.link);
+    let service = service_url(&state, &q.link, &q.st);
     let (user, attributes) = match cas::validate(cas_base(&state)?, &service, ticket).await {
         Ok(Validation::Success { user, attributes }) => (user, attributes),
         Ok(Validation::Failure { code, message }) => {
@@ -112,6 +149,14 @@ pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Call
                 StatusCode::FORBIDDEN,
                 "身份认证没有通过",
                 format!("学校统一身份认证没有确认这次登录（{code}），没有绑定任何学号。请回到公众号重新打开绑定链接。"),
+            ));
+        }
+        Err(CasError::Malformed(why)) => {
+            tracing::warn!(%why, "CAS answered something that is not a clear answer");
+            return Ok(refused(
+                StatusCode::BAD_GATEWAY,
+                "身份认证结果无法确认",
+                "学校统一身份认证的回答无法确认是哪一个学号，没有绑定任何学号。请联系活动组织者。",
             ));
         }
         Err(e) => {
@@ -124,7 +169,21 @@ pub(super) async fn callback(State(state): State<AppState>, Query(q): Query<Call
         }
     };
     let student_id = match &state.config.cas_student_id_attribute {
-        Some(name) => attributes.into_iter().find(|(k, _)| k == name).map(|(_, v)| v).unwrap_or_default(),
+        Some(name) => {
+            let mut values: Vec<String> = attributes.into_iter().filter(|(k, _)| k == name).map(|(_, v)| v).collect();
+            values.sort();
+            values.dedup();
+            // An attribute given twice with different values names nobody.
+            if values.len() > 1 {
+                tracing::warn!("CAS released the student-ID attribute with more than one value");
+                return Ok(refused(
+                    StatusCode::FORBIDDEN,
+                    "身份认证结果无法确认",
+                    "学校统一身份认证给出了不止一个学号，没有绑定任何学号。请联系活动组织者。",
+                ));
+            }
+            values.pop().unwrap_or_default()
+        }
         None => user,
     };
     if !state.config.student_id_pattern.is_match(&student_id) || student_id.chars().count() > 32 {

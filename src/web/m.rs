@@ -78,7 +78,7 @@ pub(super) struct Student {
 }
 
 pub(super) fn student(state: &AppState, headers: &HeaderMap) -> Option<Student> {
-    let value = session::cookie(headers, session::COOKIE)?;
+    let value = session::read(&state.config, headers, session::Cookie::Session)?;
     let openid = session::open(&state.secret_key, &value, OffsetDateTime::now_utc().unix_timestamp())?;
     Some(Student { openid, session: value })
 }
@@ -103,7 +103,7 @@ fn sign_in(state: &AppState, page: Page) -> Response {
     let oauth_state = session::oauth_state(&state.secret_key, &nonce);
     let redirect_uri = format!("{}/m/oauth?next={}", config.public_url, page.name());
     let to = oauth::authorize_url(&config.wechat_oauth_base, appid, &redirect_uri, &oauth_state);
-    let cookie = session::set_cookie(config, session::STATE_COOKIE, &nonce, 600);
+    let cookie = session::set_cookie(config, session::Cookie::OauthState, &nonce, 600);
     no_store(([(header::SET_COOKIE, cookie)], Redirect::to(&to)))
 }
 
@@ -138,7 +138,7 @@ async fn oauth_callback(
     }
     let page = Page::named(&q.next);
     // The state must be the one this browser's cookie was made for.
-    let expected = session::cookie(&headers, session::STATE_COOKIE)
+    let expected = session::read(&state.config, &headers, session::Cookie::OauthState)
         .map(|nonce| session::oauth_state(&state.secret_key, &nonce))
         .unwrap_or_default();
     let state_ok =
@@ -150,7 +150,8 @@ async fn oauth_callback(
         Exchange::Openid(openid) => {
             let expires = OffsetDateTime::now_utc().unix_timestamp() + session::LIFETIME_SECONDS;
             let value = session::issue(&state.secret_key, &openid, expires);
-            let cookie = session::set_cookie(&state.config, session::COOKIE, &value, session::LIFETIME_SECONDS);
+            let cookie =
+                session::set_cookie(&state.config, session::Cookie::Session, &value, session::LIFETIME_SECONDS);
             Ok(no_store(([(header::SET_COOKIE, cookie)], Redirect::to(page.path()))))
         }
         Exchange::Refused(why) => {

@@ -9,7 +9,7 @@ use askama_web::WebTemplate;
 use axum::{
     Form, Router,
     extract::{Path, Query, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
     routing::{get, post},
 };
@@ -152,7 +152,11 @@ struct BindPage {
     error: Option<String>,
 }
 
-async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>) -> Result<Response, AppError> {
+async fn bind_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(link): Query<LinkParts>,
+) -> Result<Response, AppError> {
     let openid = match open_link(&state, Purpose::Bind, &link.n, &link) {
         Ok(openid) => openid,
         Err(e) => return Ok(link_refused(e)),
@@ -165,7 +169,7 @@ async fn bind_page(State(state): State<AppState>, Query(link): Query<LinkParts>)
         return Ok(bind_link_used());
     }
     if state.config.student_verify == StudentVerify::Cas {
-        return Ok(super::cas_bind::to_login(&state, &link));
+        return Ok(super::cas_bind::to_login(&state, &headers, &link));
     }
     let roster = state.config.student_verify == StudentVerify::Roster;
     Ok(BindPage { link, roster, student_id: String::new(), name: String::new(), error: None }.into_response())

@@ -164,6 +164,88 @@ async fn a_tampered_service_url_is_refused_without_binding() {
     assert_eq!(app.count("SELECT count(*) FROM students WHERE student_id IS NOT NULL").await, 0);
 }
 
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
+/// The attack of issue 19, point 1: a stranger opens their own bind link,
+/// stops at CAS's login page and sends that URL to a student who is signed in
+/// to the campus CAS. The victim's browser comes back with a ticket for the
+/// victim's student ID — on the stranger's WeChat account. It must bind nothing.
+#[tokio::test]
+async fn a_cas_login_url_sent_to_another_student_binds_nothing() {
+    let cas = FakeCas::start().await;
+    let app = app_with_cas(&cas, &[]).await;
+    let attacker_link = app.say(&wx::text("oStranger", "绑定")).await.links()[0].clone();
+    let to_cas = app.http.get(&attacker_link).send().await.unwrap();
+    assert_eq!(to_cas.status(), 303);
+    let login_url = location(&to_cas);
+
+    // The victim has even opened a bind link of their own before (their browser holds a bind cookie).
+    let victim = browser();
+    let own_link = app.say(&wx::text("oVictim", "绑定")).await.links()[0].clone();
+    assert_eq!(victim.get(&own_link).send().await.unwrap().status(), 303);
+    cas.login_as("2024010007", &[]);
+    let back = victim.get(&login_url).send().await.unwrap();
+    let callback = location(&back);
+    assert!(callback.contains("ticket=ST-"), "{callback}");
+    let page = victim.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("没有绑定任何学号") && page.contains("同一个页面"), "{page}");
+    assert_eq!(bound(&app, "oStranger").await, None, "the stranger got nobody's student ID");
+    assert_eq!(bound(&app, "oVictim").await, None);
+    assert!(cas.validations().is_empty(), "refused before CAS is asked; the ticket stays unspent");
+
+    // A browser with no cookie at all, and the callback with its `st` removed, fare no better.
+    let bare = browser();
+    assert_eq!(bare.get(&callback).send().await.unwrap().status(), 403);
+    let without_st: String = {
+        let (path, query) = callback.split_once('?').unwrap();
+        let kept: Vec<&str> = query.split('&').filter(|p| !p.starts_with("st=")).collect();
+        format!("{path}?{}", kept.join("&"))
+    };
+    assert_eq!(app.http.get(&without_st).send().await.unwrap().status(), 403);
+    assert_eq!(app.count("SELECT count(*) FROM students WHERE student_id IS NOT NULL").await, 0);
+
+    // The stranger's own browser finishing with its own login still works (it is their own ID).
+    cas.login_as("2024010008", &[]);
+    let own = location(&app.http.get(&login_url).send().await.unwrap());
+    assert_eq!(app.http.get(&own).send().await.unwrap().status(), 200);
+    assert_eq!(bound(&app, "oStranger").await.as_deref(), Some("2024010008"));
+}
+
+#[tokio::test]
+async fn a_cas_answer_naming_two_students_binds_nothing() {
+    let cas = FakeCas::start().await;
+    let app = app_with_cas(&cas, &[]).await;
+    cas.login_as("2024010001", &[]);
+    cas.also_user("2024010002");
+    let link = app.say(&wx::text("oTwo", "绑定")).await.links()[0].clone();
+    let callback = through_cas(&app, &link).await;
+    let page = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), 502);
+    assert!(page.text().await.unwrap().contains("没有绑定任何学号"));
+    assert_eq!(bound(&app, "oTwo").await, None);
+
+    // The student-ID attribute given twice with different values: nothing either.
+    let app = app_with_cas(&cas, &[("CAS_STUDENT_ID_ATTRIBUTE", "studentNo")]).await;
+    cas.login_as("zhang3", &[("studentNo", "2024010001"), ("studentNo", "2024010002")]);
+    let link = app.say(&wx::text("oAttrTwice", "绑定")).await.links()[0].clone();
+    let callback = through_cas(&app, &link).await;
+    let page = app.http.get(&callback).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("不止一个学号"));
+    assert_eq!(bound(&app, "oAttrTwice").await, None);
+
+    // The same value twice names one student, who is bound.
+    cas.login_as("zhang3", &[("studentNo", "2024010003"), ("studentNo", "2024010003")]);
+    let link = app.say(&wx::text("oAttrSame", "绑定")).await.links()[0].clone();
+    let callback = through_cas(&app, &link).await;
+    assert_eq!(app.http.get(&callback).send().await.unwrap().status(), 200);
+    assert_eq!(bound(&app, "oAttrSame").await.as_deref(), Some("2024010003"));
+}
+
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)

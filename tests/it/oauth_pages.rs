@@ -277,3 +277,49 @@ async fn wechat_unreachable_for_the_exchange_is_a_clear_page_and_no_session() {
     assert!(resp.text().await.unwrap().contains("暂时联系不上微信"));
     assert_eq!(client.get(app.url("/m/tickets")).send().await.unwrap().status(), 303, "no session");
 }
+
+/// Issue 19, point 7: over https the student session is a `__Host-` cookie
+/// (`Secure; Path=/`, no `Domain`), and a cookie of the plain name — which a
+/// sibling subdomain of the campus could plant — is not believed.
+#[tokio::test]
+async fn over_https_the_student_session_is_a_host_cookie_and_a_planted_one_is_ignored() {
+    let fake = FakeWechat::start().await;
+    let public = "https://ticket.example.edu";
+    let app = spawn_app_with(fake.oauth_settings(Settings::default().set("PUBLIC_URL", public))).await;
+    // The bind link points at the public host, which this test cannot reach: bind through the rules.
+    let mut conn = app.pool.acquire().await.unwrap();
+    wechat_ticket::booking::students::bind(&mut conn, &app.state.notifier, "oMe", "2024010001", None).await.unwrap();
+    drop(conn);
+    // No cookie store: the test carries cookies by hand, as a browser would over https.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    fake.oauth_as("oMe");
+    let first = client.get(app.url("/m/tickets")).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let state_cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(state_cookie.starts_with("__Host-wt_oauth=") && state_cookie.contains("; Path=/;"), "{state_cookie}");
+    assert!(state_cookie.ends_with("; Secure") && !state_cookie.to_ascii_lowercase().contains("domain"));
+    let nonce = state_cookie.split(';').next().unwrap().to_string();
+    let back = client.get(location(&first).split('#').next().unwrap()).send().await.unwrap();
+    let callback = location(&back).replace(public, &app.base);
+    let landed = client.get(&callback).header("cookie", &nonce).send().await.unwrap();
+    assert_eq!(landed.status(), 303);
+    let set = landed.headers()["set-cookie"].to_str().unwrap().to_string();
+    let value = set.strip_prefix("__Host-wt_student=").expect(&set).split(';').next().unwrap().to_string();
+    let attributes: Vec<&str> = set.split(';').skip(1).map(str::trim).collect();
+    for wanted in ["Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(attributes.contains(&wanted), "{wanted}: {set}");
+    }
+    assert!(!set.to_ascii_lowercase().contains("domain"), "{set}");
+
+    let page = |cookie: String| {
+        let client = client.clone();
+        let url = app.url("/m/tickets");
+        async move { client.get(url).header("cookie", cookie).send().await.unwrap() }
+    };
+    let mine = page(format!("__Host-wt_student={value}")).await;
+    assert_eq!(mine.status(), 200);
+    assert!(mine.text().await.unwrap().contains("学号 2024010001"));
+    // The very same value under the plain name, as a sibling subdomain would set it: not a session.
+    let planted = page(format!("wt_student={value}")).await;
+    assert_eq!(planted.status(), 303, "a planted cookie signs nobody in");
+}

@@ -18,11 +18,13 @@ use axum::{
 use tokio::net::TcpListener;
 
 /// Who a ticket was issued to: (service, user, attributes).
-type Issued = (String, String, Vec<(String, String)>);
+type Issued = (String, Vec<String>, Vec<(String, String)>);
 
 #[derive(Default)]
 struct Fake {
     user: String,
+    /// Further `<cas:user>` elements in the same answer (a broken or hostile CAS).
+    more_users: Vec<String>,
     attributes: Vec<(String, String)>,
     /// ticket → (service, user, attributes), until validated once.
     tickets: HashMap<String, Issued>,
@@ -56,7 +58,13 @@ impl FakeCas {
     pub fn login_as(&self, user: &str, attributes: &[(&str, &str)]) {
         let mut f = self.fake.lock().unwrap();
         f.user = user.into();
+        f.more_users.clear();
         f.attributes = attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    }
+
+    /// The next answers name a second user after the first (call after `login_as`).
+    pub fn also_user(&self, user: &str) {
+        self.fake.lock().unwrap().more_users.push(user.into());
     }
 
     /// Behave as a CAS 2.0 server: `/p3/serviceValidate` is a 404.
@@ -75,7 +83,8 @@ async fn login(State(fake): State<Arc<Mutex<Fake>>>, Query(q): Query<HashMap<Str
     let mut f = fake.lock().unwrap();
     f.issued += 1;
     let ticket = format!("ST-{}-fakecas", f.issued);
-    let entry = (service.clone(), f.user.clone(), f.attributes.clone());
+    let users = std::iter::once(f.user.clone()).chain(f.more_users.iter().cloned()).collect();
+    let entry = (service.clone(), users, f.attributes.clone());
     f.tickets.insert(ticket.clone(), entry);
     let sep = if service.contains('?') { '&' } else { '?' };
     Redirect::to(&format!("{service}{sep}ticket={ticket}")).into_response()
@@ -109,7 +118,7 @@ fn answer(State(fake): State<Arc<Mutex<Fake>>>, Query(q): Query<HashMap<String, 
     let ticket = q.get("ticket").cloned().unwrap_or_default();
     let service = q.get("service").cloned().unwrap_or_default();
     // A ticket validates once, whatever the answer.
-    let Some((issued_for, user, attributes)) = f.tickets.remove(&ticket) else {
+    let Some((issued_for, users, attributes)) = f.tickets.remove(&ticket) else {
         return failure("INVALID_TICKET", &format!("Ticket {ticket} not recognized"));
     };
     if issued_for != service {
@@ -117,7 +126,8 @@ fn answer(State(fake): State<Arc<Mutex<Fake>>>, Query(q): Query<HashMap<String, 
     }
     let attributes: String =
         attributes.iter().map(|(k, v)| format!("<cas:{k}>{v}</cas:{k}>")).collect::<Vec<_>>().join("");
+    let users: String = users.iter().map(|u| format!("<cas:user>{u}</cas:user>")).collect();
     xml(format!(
-        "<cas:authenticationSuccess><cas:user>{user}</cas:user><cas:attributes>{attributes}</cas:attributes></cas:authenticationSuccess>"
+        "<cas:authenticationSuccess>{users}<cas:attributes>{attributes}</cas:attributes></cas:authenticationSuccess>"
     ))
 }
