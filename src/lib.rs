@@ -6,6 +6,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod background;
 pub mod booking;
 pub mod bot;
 pub mod cli;
@@ -18,16 +19,16 @@ pub mod local_time;
 pub mod menu;
 pub mod notify;
 pub mod roster;
+pub mod schedule;
 pub mod settings;
+pub mod state;
 pub mod telemetry;
+pub mod transcripts;
 pub mod web;
 pub mod wechat;
 
-pub use app::{AppState, Application};
+pub use app::Application;
 pub use config::Config;
 pub use error::{AppError, AppResult};
-
-/// rustls needs one process-wide crypto provider; ring builds without a C toolchain dance.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use state::AppState;
+pub use wechat::install_crypto_provider;

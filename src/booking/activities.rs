@@ -4,7 +4,11 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ActivityStatus, lottery::Mode};
+use super::{
+    ActivityStatus,
+    lottery::Mode,
+    outbox::{Event, Outbox},
+};
 use crate::error::AppError;
 
 /// Places are split over this many slot rows (see `activity_slots`): enough
@@ -288,10 +292,11 @@ pub enum EditOutcome {
 /// changes no key of a row that has tickets (a published activity keeps its key).
 ///
 /// Places a raised capacity frees go first to the waiting list, in join
-/// order (each promoted student is notified in this transaction).
+/// order (each promotion recorded in this transaction), and the saved edit
+/// is recorded as a fact, before and after, for holders to hear of it.
 pub async fn update(
     conn: &mut PgConnection,
-    notifier: &crate::notify::Notifier,
+    outbox: &impl Outbox,
     id: i64,
     new: &NewActivity,
 ) -> Result<EditOutcome, AppError> {
@@ -304,6 +309,7 @@ pub async fn update(
             .fetch_optional(&mut *conn)
             .await?;
     let (status, key, book_start) = current.ok_or(AppError::NotFound)?;
+    let before = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
     sqlx::query("SELECT slot FROM activity_slots WHERE activity_id = $1 ORDER BY slot FOR UPDATE")
         .bind(id)
         .execute(&mut *conn)
@@ -355,9 +361,11 @@ pub async fn update(
     }
     result?;
     let free = i64::from(new.capacity) - booked;
-    let promoted = if free > 0 { super::waiting::promote(conn, notifier, id, free, 0).await? } else { 0 };
+    let promoted = if free > 0 { super::waiting::promote(conn, outbox, id, free, 0).await? } else { 0 };
     spread_places(conn, id, (free - promoted) as i32).await?;
-    Ok(EditOutcome::Saved(by_id(conn, id).await?.ok_or(AppError::NotFound)?))
+    let after = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
+    outbox.record(conn, Event::ActivityChanged { before, after: after.clone() }).await?;
+    Ok(EditOutcome::Saved(after))
 }
 
 fn same_minute(a: OffsetDateTime, b: OffsetDateTime) -> bool {
@@ -365,7 +373,9 @@ fn same_minute(a: OffsetDateTime, b: OffsetDateTime) -> bool {
 }
 
 /// Archives an activity: booking closes and it leaves the students' lists.
-pub async fn archive(conn: &mut PgConnection, id: i64) -> Result<Activity, AppError> {
+pub async fn archive(conn: &mut PgConnection, outbox: &impl Outbox, id: i64) -> Result<Activity, AppError> {
+    let before = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
+    outbox.record(conn, Event::ActivityArchived { before }).await?;
     sqlx::query("UPDATE activities SET status = 'archived', updated_at = now() WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)

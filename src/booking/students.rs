@@ -41,7 +41,7 @@ pub enum BindOutcome {
 /// `students.student_id` decides races between two users claiming one ID.
 pub async fn bind(
     conn: &mut PgConnection,
-    notifier: &crate::notify::Notifier,
+    outbox: &impl super::outbox::Outbox,
     openid: &str,
     student_id: &str,
     name: Option<&str>,
@@ -50,7 +50,7 @@ pub async fn bind(
         return Ok(BindOutcome::AlreadyBound(current));
     }
     if !is_test(openid) {
-        release_from_test_student(conn, notifier, student_id).await?;
+        release_from_test_student(conn, outbox, student_id).await?;
     }
     let result: Result<Option<(String, Option<String>, i32)>, _> = sqlx::query_as(
         "INSERT INTO students (openid, student_id, name, bound_at, binds) VALUES ($1, $2, $3, now(), 1) \
@@ -84,7 +84,7 @@ pub async fn bind(
 /// ticket does.
 async fn release_from_test_student(
     conn: &mut PgConnection,
-    notifier: &crate::notify::Notifier,
+    outbox: &impl super::outbox::Outbox,
     student_id: &str,
 ) -> Result<(), AppError> {
     let holder: Option<String> = sqlx::query_scalar("SELECT openid FROM students WHERE student_id = $1 FOR UPDATE")
@@ -98,7 +98,7 @@ async fn release_from_test_student(
             .fetch_all(&mut *conn)
             .await?;
     for code in codes {
-        super::tickets::cancel(conn, notifier, super::tickets::TicketRef::Code(&code)).await?;
+        super::tickets::cancel(conn, outbox, super::tickets::TicketRef::Code(&code)).await?;
     }
     super::lottery::withdraw_test_entries(conn, student_id, &holder).await?;
     if let Some(student) = release_binding(conn, &holder).await? {

@@ -435,11 +435,11 @@ pub enum TicketRef<'a> {
 }
 
 /// Cancels a valid ticket before its activity starts and, in the same
-/// transaction, gives its place to the head of the waiting list (who is
-/// notified) or, when nobody waits, back to be booked at once.
+/// transaction, gives its place to the head of the waiting list (which is
+/// recorded for the student to be told) or, when nobody waits, back to be booked at once.
 pub async fn cancel(
     conn: &mut PgConnection,
-    notifier: &crate::notify::Notifier,
+    outbox: &impl super::outbox::Outbox,
     which: TicketRef<'_>,
 ) -> Result<CancelOutcome, AppError> {
     let (filter, a, b) = match which {
@@ -483,7 +483,7 @@ pub async fn cancel(
         .bind(ticket_id)
         .execute(&mut *conn)
         .await?;
-    super::waiting::place_freed(conn, notifier, activity_id, slot).await?;
+    super::waiting::place_freed(conn, outbox, activity_id, slot).await?;
     Ok(CancelOutcome::Cancelled(by_code(conn, &code).await?.ok_or(AppError::NotFound)?))
 }
 

@@ -12,8 +12,9 @@
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
+use super::outbox::{Event, Outbox};
 use super::tickets::{ActivityRef, new_code};
-use crate::{error::AppError, notify::Notifier};
+use crate::error::AppError;
 
 #[derive(Debug)]
 pub enum JoinOutcome {
@@ -235,11 +236,11 @@ pub async fn positions(conn: &mut PgConnection, student_id: &str) -> Result<Vec<
 /// waits or the list has closed, back to the slot.
 pub async fn place_freed(
     conn: &mut PgConnection,
-    notifier: &Notifier,
+    outbox: &impl Outbox,
     activity_id: i64,
     slot: i16,
 ) -> Result<(), AppError> {
-    if promote(conn, notifier, activity_id, 1, slot).await? == 0 {
+    if promote(conn, outbox, activity_id, 1, slot).await? == 0 {
         sqlx::query("UPDATE activity_slots SET remaining = remaining + 1 WHERE activity_id = $1 AND slot = $2")
             .bind(activity_id)
             .bind(slot)
@@ -253,7 +254,7 @@ pub async fn place_freed(
 /// head in join order and queues their notices. Returns how many were issued.
 pub(crate) async fn promote(
     conn: &mut PgConnection,
-    notifier: &Notifier,
+    outbox: &impl Outbox,
     activity_id: i64,
     places: i64,
     slot: i16,
@@ -299,13 +300,17 @@ pub(crate) async fn promote(
             promoted.push(Promoted { ticket_id, student_id, activity_id });
         }
     }
-    crate::notify::events::waiting_promoted(conn, notifier, &promoted).await?;
-    Ok(promoted.len() as i64)
+    let issued = promoted.len() as i64;
+    if !promoted.is_empty() {
+        outbox.record(conn, Event::WaitingPromoted(promoted)).await?;
+    }
+    Ok(issued)
 }
 
 /// Closes the lists whose time has come (or whose activity was archived):
-/// ends their entries and tells each student, in this transaction.
-pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result<usize, AppError> {
+/// ends their entries and records it for each student, in this transaction.
+/// Returns how many entries closed.
+pub async fn close_ended(conn: &mut PgConnection, outbox: &impl Outbox) -> Result<usize, AppError> {
     let dropped: Vec<Dropped> = sqlx::query_as(&format!(
         "UPDATE waiting_list w SET state = 'closed', ended_at = now() FROM activities a \
          WHERE a.id = w.activity_id AND w.state = 'waiting' AND ({LIST_CLOSES_AT} <= now() OR a.status = 'archived') \
@@ -313,7 +318,11 @@ pub async fn close_ended(conn: &mut PgConnection, notifier: &Notifier) -> Result
     ))
     .fetch_all(&mut *conn)
     .await?;
-    crate::notify::events::waiting_closed(conn, notifier, &dropped).await
+    let closed = dropped.len();
+    if !dropped.is_empty() {
+        outbox.record(conn, Event::WaitingClosed(dropped)).await?;
+    }
+    Ok(closed)
 }
 
 /// An activity's list as its admin page shows it.

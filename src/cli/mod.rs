@@ -382,8 +382,8 @@ async fn activity(
 }
 
 async fn notify_status(pool: &sqlx::PgPool, tz: &'static time_tz::Tz, limit: i64) -> Result<(), AppError> {
-    use crate::notify::{REMINDER_QUEUE, SEND_QUEUE, notifications};
-    let (queued, jobs) = notifications::depth(pool, &[SEND_QUEUE, REMINDER_QUEUE]).await?;
+    use crate::notify::notifications;
+    let (queued, jobs) = notifications::depth(pool).await?;
     println!("queued notifications: {queued}");
     println!("jobs waiting or running: {jobs}");
     for n in notifications::recent(pool, limit.clamp(1, 1000)).await? {
@@ -410,9 +410,9 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
         tx.commit().await?;
     }
     let app = Application::build(state.clone()).await?;
-    let housekeeping = tokio::spawn(crate::app::housekeeping(pool.clone()));
     let supervisor = cluster.as_ref().map(|c| db::supervisor::spawn(c, pool.clone(), state.database.clone()));
     let notify_workers = state.notifier.start().await?;
+    let clock = crate::schedule::start(&state.notifier).await?;
     let addr = app.local_addr();
     let mode = state.config.message_mode.name();
     if state.config.wechat_token.is_none() {
@@ -422,8 +422,8 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     println!("wechat-ticket listening on http://{addr}");
     println!("WeChat server URL: {}/wechat  (message mode: {mode})", state.config.public_url);
     let result = app.run_until(crate::app::shutdown_signal()).await;
+    clock.stop().await;
     notify_workers.stop().await;
-    housekeeping.abort();
     // Before the cluster stops, or the supervisor would start it again.
     if let Some(supervisor) = supervisor {
         supervisor.stop().await;

@@ -13,7 +13,7 @@ use crate::{
     booking::students,
     links::{self, Purpose},
     menu::wechat_api,
-    web::admin::simulator::transcripts::{self, Entry},
+    transcripts::{self, Entry},
     wechat::api::ApiError,
 };
 

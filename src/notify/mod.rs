@@ -1,45 +1,50 @@
 //! Notifications: telling students what happened (README "Notifications").
 //!
-//! A change that concerns students inserts `notifications` rows and enqueues
-//! one job per row in the change's own transaction, so notices and change
-//! commit together or not at all. The job queue is the `underway` crate on
-//! this PostgreSQL: workers on every instance take jobs with `FOR UPDATE SKIP
-//! LOCKED`, a failed job is retried with backoff, a job survives restarts, and
-//! its cron-like scheduler enqueues the reminder sweep. A job sends through
+//! The rules record what happened as facts (`booking::outbox::Event`); the
+//! [`Notifier`] is their outbox: it words each fact as notices ([`notices`]),
+//! inserts `notifications` rows and enqueues one job per row in the change's
+//! own transaction, so notices and change commit together or not at all. The
+//! job queue is the `underway` crate on this PostgreSQL: workers on every
+//! instance take jobs with `FOR UPDATE SKIP LOCKED`, a failed job is retried
+//! with backoff, and a job survives restarts. A job sends through
 //! [`channels`]; the row's state says what came of it. Nothing is sent from a
-//! request handler: handlers only enqueue.
+//! request handler: handlers only enqueue. When things happen (reminders, the
+//! draws, closing lists) is the clock's business (`crate::schedule`).
 
 pub mod channels;
-pub mod events;
+pub mod notices;
 pub mod notifications;
 
 use std::{sync::Arc, time::Duration};
 
 use jiff::ToSpan;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction, postgres::PgPoolOptions};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use underway::{
-    Queue, Scheduler, Task, Worker, ZonedSchedule,
+    Queue, Task, Worker,
     task::{Error as TaskError, Result as TaskResult, RetryPolicy},
 };
 
-use crate::{Config, error::AppError};
+use crate::{
+    Config,
+    background::{Workers, supervise},
+    booking::outbox::{Event, Outbox},
+    error::AppError,
+};
 use channels::{Delivered, Transient};
 pub use notifications::{Channel, Kind, State};
 
 /// The job queue of single notifications to send.
 pub const SEND_QUEUE: &str = "notify-send";
-/// The job queue of reminder sweeps (one job per scheduled tick).
-pub const REMINDER_QUEUE: &str = "notify-reminders";
 
 /// Attempts at sending one notification before it is marked undelivered. The
 /// queue waits 2 s, 6 s, 18 s … (×3, at most an hour) after the job was
 /// created, so the last try is about an hour after the first.
 pub const MAX_ATTEMPTS: i32 = 9;
 
-/// The workers' own connections: four listeners, the scheduler's lock and its
-/// listener, and room for sends running at once.
+/// The background connections (the senders' and the clock's): four
+/// listeners, the scheduler's lock and its listener, and room for sends
+/// running at once.
 const WORKER_CONNECTIONS: u32 = 12;
 /// Notifications one instance sends at once.
 const SENDS_AT_ONCE: usize = 4;
@@ -56,7 +61,6 @@ pub struct Context {
 pub struct Notifier {
     ctx: Arc<Context>,
     send: Arc<Queue<SendNotification>>,
-    reminders: Arc<Queue<RemindDue>>,
 }
 
 fn queue_error(e: impl std::fmt::Display) -> AppError {
@@ -74,12 +78,7 @@ impl Notifier {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(pool.connect_options().as_ref().clone());
         let send = Queue::builder().name(SEND_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
-        let reminders = Queue::builder().name(REMINDER_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
-        Ok(Notifier {
-            ctx: Arc::new(Context { pool, config, secret_key }),
-            send: Arc::new(send),
-            reminders: Arc::new(reminders),
-        })
+        Ok(Notifier { ctx: Arc::new(Context { pool, config, secret_key }), send: Arc::new(send) })
     }
 
     pub fn timezone(&self) -> &'static time_tz::Tz {
@@ -109,28 +108,23 @@ impl Notifier {
         Ok(ids.len())
     }
 
-    /// Queued notifications, and jobs waiting or running in the job queue.
-    pub async fn depth(&self) -> Result<(i64, i64), AppError> {
-        notifications::depth(&self.ctx.pool, &[SEND_QUEUE, REMINDER_QUEUE]).await
-    }
-
-    /// Starts this instance's workers: the senders, and the scheduled sweep
-    /// (reminders unless `REMINDER_HOURS=0`, and closing waiting lists).
+    /// Starts this instance's senders (and the queue's deletion of old jobs).
+    /// The scheduled sweeps are the clock's (`crate::schedule`).
     pub async fn start(&self) -> Result<Workers, AppError> {
         let token = CancellationToken::new();
-        let mut running = Vec::new();
+        let mut workers = Workers::new(token.clone());
         let mut sender = Worker::new(self.send.clone(), self.send_task());
         sender.set_shutdown_token(token.clone());
         sender.set_concurrency_limit(SENDS_AT_ONCE);
         // The poll is the queue's fallback for retries coming due; new jobs wake
         // the worker at once through PostgreSQL's LISTEN/NOTIFY.
-        running.push(supervise("notification sender", token.clone(), move || {
+        workers.push(supervise("notification sender", token.clone(), move || {
             let sender = sender.clone();
             async move { sender.run_every(2.seconds()).await.map_err(|e| e.to_string()) }
         }));
         // The crate's deletion of jobs past their time to live runs until dropped.
         let (pool, deletion_token) = (self.ctx.pool.clone(), token.clone());
-        running.push(supervise("job deletion", token.clone(), move || {
+        workers.push(supervise("job deletion", token.clone(), move || {
             let (pool, token) = (pool.clone(), deletion_token.clone());
             async move {
                 tokio::select! {
@@ -139,67 +133,36 @@ impl Notifier {
                 }
             }
         }));
-        {
-            let seconds = self.ctx.config.reminder_check_seconds;
-            let cron = if seconds >= 60 { "0 * * * * *".to_string() } else { format!("*/{seconds} * * * * *") };
-            let schedule = ZonedSchedule::new(&cron, "UTC").map_err(queue_error)?;
-            let sweep = RemindDue { notifier: self.clone() };
-            self.reminders.schedule(&self.ctx.pool, &schedule, &()).await.map_err(queue_error)?;
-            let mut sweeper = Worker::new(self.reminders.clone(), sweep.clone());
-            sweeper.set_shutdown_token(token.clone());
-            running.push(supervise("reminder sweeper", token.clone(), move || {
-                let sweeper = sweeper.clone();
-                async move { sweeper.run_every(1.minute()).await.map_err(|e| e.to_string()) }
-            }));
-            // One instance's scheduler holds the schedule's lock; the others'
-            // return at once and try again later, so one takes over if it dies.
-            let queue = self.reminders.clone();
-            let scheduler_token = token.clone();
-            running.push(supervise("reminder scheduler", token.clone(), move || {
-                let mut scheduler = Scheduler::new(queue.clone(), sweep.clone());
-                scheduler.set_shutdown_token(scheduler_token.clone());
-                async move { scheduler.run().await.map_err(|e| e.to_string()) }
-            }));
-        }
-        Ok(Workers { token, running })
+        Ok(workers)
+    }
+
+    /// The background pool the senders use, for other background work of
+    /// this instance (the clock's sweeps) to share.
+    pub fn background_pool(&self) -> &PgPool {
+        &self.ctx.pool
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.ctx.config
     }
 }
 
-/// Keeps one of the queue's long-running loops going: it returns when it lost
-/// its database connection or (a scheduler) found another instance holding
-/// the schedule, and is started again after a pause, until shutdown.
-fn supervise<F, Fut>(what: &'static str, token: CancellationToken, run: F) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
-{
-    const PAUSE: Duration = Duration::from_secs(30);
-    tokio::spawn(async move {
-        while !token.is_cancelled() {
-            if let Err(e) = run().await {
-                tracing::warn!(what, error = %e, "stopped; starting again shortly");
+/// The rules' facts become notices here, in the transaction that recorded them.
+impl Outbox for Notifier {
+    async fn record(&self, conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
+        let tz = self.timezone();
+        match event {
+            Event::ActivityChanged { before, after } => {
+                notices::activity_changed(conn, self, &before, &after, tz).await?
             }
-            tokio::select! {
-                _ = token.cancelled() => break,
-                _ = tokio::time::sleep(PAUSE) => {}
+            Event::ActivityArchived { before } => notices::activity_archived(conn, self, &before, tz).await?,
+            Event::WaitingPromoted(promoted) => notices::waiting_promoted(conn, self, &promoted).await?,
+            Event::WaitingClosed(dropped) => notices::waiting_closed(conn, self, &dropped).await?,
+            Event::LotteryDrawn { activity_id, won, queued } => {
+                notices::lottery_drawn(conn, self, activity_id, &won, &queued).await?
             }
-        }
-    })
-}
-
-/// This instance's running workers.
-pub struct Workers {
-    token: CancellationToken,
-    running: Vec<JoinHandle<()>>,
-}
-
-impl Workers {
-    /// Stops taking jobs and waits for the ones in hand to finish.
-    pub async fn stop(self) {
-        self.token.cancel();
-        for handle in self.running {
-            let _ = handle.await;
-        }
+        };
+        Ok(())
     }
 }
 
@@ -259,54 +222,5 @@ impl Task for SendNotification {
 
     fn timeout(&self) -> jiff::Span {
         2.minutes()
-    }
-}
-
-/// The scheduled job that queues the reminders coming due, runs the lottery
-/// draws due, and closes the waiting lists that end (telling who still waited).
-#[derive(Clone)]
-pub struct RemindDue {
-    notifier: Notifier,
-}
-
-impl Task for RemindDue {
-    type Input = ();
-    type Output = ();
-
-    async fn execute(&self, mut tx: Transaction<'_, Postgres>, _: ()) -> TaskResult<()> {
-        let config = &self.notifier.ctx.config;
-        let failed = |e: AppError| TaskError::Retryable(e.to_string());
-        let queued = match config.reminder_hours {
-            0 => 0,
-            hours => events::remind_due(&mut tx, &self.notifier, hours, config.timezone).await.map_err(failed)?,
-        };
-        // Draws first: a lottery's losers form its waiting list, which stays open after the close.
-        let drawn = crate::booking::lottery::draw_due(&mut tx, &self.notifier).await.map_err(failed)?;
-        let closed = crate::booking::waiting::close_ended(&mut tx, &self.notifier).await.map_err(failed)?;
-        tx.commit().await?;
-        if drawn > 0 {
-            tracing::info!(drawn, "lotteries drawn");
-        }
-        if queued > 0 {
-            tracing::info!(queued, "reminders queued");
-        }
-        if closed > 0 {
-            tracing::info!(closed, "waiting lists closed");
-        }
-        Ok(())
-    }
-
-    fn retry_policy(&self) -> RetryPolicy {
-        // The next tick sweeps again anyway.
-        RetryPolicy::builder().max_attempts(1).build()
-    }
-
-    fn timeout(&self) -> jiff::Span {
-        2.minutes()
-    }
-
-    // A sweep left behind by a scheduler tick is stale after a few minutes.
-    fn ttl(&self) -> jiff::Span {
-        1.day()
     }
 }

@@ -230,15 +230,13 @@ pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Recent>, AppError> 
     .await?)
 }
 
-/// How many notifications wait to be sent, and how many jobs of `queues` wait
-/// in the job queue or are being run (the reminder sweeps among them).
-pub async fn depth(pool: &PgPool, queues: &[&str]) -> Result<(i64, i64), AppError> {
+/// How many notifications wait to be sent, and how many jobs wait in the job
+/// queue or are being run (sends, and the clock's sweeps).
+pub async fn depth(pool: &PgPool) -> Result<(i64, i64), AppError> {
     Ok(sqlx::query_as(
         "SELECT (SELECT count(*) FROM notifications WHERE state = 'queued'), \
-             (SELECT count(*) FROM underway.task WHERE task_queue_name = ANY($1) \
-              AND state IN ('pending', 'in_progress'))",
+             (SELECT count(*) FROM underway.task WHERE state IN ('pending', 'in_progress'))",
     )
-    .bind(queues)
     .fetch_one(pool)
     .await?)
 }

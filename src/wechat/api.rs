@@ -474,7 +474,7 @@ fn shared_http() -> Result<reqwest::Client, ApiError> {
         return Ok(http.clone());
     }
     // reqwest panics without a process-wide rustls provider.
-    crate::install_crypto_provider();
+    super::install_crypto_provider();
     let http = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT)

@@ -18,6 +18,13 @@ pub mod signature;
 /// one part of this module that touches the database).
 pub mod token_store;
 
+/// rustls needs one process-wide crypto provider; ring builds without a C
+/// toolchain dance. Here, not in the crate root, so that this module needs
+/// nothing outside itself (the rest of the crate calls it too).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Everything that can go wrong while reading what WeChat sent us.
 ///
 /// Every variant is the fault of the request (or of the configured key), so

@@ -367,7 +367,7 @@ async fn housekeeping_forgets_failures_a_day_old() {
     .execute(&app.pool)
     .await
     .unwrap();
-    assert_eq!(wechat_ticket::app::tidy(&app.pool).await.unwrap(), 1);
+    assert_eq!(wechat_ticket::schedule::tidy(&app.pool).await.unwrap(), 1);
     assert_eq!(app.count("SELECT count(*) FROM login_failures").await, 1, "the hour-old failure stays");
 
     // The delete has an index to use, however large the table grows.

@@ -262,7 +262,7 @@ async fn housekeeping_forgets_used_tickets_and_codes_after_a_day() {
     ] {
         sqlx::query(sql).execute(&app.pool).await.unwrap();
     }
-    assert_eq!(wechat_ticket::app::tidy(&app.pool).await.unwrap(), 2);
+    assert_eq!(wechat_ticket::schedule::tidy(&app.pool).await.unwrap(), 2);
     assert_eq!(app.count("SELECT count(*) FROM used_cas_tickets WHERE ticket_hash = 'new'").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM oauth_codes").await, 1);
 }

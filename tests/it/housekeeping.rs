@@ -48,7 +48,7 @@ async fn tidy_forgets_what_is_spent_and_keeps_what_is_live() {
     )
     .await;
 
-    let forgotten = wechat_ticket::app::tidy(&app.pool).await.unwrap();
+    let forgotten = wechat_ticket::schedule::tidy(&app.pool).await.unwrap();
     assert_eq!(forgotten, 6);
     for (table, column, kept) in [
         ("wechat_messages", "dedup_key", "new"),
@@ -66,5 +66,5 @@ async fn tidy_forgets_what_is_spent_and_keeps_what_is_live() {
     assert_eq!(images, ["00000000-0000-0000-0000-000000000002", "00000000-0000-0000-0000-000000000003"]);
     // The poster still shows.
     assert_eq!(app.get("/images/00000000-0000-0000-0000-000000000002").await.status(), 200);
-    assert_eq!(wechat_ticket::app::tidy(&app.pool).await.unwrap(), 0, "idempotent");
+    assert_eq!(wechat_ticket::schedule::tidy(&app.pool).await.unwrap(), 0, "idempotent");
 }

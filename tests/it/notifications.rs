@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use wechat_ticket::{
     booking::{Activity, activities},
     local_time,
-    notify::events,
+    notify::notices,
 };
 
 use crate::common::{
@@ -154,7 +154,7 @@ async fn a_failed_edit_enqueues_nothing() {
     // The enqueue itself rolls back with the transaction it ran in.
     let mut tx = app.pool.begin().await.unwrap();
     let moved = Activity { start_at: concert.start_at + time::Duration::hours(2), ..concert.clone() };
-    let queued = events::activity_changed(&mut tx, &app.state.notifier, &concert, &moved, tz).await.unwrap();
+    let queued = notices::activity_changed(&mut tx, &app.state.notifier, &concert, &moved, tz).await.unwrap();
     assert_eq!(queued, 2, "two holders inside the transaction");
     tx.rollback().await.unwrap();
 

@@ -13,8 +13,9 @@ use rand::Rng;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
+use super::outbox::{Event, Outbox};
 use super::tickets::new_code;
-use crate::{error::AppError, notify::Notifier};
+use crate::error::AppError;
 
 /// How an activity gives its places, chosen at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::Type)]
@@ -394,7 +395,7 @@ pub enum DrawOutcome {
 /// known, e.g. with the lottery numbers now drawn), and the draw runs at once.
 pub async fn confirm_public_value(
     conn: &mut PgConnection,
-    notifier: &Notifier,
+    outbox: &impl Outbox,
     activity_id: i64,
     value: &str,
     admin: &str,
@@ -413,12 +414,12 @@ pub async fn confirm_public_value(
     if done.rows_affected() == 0 {
         return Err(AppError::Invalid("只有截止后、抽签前，且公布过公开值的抽签才需要确认公开值。".into()));
     }
-    draw(conn, notifier, activity_id).await
+    draw(conn, outbox, activity_id).await
 }
 
-/// Runs the draws that are due (the notification sweep calls this on every
+/// Runs the draws that are due (the scheduled sweep calls this on every
 /// instance; a lottery another instance is drawing is skipped).
-pub async fn draw_due(conn: &mut PgConnection, notifier: &Notifier) -> Result<usize, AppError> {
+pub async fn draw_due(conn: &mut PgConnection, outbox: &impl Outbox) -> Result<usize, AppError> {
     let due: Vec<i64> = sqlx::query_scalar(
         "SELECT l.activity_id FROM lotteries l JOIN activities a ON a.id = l.activity_id \
          WHERE l.drawn_at IS NULL AND a.status = 'published' AND a.book_end <= now() \
@@ -429,7 +430,7 @@ pub async fn draw_due(conn: &mut PgConnection, notifier: &Notifier) -> Result<us
     .await?;
     let mut drawn = 0;
     for id in due {
-        if matches!(draw(conn, notifier, id).await?, DrawOutcome::Drawn { .. }) {
+        if matches!(draw(conn, outbox, id).await?, DrawOutcome::Drawn { .. }) {
             drawn += 1;
         }
     }
@@ -457,7 +458,7 @@ struct Registered {
 /// The draw (README "The lottery"): ranks every registration, issues the
 /// first `capacity` their tickets, puts the rest on the waiting list in draw
 /// order and tells everyone, in the caller's transaction. At most once.
-pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64) -> Result<DrawOutcome, AppError> {
+pub async fn draw(conn: &mut PgConnection, outbox: &impl Outbox, activity_id: i64) -> Result<DrawOutcome, AppError> {
     let drawing: Option<Drawing> = sqlx::query_as(
         "SELECT l.server_seed, l.drawn_at IS NOT NULL AS drawn, l.public_value_announced IS NOT NULL AS announced, \
          l.public_value, a.capacity, a.book_end <= clock_timestamp() AS closed, a.status = 'published' AS published \
@@ -550,6 +551,7 @@ pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64
     .bind(d.capacity)
     .execute(&mut *conn)
     .await?;
-    crate::notify::events::lottery_drawn(conn, notifier, activity_id, &issued, &queued).await?;
-    Ok(DrawOutcome::Drawn { entries: order.len(), winners: issued.len() })
+    let winners = issued.len();
+    outbox.record(conn, Event::LotteryDrawn { activity_id, won: issued, queued }).await?;
+    Ok(DrawOutcome::Drawn { entries: order.len(), winners })
 }

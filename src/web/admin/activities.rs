@@ -376,9 +376,8 @@ async fn update(
         EditOutcome::Saved(mut saved) => {
             activities::set_live_qr(&mut tx, saved.id, form.live_qr()).await?;
             saved.live_qr = form.live_qr();
-            // Holders hear of a new time or place only if the edit commits.
+            // Holders hear of a new time or place (recorded by the edit) only if it commits.
             let tz = state.config.timezone;
-            crate::notify::events::activity_changed(&mut tx, &state.notifier, &activity, &saved, tz).await?;
             audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
                 .await?;
             tx.commit().await?;
@@ -413,11 +412,7 @@ async fn change_status(
     let mut tx = state.pool.begin().await?;
     let (action, activity) = match change {
         StatusChange::Publish => ("发布活动", activities::publish(&mut tx, id).await?),
-        StatusChange::Archive => {
-            let before = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-            crate::notify::events::activity_archived(&mut tx, &state.notifier, &before, state.config.timezone).await?;
-            ("归档活动", activities::archive(&mut tx, id).await?)
-        }
+        StatusChange::Archive => ("归档活动", activities::archive(&mut tx, &state.notifier, id).await?),
     };
     audit::record(&mut tx, &session.admin.username, action, &activity.key).await?;
     tx.commit().await?;

@@ -12,12 +12,13 @@ use axum::{
 };
 use serde::Deserialize;
 
-use super::{AdminSession, simulator::transcripts};
+use super::AdminSession;
 use crate::{
     AppState,
     error::AppError,
     local_time,
-    notify::{events, notifications},
+    notify::{notices, notifications},
+    transcripts,
 };
 
 pub fn router() -> Router<AppState> {
@@ -54,7 +55,7 @@ async fn render(
     error: Option<String>,
 ) -> Result<NotificationsPage, AppError> {
     let tz = state.config.timezone;
-    let (queued, jobs) = state.notifier.depth().await?;
+    let (queued, jobs) = notifications::depth(state.notifier.background_pool()).await?;
     let lines = notifications::recent(&state.pool, 200)
         .await?
         .into_iter()
@@ -89,7 +90,7 @@ async fn render(
         jobs,
         reminder_hours: state.config.reminder_hours,
         test_students,
-        max_text: events::MAX_TEST_TEXT,
+        max_text: notices::MAX_TEST_TEXT,
         notice,
         error,
     })
@@ -117,7 +118,7 @@ async fn send_test(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let mut tx = state.pool.begin().await?;
-    match events::test_message(&mut tx, &state.notifier, form.openid.trim(), &form.text).await {
+    match notices::test_message(&mut tx, &state.notifier, form.openid.trim(), &form.text).await {
         Ok(_) => {
             tx.commit().await?;
             let notice = format!("已排队，稍后出现在 {} 的模拟聊天里。", form.openid.trim());

@@ -151,7 +151,7 @@ pub struct TestApp {
     pub db: PgConnectOptions,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    workers: Option<wechat_ticket::notify::Workers>,
+    workers: Option<(wechat_ticket::background::Workers, wechat_ticket::background::Workers)>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -179,7 +179,13 @@ pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
     let pool = PgPoolOptions::new().max_connections(16).connect_with(db.clone()).await.unwrap();
     let state = AppState::new(config, pool.clone()).await.expect("app state");
-    let workers = if start_workers { Some(state.notifier.start().await.expect("notification workers")) } else { None };
+    let workers = if start_workers {
+        let senders = state.notifier.start().await.expect("notification workers");
+        let clock = wechat_ticket::schedule::start(&state.notifier).await.expect("the clock");
+        Some((senders, clock))
+    } else {
+        None
+    };
     let app = Application::with_listener(listener, state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -227,8 +233,9 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(workers) = self.workers.take() {
-            workers.stop().await;
+        if let Some((senders, clock)) = self.workers.take() {
+            clock.stop().await;
+            senders.stop().await;
         }
     }
 }

@@ -7,8 +7,6 @@
 //! and the links in replies (bind page, ticket page) open in it too, as they
 //! do in WeChat's own browser.
 
-pub mod transcripts;
-
 use std::{
     sync::{
         LazyLock,
@@ -29,6 +27,7 @@ use rand::Rng;
 use serde::Deserialize;
 
 use super::{AdminSession, CsrfForm, menu::Bar};
+use crate::transcripts::{self, Entry, TestStudent};
 use crate::{
     AppState,
     booking::students::{self, TEST_OPENID_PREFIX, is_test},
@@ -39,7 +38,6 @@ use crate::{
         reply::{self, Reply},
     },
 };
-use transcripts::{Entry, TestStudent};
 
 /// Lines of chat the phone shows.
 const SHOWN: i64 = 60;

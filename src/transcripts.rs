@@ -1,6 +1,9 @@
 //! The simulator's chats: what each test student sent or tapped, and what the
 //! account answered. Kept in PostgreSQL so a chat survives page loads, the
 //! phone frame's trips to the bind and ticket pages, and other instances.
+//! Its own module because two features write it: the simulator (what was
+//! sent and answered) and the notification sender (a notice to a test student
+//! lands in the chat instead of going to WeChat).
 
 use sqlx::{FromRow, PgPool};
 use time::OffsetDateTime;

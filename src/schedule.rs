@@ -1,0 +1,159 @@
+//! The clock: every piece of scheduled work, and when it runs. Each sweep
+//! calls the module whose rules it applies — reminders are `notify`'s, the
+//! lottery draws and the closing of waiting lists are `booking`'s (recording
+//! what happened into the `notify` outbox) — and housekeeping asks each
+//! feature to forget what it no longer needs. New scheduled work (seats
+//! assigned at a deadline, nightly backups, the menu's refresh) is added here.
+//!
+//! The sweep is a job on the `underway` queue in PostgreSQL: its cron-like
+//! scheduler runs on every instance, but only the one holding the schedule's
+//! lock enqueues a tick, and each tick's job is taken by one worker, so each
+//! sweep runs once per tick across any number of instances. The rules it runs
+//! are themselves safe to run twice (a draw locks its lottery and does nothing
+//! once drawn; a reminder's key is its ticket's).
+
+use jiff::ToSpan;
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+use underway::{
+    Queue, Scheduler, Task, Worker, ZonedSchedule,
+    task::{Error as TaskError, Result as TaskResult, RetryPolicy},
+};
+
+use crate::{
+    background::{Workers, supervise},
+    booking,
+    error::AppError,
+    notify::{Notifier, notices},
+};
+
+/// The job queue of the clock's sweeps (one job per scheduled tick).
+pub const SWEEP_QUEUE: &str = "sweeps";
+
+/// How often each instance does its housekeeping.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn queue_error(e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(format!("sweep queue: {e}"))
+}
+
+/// Starts this instance's clock: the sweep's scheduler and worker (every
+/// `REMINDER_CHECK_SECONDS`, also when `REMINDER_HOURS=0`) and housekeeping.
+pub async fn start(notifier: &Notifier) -> Result<Workers, AppError> {
+    let pool = notifier.background_pool().clone();
+    let token = CancellationToken::new();
+    let mut workers = Workers::new(token.clone());
+    let queue = Queue::builder().name(SWEEP_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
+    let queue = std::sync::Arc::new(queue);
+    let seconds = notifier.config().reminder_check_seconds;
+    let cron = if seconds >= 60 { "0 * * * * *".to_string() } else { format!("*/{seconds} * * * * *") };
+    let schedule = ZonedSchedule::new(&cron, "UTC").map_err(queue_error)?;
+    let sweep = Sweep { notifier: notifier.clone() };
+    queue.schedule(&pool, &schedule, &()).await.map_err(queue_error)?;
+    let mut sweeper = Worker::new(queue.clone(), sweep.clone());
+    sweeper.set_shutdown_token(token.clone());
+    workers.push(supervise("sweeper", token.clone(), move || {
+        let sweeper = sweeper.clone();
+        async move { sweeper.run_every(1.minute()).await.map_err(|e| e.to_string()) }
+    }));
+    // One instance's scheduler holds the schedule's lock; the others' return
+    // at once and try again later, so one takes over if it dies.
+    let scheduler_token = token.clone();
+    workers.push(supervise("sweep scheduler", token.clone(), move || {
+        let mut scheduler = Scheduler::new(queue.clone(), sweep.clone());
+        scheduler.set_shutdown_token(scheduler_token.clone());
+        async move { scheduler.run().await.map_err(|e| e.to_string()) }
+    }));
+    let housekeeping_token = token.clone();
+    workers.push(supervise("housekeeping", token, move || {
+        let (pool, token) = (pool.clone(), housekeeping_token.clone());
+        async move {
+            tokio::select! {
+                _ = housekeeping(pool) => Ok(()),
+                _ = token.cancelled() => Ok(()),
+            }
+        }
+    }));
+    Ok(workers)
+}
+
+/// The scheduled sweep: queues the reminders coming due, runs the lottery
+/// draws due, and closes the waiting lists that end — in one transaction.
+#[derive(Clone)]
+pub struct Sweep {
+    notifier: Notifier,
+}
+
+impl Task for Sweep {
+    type Input = ();
+    type Output = ();
+
+    async fn execute(&self, mut tx: Transaction<'_, Postgres>, _: ()) -> TaskResult<()> {
+        let config = self.notifier.config();
+        let failed = |e: AppError| TaskError::Retryable(e.to_string());
+        let queued = match config.reminder_hours {
+            0 => 0,
+            hours => notices::remind_due(&mut tx, &self.notifier, hours, config.timezone).await.map_err(failed)?,
+        };
+        // Draws first: a lottery's losers form its waiting list, which stays open after the close.
+        let drawn = booking::lottery::draw_due(&mut tx, &self.notifier).await.map_err(failed)?;
+        let closed = booking::waiting::close_ended(&mut tx, &self.notifier).await.map_err(failed)?;
+        tx.commit().await?;
+        if drawn > 0 {
+            tracing::info!(drawn, "lotteries drawn");
+        }
+        if queued > 0 {
+            tracing::info!(queued, "reminders queued");
+        }
+        if closed > 0 {
+            tracing::info!(closed, "waiting lists closed");
+        }
+        Ok(())
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        // The next tick sweeps again anyway.
+        RetryPolicy::builder().max_attempts(1).build()
+    }
+
+    fn timeout(&self) -> jiff::Span {
+        2.minutes()
+    }
+
+    // A sweep left behind by a scheduler tick is stale after a few minutes.
+    fn ttl(&self) -> jiff::Span {
+        1.day()
+    }
+}
+
+/// Forgets what is no longer needed, every ten minutes (see `tidy`). Any
+/// number of instances may run it; the deletes are idempotent.
+async fn housekeeping(pool: PgPool) {
+    let mut every = tokio::time::interval(HOUSEKEEPING_EVERY);
+    loop {
+        every.tick().await;
+        match tidy(&pool).await {
+            Ok(forgotten) => tracing::debug!(forgotten, "housekeeping"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
+        }
+    }
+}
+
+/// One round of housekeeping over every table that grows: de-duplication
+/// records older than WeChat's retries and signed queries older than the
+/// freshness window, expired admin sessions, failed logins too old to count,
+/// spent bind links past their expiry, posters no activity uses, old
+/// simulator chats. Returns how many rows went.
+pub async fn tidy(pool: &PgPool) -> Result<u64, AppError> {
+    let mut conn = pool.acquire().await?;
+    let mut forgotten = crate::web::wechat::records::forget_old(&mut conn).await?;
+    forgotten += crate::auth::sessions::forget_expired(&mut conn).await?;
+    forgotten += crate::auth::throttle::forget_old(&mut conn).await?;
+    forgotten += booking::students::forget_expired_bind_links(&mut conn).await?;
+    forgotten += booking::images::forget_unused(&mut conn).await?;
+    forgotten += crate::identity::forget_old(&mut conn).await?;
+    forgotten += booking::checkin::forget_old_scans(&mut conn).await?;
+    forgotten += crate::transcripts::forget_old(&mut conn).await?;
+    forgotten += crate::notify::notifications::forget_old(&mut conn).await?;
+    Ok(forgotten)
+}
