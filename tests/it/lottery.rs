@@ -43,7 +43,7 @@ pub(crate) async fn lottery_activity(app: &TestApp, key: &str, capacity: i32) ->
     activities::create(&mut app.pool.acquire().await.unwrap(), &new).await.unwrap()
 }
 
-async fn say(app: &TestApp, openid: &str, text: &str) -> String {
+pub(crate) async fn say(app: &TestApp, openid: &str, text: &str) -> String {
     match app.say(&wx::text(openid, text)).await {
         Reply::Text(text) => text,
         other => format!("{other:?}"),
@@ -76,7 +76,7 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 
 /// The draw recomputed from draw.json alone, by the README's formula:
 /// returns the eids in draw order.
-fn recompute(json: &Value) -> Vec<String> {
+pub(crate) fn recompute(json: &Value) -> Vec<String> {
     let seed = hex::decode(json["server_seed"].as_str().unwrap()).unwrap();
     assert_eq!(seed.len(), 32);
     assert_eq!(sha256_hex(&[&seed]), json["commitment"].as_str().unwrap(), "commitment = sha256(server_seed)");

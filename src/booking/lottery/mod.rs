@@ -13,7 +13,10 @@ use rand::Rng;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
-use super::tickets::new_code;
+use super::{
+    students::{TEST_OPENID_PREFIX, is_test},
+    tickets::new_code,
+};
 use crate::{error::AppError, notify::Notifier};
 
 /// How an activity gives its places, chosen at creation.
@@ -189,26 +192,30 @@ pub async fn withdraw(
     })
 }
 
-/// Withdraws a simulator test student's registrations under `student_id`
-/// from the lotteries not yet drawn, when a real student claims the ID (the
-/// test student's tickets are cancelled then too). Each under its lottery's
-/// lock, as a student's own withdrawal, so a draw's pool never loses an entry.
-pub async fn withdraw_test_entries(conn: &mut PgConnection, student_id: &str, openid: &str) -> Result<(), AppError> {
+/// Withdraws the simulator's test students' registrations under
+/// `student_id` from the lotteries still open, when a real student claims
+/// the ID (their tickets are cancelled then too). Each under its lottery's
+/// lock, as a student's own withdrawal, so a closed pool never loses an
+/// entry; a closed pool's test entry stays in it, and the draw gives it
+/// nothing (see [`draw`]).
+pub async fn withdraw_test_entries(conn: &mut PgConnection, student_id: &str) -> Result<(), AppError> {
     let entered: Vec<i64> = sqlx::query_scalar(
-        "SELECT activity_id FROM lottery_entries WHERE student_id = $1 AND openid = $2 AND rank IS NULL",
+        "SELECT activity_id FROM lottery_entries WHERE student_id = $1 AND starts_with(openid, $2) AND rank IS NULL",
     )
     .bind(student_id)
-    .bind(openid)
+    .bind(TEST_OPENID_PREFIX)
     .fetch_all(&mut *conn)
     .await?;
     for activity_id in entered {
         if hold_open(conn, activity_id).await?.is_some() {
-            sqlx::query("DELETE FROM lottery_entries WHERE activity_id = $1 AND student_id = $2 AND openid = $3")
-                .bind(activity_id)
-                .bind(student_id)
-                .bind(openid)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM lottery_entries WHERE activity_id = $1 AND student_id = $2 AND starts_with(openid, $3)",
+            )
+            .bind(activity_id)
+            .bind(student_id)
+            .bind(TEST_OPENID_PREFIX)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())
@@ -452,6 +459,10 @@ struct Registered {
     student_id: String,
     openid: String,
     eid: String,
+    /// A test student's registration whose student ID a real student has
+    /// claimed since the close: it keeps its rank but gets neither a ticket nor
+    /// a place in line, so no real student inherits a test student's claim.
+    void: bool,
 }
 
 /// The draw (README "The lottery"): ranks every registration, issues the
@@ -483,22 +494,26 @@ pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64
         .bind(activity_id)
         .execute(&mut *conn)
         .await?;
-    let pool: Vec<Registered> =
-        sqlx::query_as("SELECT student_id, openid, eid FROM lottery_entries WHERE activity_id = $1")
-            .bind(activity_id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let pool: Vec<Registered> = sqlx::query_as(
+        "SELECT e.student_id, e.openid, e.eid, (starts_with(e.openid, $2) AND NOT EXISTS \
+             (SELECT 1 FROM students s WHERE s.openid = e.openid AND s.student_id = e.student_id)) AS void \
+         FROM lottery_entries e WHERE e.activity_id = $1",
+    )
+    .bind(activity_id)
+    .bind(TEST_OPENID_PREFIX)
+    .fetch_all(&mut *conn)
+    .await?;
     let eids: Vec<String> = pool.iter().map(|r| r.eid.clone()).collect();
     let pool_hash = proof::pool_hash(&eids);
     let order = proof::ranked(&proof::draw_seed(&d.server_seed, &pool_hash, d.public_value.as_deref()), &eids);
     let by_eid: std::collections::HashMap<&str, &Registered> = pool.iter().map(|r| (r.eid.as_str(), r)).collect();
-    let ranked: Vec<&Registered> = order.iter().map(|eid| by_eid[eid.as_str()]).collect();
+    let ranked: Vec<&Registered> = order.iter().map(|eid| by_eid[eid.as_str()]).filter(|r| !r.void).collect();
     let capacity = d.capacity as usize;
     let (winners, others) = ranked.split_at(capacity.min(ranked.len()));
 
     let column = |rows: &[&Registered], f: fn(&Registered) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
     let codes: Vec<String> = winners.iter().map(|_| new_code()).collect();
-    let simulated: Vec<bool> = winners.iter().map(|r| super::students::is_test(&r.openid)).collect();
+    let simulated: Vec<bool> = winners.iter().map(|r| is_test(&r.openid)).collect();
     // Places are recorded against slot 0, as for a raised capacity; the free
     // ones are spread again below.
     let issued: Vec<(i64, String)> = sqlx::query_as(
@@ -514,16 +529,18 @@ pub async fn draw(conn: &mut PgConnection, notifier: &Notifier, activity_id: i64
     .fetch_all(&mut *conn)
     .await?;
     let ranks: Vec<i32> = (1..=order.len() as i32).collect();
+    let winning: std::collections::HashSet<&str> = winners.iter().map(|w| w.eid.as_str()).collect();
+    let won: Vec<bool> = order.iter().map(|eid| winning.contains(eid.as_str())).collect();
     sqlx::query(
         "UPDATE lottery_entries e SET rank = u.rank, \
-         ticket_id = (SELECT t.id FROM tickets t WHERE t.activity_id = e.activity_id AND t.student_id = e.student_id \
-             AND t.status = 'valid' AND u.rank <= $4) \
-         FROM unnest($2::text[], $3::int[]) AS u(eid, rank) WHERE e.activity_id = $1 AND e.eid = u.eid",
+         ticket_id = CASE WHEN u.won THEN (SELECT t.id FROM tickets t WHERE t.activity_id = e.activity_id \
+             AND t.student_id = e.student_id AND t.status = 'valid') END \
+         FROM unnest($2::text[], $3::int[], $4::bool[]) AS u(eid, rank, won) WHERE e.activity_id = $1 AND e.eid = u.eid",
     )
     .bind(activity_id)
     .bind(&order)
     .bind(&ranks)
-    .bind(capacity as i32)
+    .bind(&won)
     .execute(&mut *conn)
     .await?;
     // The rest queue in draw order: the line's order is its ids'.
