@@ -162,6 +162,7 @@ async fn book(
                 replies::lottery_already_entered(&activity_name, &local_time::short(close_at, tz), &eid)
             }
             EntryOutcome::Closed => replies::LOTTERY_CLOSED.into(),
+            EntryOutcome::RealStudentsOnly { activity_name } => replies::lottery_real_students_only(&activity_name),
         }),
     })
 }

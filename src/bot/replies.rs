@@ -166,6 +166,11 @@ pub fn lottery_already_entered(activity: &str, close: &str, eid: &str) -> String
     format!("你已经报名了「{activity}」的抽签，{close} 截止后抽签，不能重复报名。\n你的抽签编号：{eid}")
 }
 
+/// A simulator test student, refused a lottery real students are in.
+pub fn lottery_real_students_only(activity: &str) -> String {
+    format!("「{activity}」已有真实同学报名，测试学生不能参加：测试学生只在没有真实同学报名的抽签里演练。")
+}
+
 /// A lottery's list is made by its draw; nobody joins it by hand.
 pub fn waiting_lottery(key: &str) -> String {
     format!("这是抽签活动，不用候补：发送「报名 {key}」报名，没抽中的同学按抽签顺序自动候补。")

@@ -432,6 +432,9 @@ async fn book(
             message_page(StatusCode::OK, "已报名", said, true)
         }
         BookOutcome::Lottery(EntryOutcome::Closed) => sorry(crate::bot::replies::LOTTERY_CLOSED.into()),
+        BookOutcome::Lottery(EntryOutcome::RealStudentsOnly { activity_name }) => {
+            sorry(crate::bot::replies::lottery_real_students_only(&activity_name))
+        }
     })
 }
 

@@ -66,7 +66,7 @@ pub(crate) async fn drawn(app: &TestApp, activity_id: i64) {
     panic!("the draw did not run");
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);

@@ -1,23 +1,209 @@
-//! What an attacker may try against a lottery and the simulator's test
-//! students (README "Security"), tried over HTTP: a real student inheriting
-//! a test student's claim under their ID.
+//! What an attacker may try against a lottery (README "The lottery" and
+//! "Security"), tried over HTTP: an admin moving a closed lottery's close,
+//! shrinking its places or changing its public value; a pool that could
+//! change after the close; the console stuffing a real pool with test
+//! students; a real student inheriting a test student's claim under their ID.
+
+use std::{collections::HashSet, time::Duration};
 
 use serde_json::Value;
-use wechat_ticket::booking::lottery;
+use time::OffsetDateTime;
+use wechat_ticket::{
+    booking::{activities, lottery},
+    local_time,
+};
 
 use crate::{
-    common::{TestApp, fixtures::Window, spawn_app, wx},
-    lottery::{lottery_activity, recompute, say},
-    simulator::{bound_test_student, send},
+    common::{Settings, TestApp, fixtures::Window, spawn_app, spawn_app_with, wx},
+    lottery::{lottery_activity, recompute, say, sha256_hex},
+    simulator::{bound_test_student, chat, send},
 };
 
 const ANNOUNCED: &str = "2026年12月5日 体彩排列3 开奖号码";
+
+/// The text between `id="{id}">` and the next tag.
+fn element_text(page: &str, id: &str) -> Option<String> {
+    let start = page.find(&format!("id=\"{id}\">"))? + id.len() + 6;
+    Some(page[start..].split('<').next()?.to_string())
+}
+
+/// `hex(sha256(utf8(join("\n", sorted(eids)))))`.
+fn pool_hash_of(mut eids: Vec<String>) -> String {
+    eids.sort();
+    sha256_hex(&[eids.join("\n").as_bytes()])
+}
+
+fn eid_in(reply: &str) -> String {
+    let after = reply.split("抽签编号：").nth(1).unwrap_or_else(|| panic!("no eid: {reply}"));
+    after.chars().take(64).collect()
+}
+
+async fn book_end(app: &TestApp, activity_id: i64) -> OffsetDateTime {
+    sqlx::query_scalar("SELECT book_end FROM activities WHERE id = $1")
+        .bind(activity_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
 
 /// The scheduled sweep, once, as every instance runs it.
 async fn sweep(app: &TestApp) {
     let mut tx = app.pool.begin().await.unwrap();
     lottery::draw_due(&mut tx, &app.state.notifier).await.unwrap();
     tx.commit().await.unwrap();
+}
+
+async fn draw_now(app: &TestApp, activity_id: i64) -> lottery::DrawOutcome {
+    let mut tx = app.pool.begin().await.unwrap();
+    let outcome = lottery::draw(&mut tx, &app.state.notifier, activity_id).await.unwrap();
+    tx.commit().await.unwrap();
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_close_an_admin_cannot_reopen_registration_shrink_the_places_or_change_the_public_value() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("organiser").await;
+    let a = lottery_activity(&app, "sealed", 3).await;
+    let [first, late]: [String; 2] = app.bound_students(71, 2).await.try_into().unwrap();
+    assert!(say(&app, &first, "报名 sealed").await.contains("已报名"));
+    let announce = format!("/admin/activities/{}/lottery/announce", a.id);
+    assert_eq!(app.admin_post(&announce, &[("csrf", &csrf), ("public_value", ANNOUNCED)]).await.0, 303);
+    app.close_booking(a.id).await;
+    let closed_at = book_end(&app, a.id).await;
+
+    // The edit form as the console sends it, the times in minutes.
+    let tz = app.state.config.timezone;
+    let edit = |book_end: OffsetDateTime, capacity: &str, place: &str| {
+        let form = vec![
+            ("csrf", csrf.clone()),
+            ("key", a.key.clone()),
+            ("name", a.name.clone()),
+            ("place", place.to_string()),
+            ("description", String::new()),
+            ("book_start", local_time::input(a.book_start, tz)),
+            ("book_end", local_time::input(book_end, tz)),
+            ("start_at", local_time::input(a.start_at, tz)),
+            ("end_at", local_time::input(a.end_at, tz)),
+            ("capacity", capacity.to_string()),
+        ];
+        let app = &app;
+        async move {
+            let resp = app.http.post(app.url(&format!("/admin/activities/{}", a.id))).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    // The close an hour later (still before the start): registration would reopen.
+    let (status, page) = edit(OffsetDateTime::now_utc() + time::Duration::hours(1), "3", &a.place).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("抽签报名已经截止，报名池已封存：截止时间不能再改"), "{page}");
+    assert_eq!(book_end(&app, a.id).await, closed_at, "the close did not move");
+    assert!(say(&app, &late, "报名 sealed").await.contains("报名已经截止"));
+    // Fewer places before the draw: refused too.
+    let (status, page) = edit(closed_at, "2", &a.place).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("抽签前票数只能增加，不能少于 3"), "{page}");
+    // The same close, more places and another hall: saved (more places are drawn too).
+    let (status, page) = edit(closed_at, "4", "大礼堂").await;
+    assert!(status == 200 && page.contains("已保存"), "{status} {page}");
+    let saved = activities::by_id(&mut app.pool.acquire().await.unwrap(), a.id).await.unwrap().unwrap();
+    assert_eq!((saved.capacity, saved.place.as_str(), saved.book_end), (4, "大礼堂", closed_at));
+
+    // The announced public value is frozen: neither changed nor withdrawn after the close.
+    for value in ["换一个", ""] {
+        let (status, body) = app.admin_post(&announce, &[("csrf", &csrf), ("public_value", value)]).await;
+        assert_eq!(status, 400, "{value}: {body}");
+    }
+    let announced: Option<String> =
+        sqlx::query_scalar("SELECT public_value_announced FROM lotteries WHERE activity_id = $1")
+            .bind(a.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(announced.as_deref(), Some(ANNOUNCED));
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pool_is_sealed_at_the_close_and_its_hash_published_before_the_public_value_is_known() {
+    let settings = Settings::default().with_notify_workers().set("REMINDER_CHECK_SECONDS", "1");
+    let app = spawn_app_with(settings).await;
+    let csrf = app.login_admin("organiser").await;
+    let a = lottery_activity(&app, "pool", 2).await;
+    let openids = app.bound_students(72, 6).await;
+    let mut eids = Vec::new();
+    for o in &openids[..5] {
+        eids.push(eid_in(&say(&app, o, "报名 pool").await));
+    }
+    let announce = format!("/admin/activities/{}/lottery/announce", a.id);
+    assert_eq!(app.admin_post(&announce, &[("csrf", &csrf), ("public_value", ANNOUNCED)]).await.0, 303);
+    let draw_page = format!("/activities/{}/draw", a.id);
+    assert!(!app.get(&draw_page).await.text().await.unwrap().contains("id=\"pool-hash\""), "nothing sealed yet");
+
+    // The close: the sweep (every second) seals the pool, and the page shows it while the draw waits.
+    app.close_booking(a.id).await;
+    let mut page = String::new();
+    for _ in 0..200 {
+        page = app.get(&draw_page).await.text().await.unwrap();
+        if page.contains("id=\"pool-hash\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = element_text(&page, "pool-hash").unwrap_or_else(|| panic!("no pool_hash after the close: {page}"));
+    assert_eq!(shown, pool_hash_of(eids.clone()), "the hash of the registrations' eids");
+    assert_eq!(element_text(&page, "entries").as_deref(), Some("5"), "{page}");
+    assert!(page.contains("报名池已封存（5 人）：等待管理员确认公开值后抽签"), "{page}");
+    let admin = app.get(&format!("/admin/activities/{}", a.id)).await.text().await.unwrap();
+    assert_eq!(element_text(&admin, "lottery-pool-hash").as_deref(), Some(shown.as_str()), "the admin page too");
+    assert_eq!(app.get(&format!("{draw_page}.json")).await.status(), 404, "not drawn: the seed stays secret");
+    assert!(say(&app, &openids[5], "报名 pool").await.contains("报名已经截止"));
+
+    // The admin confirms the value: the draw uses the pool sealed at the close.
+    let confirm = format!("/admin/activities/{}/lottery/confirm", a.id);
+    let confirmed = format!("{ANNOUNCED}：7 2 9");
+    assert_eq!(app.admin_post(&confirm, &[("csrf", &csrf), ("public_value", &confirmed)]).await.0, 303);
+    let json: Value = app.get(&format!("{draw_page}.json")).await.json().await.unwrap();
+    assert_eq!(json["pool_hash"], shown.as_str());
+    assert_eq!(json["entries"], 5);
+    let order = recompute(&json);
+    assert_eq!(order.iter().cloned().collect::<HashSet<_>>(), eids.into_iter().collect::<HashSet<_>>());
+    assert_eq!(app.live_tickets(a.id).await, 2);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn test_students_from_the_simulator_never_enter_a_real_students_lottery() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("organiser").await;
+    let real = lottery_activity(&app, "real", 1).await;
+    let [student, other]: [String; 2] = app.bound_students(73, 2).await.try_into().unwrap();
+    assert!(say(&app, &student, "报名 real").await.contains("已报名"));
+
+    // Whoever runs the console makes a test student and registers it: refused, with the reason.
+    let tester = bound_test_student(&app, &csrf, "2099000731").await;
+    send(&app, &csrf, &tester, "报名 real", "").await;
+    let screen = chat(&app, &tester).await;
+    assert!(screen.contains("「抽签 real」已有真实同学报名，测试学生不能参加"), "{screen}");
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries WHERE openid LIKE 'simulator-%'").await, 0);
+
+    // A test student that registered before any real student is left out when the pool is sealed.
+    let early = lottery_activity(&app, "early", 1).await;
+    send(&app, &csrf, &tester, "报名 early", "").await;
+    let screen = chat(&app, &tester).await;
+    assert!(screen.contains("已报名「抽签 early」"), "a lottery with no real student yet is a rehearsal: {screen}");
+    let tester_eid = eid_in(&screen[screen.rfind("已报名「抽签 early」").unwrap()..]);
+    assert!(say(&app, &other, "报名 early").await.contains("已报名"));
+    for id in [real.id, early.id] {
+        app.close_booking(id).await;
+        assert!(matches!(draw_now(&app, id).await, lottery::DrawOutcome::Drawn { entries: 1, winners: 1 }));
+    }
+    let json: Value = app.get(&format!("/activities/{}/draw.json", early.id)).await.json().await.unwrap();
+    assert_eq!(json["entries"], 1, "{json}");
+    assert!(!json["eids"].as_array().unwrap().iter().any(|e| e == tester_eid.as_str()), "{json}");
+    assert_eq!(app.count("SELECT count(*) FROM tickets WHERE simulated").await, 0, "no place went to a test student");
+    assert_eq!(app.live_tickets(early.id).await, 1);
+    assert_eq!(app.count("SELECT count(*) FROM waiting_list").await, 0, "nor a place in line");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -51,7 +237,7 @@ async fn a_real_student_who_binds_an_id_a_test_student_waited_under_is_never_pro
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_test_students_closed_rehearsal_entry_gives_nothing_once_a_real_student_claims_its_id() {
+async fn a_test_students_sealed_rehearsal_entry_gives_nothing_once_a_real_student_claims_its_id() {
     let app = spawn_app().await;
     let csrf = app.login_admin("organiser").await;
     let a = lottery_activity(&app, "rehearsal", 1).await;
@@ -65,9 +251,9 @@ async fn a_test_students_closed_rehearsal_entry_gives_nothing_once_a_real_studen
     app.close_booking(a.id).await;
     sweep(&app).await;
 
-    // The real 2024760001 binds while the closed pool waits for its public value.
+    // The real 2024760001 binds while the sealed pool waits for its public value.
     app.bind("o_real", "2024760001").await;
-    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 2, "a closed pool keeps its entries");
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 2, "a sealed pool keeps its entries");
     let confirm = format!("/admin/activities/{}/lottery/confirm", a.id);
     assert_eq!(app.admin_post(&confirm, &[("csrf", &csrf), ("public_value", "7 2 9")]).await.0, 303);
     let json: Value = app.get(&format!("/activities/{}/draw.json", a.id)).await.json().await.unwrap();
