@@ -120,6 +120,8 @@ pub(super) struct EntryLine {
     pub(super) activity_id: i64,
     pub(super) activity_name: String,
     pub(super) eid: String,
+    /// The entry's secret (hex), shown only on the student's own pages.
+    pub(super) secret: Option<String>,
     /// In words: waiting for the draw, won, or the rank and the waiting list.
     pub(super) outcome: String,
 }
@@ -144,6 +146,7 @@ pub(super) async fn entry_lines(
             activity_id: e.activity_id,
             activity_name: e.activity_name,
             eid: e.eid,
+            secret: e.secret,
         })
         .collect())
 }

@@ -2,7 +2,8 @@
 //! "Security"), tried over HTTP: an admin moving a closed lottery's close,
 //! shrinking its places or changing its public value; a pool that could
 //! change after the close; the console stuffing a real pool with test
-//! students; a real student inheriting a test student's claim under their ID.
+//! students; anyone telling from a published draw who registered and who
+//! won; a real student inheriting a test student's claim under their ID.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -15,7 +16,7 @@ use wechat_ticket::{
 
 use crate::{
     common::{Settings, TestApp, fixtures::Window, spawn_app, spawn_app_with, wx},
-    lottery::{lottery_activity, recompute, say, sha256_hex},
+    lottery::{entry_secret, lottery_activity, recompute, say, sha256_hex, verify},
     simulator::{bound_test_student, chat, send},
 };
 
@@ -204,6 +205,51 @@ async fn test_students_from_the_simulator_never_enter_a_real_students_lottery() 
     assert_eq!(app.count("SELECT count(*) FROM tickets WHERE simulated").await, 0, "no place went to a test student");
     assert_eq!(app.live_tickets(early.id).await, 1);
     assert_eq!(app.count("SELECT count(*) FROM waiting_list").await, 0, "nor a place in line");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_published_draw_tells_nobody_who_registered_but_each_student_finds_their_own_eid() {
+    let app = spawn_app().await;
+    let a = lottery_activity(&app, "private", 3).await;
+    let openids = app.bound_students(74, 8).await;
+    let student_id = |i: usize| format!("{:05}{i:05}", 74);
+    let mut replies = Vec::new();
+    for o in &openids[..6] {
+        let reply = say(&app, o, "报名 private").await;
+        assert!(reply.contains("已报名"), "{reply}");
+        replies.push(reply);
+    }
+    app.close_booking(a.id).await;
+    assert!(matches!(draw_now(&app, a.id).await, lottery::DrawOutcome::Drawn { entries: 6, winners: 3 }));
+
+    // The attacker has draw.json and guesses student IDs: the published seed alone ties no eid to any.
+    let json: Value = app.get(&format!("/activities/{}/draw.json", a.id)).await.json().await.unwrap();
+    let seed = hex::decode(json["server_seed"].as_str().unwrap()).unwrap();
+    let published: HashSet<String> =
+        json["eids"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect();
+    assert_eq!(published.len(), 6);
+    for guess in (0..100).map(student_id) {
+        let old_formula = sha256_hex(&[&seed, guess.as_bytes()]);
+        assert!(!published.contains(&old_formula), "{guess} is found in the published draw by its student ID alone");
+    }
+
+    // Each student holds their secret (reply and own page) and finds their eid and rank with it.
+    for (i, reply) in replies.iter().enumerate() {
+        let (eid, secret) = (eid_in(reply), entry_secret(reply));
+        let mine = sha256_hex(&[&seed, &hex::decode(&secret).unwrap(), student_id(i).as_bytes()]);
+        assert_eq!(mine, eid, "README's formula over the secret");
+        assert!(published.contains(&eid));
+        let page = app.http.get(wechat_ticket::bot::my_tickets_url(&app.state, &openids[i])).send().await.unwrap();
+        let page = page.text().await.unwrap();
+        assert!(page.contains(&eid) && page.contains(&secret), "their page shows the eid and the secret: {page}");
+    }
+    let out = verify(&app, &["private", "--student-id", &student_id(0), "--secret", &entry_secret(&replies[0])]);
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success() && said.contains(&format!("eid {} — rank ", eid_in(&replies[0]))), "{said}");
+    let out = verify(&app, &["private", "--student-id", &student_id(0), "--secret", &entry_secret(&replies[1])]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not among the entries"), "another's secret");
+    let out = verify(&app, &["private", "--student-id", &student_id(0)]);
+    assert!(!out.status.success(), "a student ID alone is not enough");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -87,11 +87,14 @@ pub enum EntryOutcome {
         /// For the reply's hint on how to withdraw.
         key: String,
         eid: String,
+        /// The entry's secret (hex), which only this student is given.
+        secret: String,
         close_at: OffsetDateTime,
     },
     AlreadyEntered {
         activity_name: String,
         eid: String,
+        secret: String,
         close_at: OffsetDateTime,
     },
     /// The pool is sealed (booking ended): too late.
@@ -156,30 +159,34 @@ pub async fn enter(
     if is_test(openid) && has_real_entrant(conn, activity_id).await? {
         return Ok(EntryOutcome::RealStudentsOnly { activity_name });
     }
-    let eid = proof::eid(&open.server_seed, student_id);
+    let secret: [u8; proof::SECRET_BYTES] = rand::rng().random();
+    let eid = proof::eid(&open.server_seed, &secret, student_id);
     let inserted = sqlx::query(
-        "INSERT INTO lottery_entries (activity_id, student_id, openid, eid) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO lottery_entries (activity_id, student_id, openid, eid, secret) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT DO NOTHING",
     )
     .bind(activity_id)
     .bind(student_id)
     .bind(openid)
     .bind(&eid)
+    .bind(&secret[..])
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(EntryOutcome::Entered { activity_name, key: open.key, eid, close_at });
+        let secret = hex::encode(secret);
+        return Ok(EntryOutcome::Entered { activity_name, key: open.key, eid, secret, close_at });
     }
     // This student ID, or this WeChat account under the ID it was bound to before.
-    let eid: String = sqlx::query_scalar(
-        "SELECT eid FROM lottery_entries WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) LIMIT 1",
+    let (eid, secret): (String, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT eid, secret FROM lottery_entries WHERE activity_id = $1 AND (student_id = $2 OR openid = $3) LIMIT 1",
     )
     .bind(activity_id)
     .bind(student_id)
     .bind(openid)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(EntryOutcome::AlreadyEntered { activity_name, eid, close_at })
+    let secret = secret.map(hex::encode).unwrap_or_default();
+    Ok(EntryOutcome::AlreadyEntered { activity_name, eid, secret, close_at })
 }
 
 #[derive(Debug)]
@@ -259,6 +266,8 @@ pub struct Entry {
     pub start_at: OffsetDateTime,
     pub book_end: OffsetDateTime,
     pub eid: String,
+    /// The entry's secret (hex): `None` for an entry drawn before entries had one.
+    pub secret: Option<String>,
     /// Set by the draw.
     pub rank: Option<i32>,
     pub won: bool,
@@ -267,7 +276,7 @@ pub struct Entry {
 }
 
 const ENTRY_COLUMNS: &str = "a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.start_at, \
-     a.book_end, e.eid, e.rank, (e.ticket_id IS NOT NULL) AS won, \
+     a.book_end, e.eid, encode(e.secret, 'hex') AS secret, e.rank, (e.ticket_id IS NOT NULL) AS won, \
      (a.status = 'archived' AND e.rank IS NULL) AS called_off \
      FROM lottery_entries e JOIN activities a ON a.id = e.activity_id";
 
