@@ -294,6 +294,9 @@ pub enum EditOutcome {
 /// Places a raised capacity frees go first to the waiting list, in join
 /// order (each promotion recorded in this transaction), and the saved edit
 /// is recorded as a fact, before and after, for holders to hear of it.
+///
+/// A lottery is sealed at its close (README "The lottery"): from then on its
+/// close does not move, and until its draw its places do not shrink.
 pub async fn update(
     conn: &mut PgConnection,
     outbox: &impl Outbox,
@@ -303,6 +306,8 @@ pub async fn update(
     let mut new = new.clone();
     let new = &mut new;
     let mut errors = check_fields(new);
+    // Before the activity row: the draw's lock order.
+    let closed_lottery = super::lottery::closed_for_edit(conn, id).await?;
     let current: Option<(ActivityStatus, String, OffsetDateTime)> =
         sqlx::query_as("SELECT status, key, book_start FROM activities WHERE id = $1 FOR NO KEY UPDATE")
             .bind(id)
@@ -332,6 +337,16 @@ pub async fn update(
             new.book_start = book_start;
         } else {
             errors.add("book_start", "活动发布后不能再改抢票开始时间");
+        }
+    }
+    if let Some(closed) = closed_lottery {
+        if same_minute(new.book_end, closed.book_end) {
+            new.book_end = closed.book_end;
+        } else {
+            errors.add("book_end", "抽签报名已经截止，报名池已封存：截止时间不能再改");
+        }
+        if !closed.drawn && new.capacity < closed.capacity {
+            errors.add("capacity", format!("抽签报名已经截止：抽签前票数只能增加，不能少于 {}", closed.capacity));
         }
     }
     if !errors.is_empty() {

@@ -78,9 +78,12 @@ pub async fn bind(
 
 /// A test student never keeps a real student out: an admin rehearsing in the
 /// simulator may well type a real student ID. When a real WeChat user claims
-/// an ID a test student holds, the test student is unbound and the live test
-/// tickets under that ID are cancelled (their places go back), so the real
-/// student starts clean. A test ticket already checked in stays, as any used
+/// an ID that no real student holds, whatever test students claimed under it
+/// goes — live test tickets are cancelled (their places go back), places in
+/// line are left, registrations in open lotteries withdrawn — and a test
+/// student holding it is unbound, so the real student starts clean and never
+/// inherits a test student's claim. This covers a test student that unbound
+/// itself first too. A test ticket already checked in stays, as any used
 /// ticket does.
 async fn release_from_test_student(
     conn: &mut PgConnection,
@@ -91,7 +94,11 @@ async fn release_from_test_student(
         .bind(student_id)
         .fetch_optional(&mut *conn)
         .await?;
-    let Some(holder) = holder.filter(|h| is_test(h)) else { return Ok(()) };
+    if holder.as_deref().is_some_and(|h| !is_test(h)) {
+        return Ok(()); // a real student's: the bind is refused
+    }
+    // Out of the lines first, so the places the cancels free never go to them.
+    super::waiting::withdraw_test_entries(conn, student_id).await?;
     let codes: Vec<String> =
         sqlx::query_scalar("SELECT code FROM tickets WHERE student_id = $1 AND simulated AND status = 'valid'")
             .bind(student_id)
@@ -100,8 +107,10 @@ async fn release_from_test_student(
     for code in codes {
         super::tickets::cancel(conn, outbox, super::tickets::TicketRef::Code(&code)).await?;
     }
-    super::lottery::withdraw_test_entries(conn, student_id, &holder).await?;
-    if let Some(student) = release_binding(conn, &holder).await? {
+    super::lottery::withdraw_test_entries(conn, student_id).await?;
+    if let Some(holder) = holder
+        && let Some(student) = release_binding(conn, &holder).await?
+    {
         let detail = format!("学号 {} 被真实学生绑定，测试学生 {holder} 让出", student.student_id);
         audit::record(conn, "系统", "解绑测试学生", &detail).await?;
     }

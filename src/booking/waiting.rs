@@ -217,6 +217,34 @@ pub async fn leave(
     Ok(if left.rows_affected() == 0 { LeaveOutcome::NotWaiting } else { LeaveOutcome::Left { activity_name: a.name } })
 }
 
+/// Takes the simulator's test students under `student_id` out of every line,
+/// when a real student claims the ID: otherwise a freed place would go to the
+/// test student's entry and make a `simulated` ticket under the real
+/// student's ID. Each list under its activity's lock, as a student's own leave.
+pub async fn withdraw_test_entries(conn: &mut PgConnection, student_id: &str) -> Result<(), AppError> {
+    let lines: Vec<i64> = sqlx::query_scalar(
+        "SELECT DISTINCT activity_id FROM waiting_list WHERE student_id = $1 AND state = 'waiting' \
+         AND starts_with(openid, $2) ORDER BY activity_id",
+    )
+    .bind(student_id)
+    .bind(super::students::TEST_OPENID_PREFIX)
+    .fetch_all(&mut *conn)
+    .await?;
+    for activity_id in lines {
+        lock(conn, &ActivityRef::Id(activity_id)).await?;
+        sqlx::query(
+            "UPDATE waiting_list SET state = 'left', ended_at = now() \
+             WHERE activity_id = $1 AND student_id = $2 AND state = 'waiting' AND starts_with(openid, $3)",
+        )
+        .bind(activity_id)
+        .bind(student_id)
+        .bind(super::students::TEST_OPENID_PREFIX)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// The lists a student is on, soonest activity first.
 pub async fn positions(conn: &mut PgConnection, student_id: &str) -> Result<Vec<Position>, AppError> {
     Ok(sqlx::query_as(

@@ -155,13 +155,14 @@ async fn book(
         BookOutcome::SoldOut { key } => Reply::Text(replies::sold_out(&key)),
         BookOutcome::NotBound => Reply::Text(replies::not_bound(&bind_url(state, openid))),
         BookOutcome::Lottery(entry) => Reply::Text(match entry {
-            EntryOutcome::Entered { activity_name, key, eid, close_at } => {
-                replies::lottery_entered(&activity_name, &key, &local_time::short(close_at, tz), &eid)
+            EntryOutcome::Entered { activity_name, key, eid, secret, close_at } => {
+                replies::lottery_entered(&activity_name, &key, &local_time::short(close_at, tz), &eid, &secret)
             }
-            EntryOutcome::AlreadyEntered { activity_name, eid, close_at } => {
-                replies::lottery_already_entered(&activity_name, &local_time::short(close_at, tz), &eid)
+            EntryOutcome::AlreadyEntered { activity_name, eid, secret, close_at } => {
+                replies::lottery_already_entered(&activity_name, &local_time::short(close_at, tz), &eid, &secret)
             }
             EntryOutcome::Closed => replies::LOTTERY_CLOSED.into(),
+            EntryOutcome::RealStudentsOnly { activity_name } => replies::lottery_real_students_only(&activity_name),
         }),
     })
 }

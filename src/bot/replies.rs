@@ -154,16 +154,38 @@ pub fn waiting_position(activity: &str, key: &str, position: i64) -> String {
     format!("\n【{activity}】候补第 {position} 位\n发送「取消候补 {key}」可退出\n")
 }
 
-/// Registered for a lottery: when it is drawn, and the entry's public id.
-pub fn lottery_entered(activity: &str, key: &str, close: &str, eid: &str) -> String {
+/// Registered for a lottery: when it is drawn, the entry's public id and its
+/// secret, which only this student is given (with it they find their eid in
+/// the published draw; without it nobody can tell whose an eid is).
+pub fn lottery_entered(activity: &str, key: &str, close: &str, eid: &str, secret: &str) -> String {
     format!(
         "已报名「{activity}」的抽签。{close} 报名截止后公开抽签，结果会通知你，抽中的直接出票。\n\
-         你的抽签编号：{eid}\n发送「取消报名 {key}」可退出。"
+         你的抽签编号：{eid}\n{}发送「取消报名 {key}」可退出。",
+        entry_secret(secret)
     )
 }
 
-pub fn lottery_already_entered(activity: &str, close: &str, eid: &str) -> String {
-    format!("你已经报名了「{activity}」的抽签，{close} 截止后抽签，不能重复报名。\n你的抽签编号：{eid}")
+pub fn lottery_already_entered(activity: &str, close: &str, eid: &str, secret: &str) -> String {
+    format!(
+        "你已经报名了「{activity}」的抽签，{close} 截止后抽签，不能重复报名。\n你的抽签编号：{eid}\n{}",
+        entry_secret(secret)
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// The line that gives a registration's secret (none for an old entry that has none).
+fn entry_secret(secret: &str) -> String {
+    if secret.is_empty() {
+        String::new()
+    } else {
+        format!("报名密钥（只给你，核对抽签用）：{secret}\n")
+    }
+}
+
+/// A simulator test student, refused a lottery real students are in.
+pub fn lottery_real_students_only(activity: &str) -> String {
+    format!("「{activity}」已有真实同学报名，测试学生不能参加：测试学生只在没有真实同学报名的抽签里演练。")
 }
 
 /// A lottery's list is made by its draw; nobody joins it by hand.

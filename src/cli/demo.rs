@@ -194,15 +194,23 @@ async fn seed_activity(
         return Ok((existing, Some("archived by an admin, left as is".into())));
     }
     if let Some(drawing) = lottery::state(conn, existing.id).await?
-        && drawing.drawn_at.is_some()
+        && (drawing.drawn_at.is_some() || drawing.closed)
     {
-        // Moving a drawn lottery's times would not draw it again; its results
-        // are public. One nobody registered for is made again.
+        // A lottery is sealed at its close: its close never moves again (the
+        // edit rules refuse it), and a drawn one's results are public. One
+        // nobody registered for is made again.
+        let drawn = drawing.drawn_at.is_some();
         if drawing.entries == 0 && activities::delete_if_never_booked(conn, existing.id).await? {
             let created = activities::create(conn, &fresh).await?;
-            return Ok((created, Some("it was drawn with nobody registered, so it was created again".into())));
+            let why = if drawn { "it was drawn with nobody registered" } else { "it closed with nobody registered" };
+            return Ok((created, Some(format!("{why}, so it was created again"))));
         }
-        return Ok((existing, Some("drawn already; its draw stays as it was".into())));
+        let note = if drawn {
+            "drawn already; its draw stays as it was"
+        } else {
+            "registration closed; its close stays as it was"
+        };
+        return Ok((existing, Some(note.into())));
     }
     if sample.shows == Shows::OpensSoon && existing.is_published() && existing.book_start <= now {
         // A published activity's booking start never moves (SPEC §5). One that

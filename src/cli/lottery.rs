@@ -25,14 +25,20 @@ pub enum LotteryCommand {
         /// Fetch the JSON from this address (…/activities/{id}/draw.json).
         #[arg(long)]
         url: Option<String>,
-        /// Also print this student ID's eid, rank and whether it won.
-        #[arg(long)]
+        /// Also print this student's eid, rank and whether it won (needs --secret).
+        #[arg(long, requires = "secret")]
         student_id: Option<String>,
+        /// The registration's secret (报名密钥, on the student's 我的票 page), for --student-id.
+        #[arg(long, requires = "student_id")]
+        secret: Option<String>,
+        /// Also print this eid's rank and whether it won.
+        #[arg(long, conflicts_with = "student_id")]
+        eid: Option<String>,
     },
 }
 
 pub async fn run(config: &Config, command: LotteryCommand) -> Result<(), AppError> {
-    let LotteryCommand::Verify { key, file, url, student_id } = command;
+    let LotteryCommand::Verify { key, file, url, student_id, secret, eid } = command;
     let json = match (file, url) {
         (Some(path), _) => {
             std::fs::read(&path).map_err(|e| AppError::Invalid(format!("cannot read {}: {e}", path.display())))?
@@ -56,16 +62,23 @@ pub async fn run(config: &Config, command: LotteryCommand) -> Result<(), AppErro
         "ok: {} — commitment matches the seed; pool_hash matches {entries}; the order is the draw's; first {} won",
         published.activity, verified.winners
     );
-    if let Some(student_id) = student_id {
-        match published.rank_of(&student_id) {
-            Some((rank, won)) => println!(
-                "{student_id}: eid {} — rank {rank} of {}, {}",
-                published.eids[rank - 1],
-                verified.entries,
-                if won { "won" } else { "not drawn (waiting list in this order)" }
-            ),
-            None => println!("{student_id}: not among the entries"),
+    let (who, eid) = match (student_id, secret, eid) {
+        (Some(student_id), Some(secret), _) => {
+            let eid = published.eid_of(&student_id, &secret).ok_or_else(|| {
+                AppError::Invalid("--secret is the registration's 32 hex digits (报名密钥)".to_string())
+            })?;
+            (format!("{student_id}: "), eid)
         }
+        (_, _, Some(eid)) => (String::new(), eid.trim().to_ascii_lowercase()),
+        _ => return Ok(()),
+    };
+    match published.rank_of(&eid) {
+        Some((rank, won)) => println!(
+            "{who}eid {eid} — rank {rank} of {}, {}",
+            verified.entries,
+            if won { "won" } else { "not drawn (waiting list in this order)" }
+        ),
+        None => println!("{who}eid {eid} is not among the entries"),
     }
     Ok(())
 }

@@ -41,6 +41,8 @@ async fn lottery_activity(conn: &mut PgConnection, id: &str) -> Result<Activity,
 pub(super) struct LotteryView {
     pub(super) state: lottery::State,
     pub(super) committed_at: String,
+    /// When the pool was sealed (its hash and size published), at the close.
+    pub(super) sealed_at: Option<String>,
     pub(super) drawn_at: Option<String>,
     pub(super) confirmed_at: Option<String>,
     /// One line: registering, waiting for the public value, drawn.
@@ -59,14 +61,18 @@ pub(super) async fn view(
         (Some(_), _) => {
             format!("已抽签：{} 人报名，{} 人中签，其余同学按抽签顺序候补", state.entries, state.winners.unwrap_or(0))
         }
-        (None, true) if state.awaits_public_value() => "报名已截止，等待管理员确认公开值后抽签".to_string(),
-        (None, true) => "报名已截止，马上抽签".to_string(),
+        (None, true) if state.sealed_at.is_none() => "报名已截止，马上封存报名池并抽签".to_string(),
+        (None, true) if state.awaits_public_value() => {
+            format!("报名已截止，报名池已封存（{} 人）：等待管理员确认公开值后抽签", state.entries)
+        }
+        (None, true) => format!("报名已截止，报名池已封存（{} 人）：马上抽签", state.entries),
         (None, false) => {
             format!("报名中：已有 {} 人报名，{} 截止后抽签", state.entries, local_time::short(activity.book_end, tz))
         }
     };
     Ok(Some(LotteryView {
         committed_at: local_time::precise(state.committed_at, tz),
+        sealed_at: state.sealed_at.map(|t| local_time::precise(t, tz)),
         drawn_at: state.drawn_at.map(|t| local_time::precise(t, tz)),
         confirmed_at: state.public_value_confirmed_at.map(|t| local_time::precise(t, tz)),
         stage,
@@ -114,6 +120,8 @@ pub(super) struct EntryLine {
     pub(super) activity_id: i64,
     pub(super) activity_name: String,
     pub(super) eid: String,
+    /// The entry's secret (hex), shown only on the student's own pages.
+    pub(super) secret: Option<String>,
     /// In words: waiting for the draw, won, or the rank and the waiting list.
     pub(super) outcome: String,
 }
@@ -138,6 +146,7 @@ pub(super) async fn entry_lines(
             activity_id: e.activity_id,
             activity_name: e.activity_name,
             eid: e.eid,
+            secret: e.secret,
         })
         .collect())
 }

@@ -251,3 +251,39 @@ async fn a_demo_lottery_drawn_with_nobody_registered_is_made_again() {
     drop(conn);
     assert_demo_states(&app).await;
 }
+
+/// The shell's way to edit an activity is `serve --demo` bringing its samples
+/// back: over a lottery whose registration has closed (its draw waiting for
+/// the public value) it must not move the close and reopen registration.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_demo_over_a_closed_lottery_leaves_its_close_where_it_was() {
+    let app = spawn_app().await;
+    terminate(serve_demo(&app).await.server);
+    let mut conn = app.pool.acquire().await.unwrap();
+    let demo = activities::by_key(&mut conn, "demo-lottery").await.unwrap().unwrap();
+    let students = app.bound_students(77, 3).await;
+    for (i, openid) in students[..2].iter().enumerate() {
+        let entered = lottery::enter(&mut conn, demo.id, &format!("{:05}{i:05}", 77), openid).await.unwrap();
+        assert!(matches!(entered, EntryOutcome::Entered { .. }), "{entered:?}");
+    }
+    lottery::announce_public_value(&mut conn, demo.id, Some("2026年12月5日 体彩排列3 开奖号码")).await.unwrap();
+    drop(conn);
+    app.close_booking(demo.id).await;
+    let closed = |app: &TestApp| {
+        let pool = app.pool.clone();
+        async move {
+            let mut conn = pool.acquire().await.unwrap();
+            activities::by_id(&mut conn, demo.id).await.unwrap().unwrap().book_end
+        }
+    };
+    let closed_at = closed(&app).await;
+
+    let again = serve_demo(&app).await;
+    let printed = again.printed.join("\n");
+    terminate(again.server);
+    assert_eq!(closed(&app).await, closed_at, "the close did not move: {printed}");
+    assert!(printed.contains("its close stays"), "{printed}");
+    let late = app.say(&crate::common::wx::text(&students[2], "报名 demo-lottery")).await;
+    assert!(late.text().contains("报名已经截止"), "{}", late.text());
+    assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 2);
+}

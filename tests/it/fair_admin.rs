@@ -177,8 +177,8 @@ async fn the_export_shows_each_students_lottery_rank() {
     let students = app.bound_students(52, 4).await;
     let hex = |n: u8| format!("{n:02x}").repeat(32);
     sqlx::query(
-        "INSERT INTO lotteries (activity_id, server_seed, commitment, entries, pool_hash, winners, capacity, drawn_at) \
-         VALUES ($1, decode($2, 'hex'), $3, 3, $4, 2, 2, now())",
+        "INSERT INTO lotteries (activity_id, server_seed, commitment, entries, pool_hash, sealed_at, winners, capacity, \
+         drawn_at) VALUES ($1, decode($2, 'hex'), $3, 3, $4, now(), 2, 2, now())",
     )
     .bind(a.id)
     .bind(hex(1))

@@ -43,7 +43,7 @@ pub(crate) async fn lottery_activity(app: &TestApp, key: &str, capacity: i32) ->
     activities::create(&mut app.pool.acquire().await.unwrap(), &new).await.unwrap()
 }
 
-async fn say(app: &TestApp, openid: &str, text: &str) -> String {
+pub(crate) async fn say(app: &TestApp, openid: &str, text: &str) -> String {
     match app.say(&wx::text(openid, text)).await {
         Reply::Text(text) => text,
         other => format!("{other:?}"),
@@ -66,7 +66,7 @@ pub(crate) async fn drawn(app: &TestApp, activity_id: i64) {
     panic!("the draw did not run");
 }
 
-fn sha256_hex(parts: &[&[u8]]) -> String {
+pub(crate) fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);
@@ -76,7 +76,7 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
 
 /// The draw recomputed from draw.json alone, by the README's formula:
 /// returns the eids in draw order.
-fn recompute(json: &Value) -> Vec<String> {
+pub(crate) fn recompute(json: &Value) -> Vec<String> {
     let seed = hex::decode(json["server_seed"].as_str().unwrap()).unwrap();
     assert_eq!(seed.len(), 32);
     assert_eq!(sha256_hex(&[&seed]), json["commitment"].as_str().unwrap(), "commitment = sha256(server_seed)");
@@ -91,7 +91,13 @@ fn recompute(json: &Value) -> Vec<String> {
     eids
 }
 
-fn verify(app: &TestApp, args: &[&str]) -> std::process::Output {
+/// The registration's secret, as a reply gives it (hex).
+pub(crate) fn entry_secret(reply: &str) -> String {
+    let line = reply.split("报名密钥（只给你，核对抽签用）：").nth(1).unwrap_or_else(|| panic!("no secret: {reply}"));
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+pub(crate) fn verify(app: &TestApp, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
         .env("DATABASE_URL", app.database_url())
         .env("PUBLIC_URL", &app.base)
@@ -128,6 +134,7 @@ async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyo
 
     // 500 register: 报名, 抢票 and the menu click, alternating between the instances, 50 at once.
     let mut eid_of: HashMap<String, String> = HashMap::new();
+    let mut secret_of: HashMap<String, String> = HashMap::new();
     for (c, chunk) in openids.chunks(50).enumerate() {
         let replies = join_all(chunk.iter().enumerate().map(|(i, openid)| {
             let app = if i % 2 == 0 { &one } else { &two };
@@ -143,19 +150,22 @@ async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyo
             let text = reply.text().to_string();
             assert!(text.contains("已报名「抽签 gala」的抽签"), "{text}");
             let eid = text.split("抽签编号：").nth(1).unwrap().lines().next().unwrap().to_string();
+            secret_of.insert(openid.clone(), entry_secret(&text));
             eid_of.insert(openid, eid);
         }
     }
     assert_eq!(one.count("SELECT count(*) FROM lottery_entries").await, 500);
     assert_eq!(one.live_tickets(a.id).await, 0, "registering books nothing");
-    // Each reply's eid is the formula's, over the student ID.
+    // Each reply's eid is the formula's, over the entry's secret (given in the reply) and the student ID.
     let seed: Vec<u8> = sqlx::query_scalar("SELECT server_seed FROM lotteries WHERE activity_id = $1")
         .bind(a.id)
         .fetch_one(&one.pool)
         .await
         .unwrap();
     for (i, openid) in openids.iter().enumerate() {
-        assert_eq!(eid_of[openid], sha256_hex(&[&seed, student_of(i).as_bytes()]));
+        let secret = hex::decode(&secret_of[openid]).unwrap();
+        assert_eq!(secret.len(), 16);
+        assert_eq!(eid_of[openid], sha256_hex(&[&seed, &secret, student_of(i).as_bytes()]));
     }
     // Once per student ID: again, by any path, on either instance.
     assert!(say(&two, &openids[0], "抢票 gala").await.contains("已经报名"));
@@ -224,7 +234,7 @@ async fn five_hundred_register_for_fifty_places_two_instances_draw_once_and_anyo
     let url = two.url(&format!("/activities/{}/draw.json", a.id));
     let loser = &line[0];
     let loser_id = student_of(openids.iter().position(|o| o == loser).unwrap());
-    let out = verify(&one, &["gala", "--url", &url, "--student-id", &loser_id]);
+    let out = verify(&one, &["gala", "--url", &url, "--student-id", &loser_id, "--secret", &secret_of[loser]]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success() && said.contains("rank 51 of 500"), "{said}{}", String::from_utf8_lossy(&out.stderr));
     // … and fails on every tampering: a loser moved up, another public value, an eid dropped, another seed.

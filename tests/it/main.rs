@@ -22,6 +22,7 @@ mod layers;
 mod live_qr;
 mod lottery;
 mod lottery_browser;
+mod lottery_trust;
 mod menu_page;
 mod no_show;
 mod notifications;

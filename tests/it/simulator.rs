@@ -8,7 +8,7 @@ use wechat_ticket::{menu, wechat::menu::Menu};
 use crate::common::{Settings, TestApp, admin::hidden_value, fixtures::Window, spawn_app, spawn_app_with, wx};
 
 /// Follows the simulator's "new test student" button; returns the student's openid.
-async fn new_test_student(app: &TestApp, csrf: &str) -> String {
+pub(crate) async fn new_test_student(app: &TestApp, csrf: &str) -> String {
     let resp = app.http.post(app.url("/admin/simulator/students")).form(&[("csrf", csrf)]).send().await.unwrap();
     assert_eq!(resp.status(), 303);
     let location = resp.headers()["location"].to_str().unwrap().to_string();
@@ -21,14 +21,14 @@ fn chat_path(openid: &str) -> String {
     format!("/admin/simulator/chat?student={openid}")
 }
 
-async fn chat(app: &TestApp, openid: &str) -> String {
+pub(crate) async fn chat(app: &TestApp, openid: &str) -> String {
     let resp = app.get(&chat_path(openid)).await;
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap()
 }
 
 /// Taps a menu button (or, with `click` empty, sends `text`) in the phone.
-async fn send(app: &TestApp, csrf: &str, openid: &str, text: &str, click: &str) -> (u16, String) {
+pub(crate) async fn send(app: &TestApp, csrf: &str, openid: &str, text: &str, click: &str) -> (u16, String) {
     let resp = app
         .http
         .post(app.url("/admin/simulator/chat"))
@@ -45,7 +45,7 @@ async fn send(app: &TestApp, csrf: &str, openid: &str, text: &str, click: &str) 
 }
 
 /// A new test student, bound to `student_id` through the link the chat's 绑定 replies with.
-async fn bound_test_student(app: &TestApp, csrf: &str, student_id: &str) -> String {
+pub(crate) async fn bound_test_student(app: &TestApp, csrf: &str, student_id: &str) -> String {
     let openid = new_test_student(app, csrf).await;
     send(app, csrf, &openid, "绑定", "").await;
     let bind = local_links(&chat(app, &openid).await).into_iter().rev().find(|l| l.starts_with("/bind?")).unwrap();
@@ -54,7 +54,7 @@ async fn bound_test_student(app: &TestApp, csrf: &str, student_id: &str) -> Stri
 }
 
 /// The `href` of every link in the chat that leads into this server.
-fn local_links(page: &str) -> Vec<String> {
+pub(crate) fn local_links(page: &str) -> Vec<String> {
     page.split("href=\"/")
         .skip(1)
         .map(|rest| format!("/{}", rest.split('"').next().unwrap().replace("&amp;", "&")))

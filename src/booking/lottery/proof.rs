@@ -19,9 +19,15 @@ pub fn commitment(server_seed: &[u8]) -> String {
     hex::encode(sha256(&[server_seed]))
 }
 
-/// An entry's public id: `hex(sha256(server_seed ‖ utf8(student_id)))`.
-pub fn eid(server_seed: &[u8], student_id: &str) -> String {
-    hex::encode(sha256(&[server_seed, student_id.as_bytes()]))
+/// How many random bytes an entry's secret has.
+pub const SECRET_BYTES: usize = 16;
+
+/// An entry's public id: `hex(sha256(server_seed ‖ entry_secret ‖ utf8(student_id)))`.
+/// The secret is the entry's and only its student is given it: the draw
+/// publishes `server_seed` and every eid, and student IDs are easy to guess,
+/// so without it anyone could tell who registered and who won.
+pub fn eid(server_seed: &[u8], entry_secret: &[u8], student_id: &str) -> String {
+    hex::encode(sha256(&[server_seed, entry_secret, student_id.as_bytes()]))
 }
 
 /// `hex(sha256(utf8(join("\n", sorted(eids)))))`.
@@ -113,11 +119,17 @@ impl Published {
         }
     }
 
-    /// A student's rank (1 is first) and whether it won, found by their eid.
-    pub fn rank_of(&self, student_id: &str) -> Option<(usize, bool)> {
+    /// A student's eid, recomputed from what only they hold (their student
+    /// ID and their entry's secret, hex) and the published seed.
+    pub fn eid_of(&self, student_id: &str, entry_secret: &str) -> Option<String> {
         let seed = hex::decode(&self.server_seed).ok()?;
-        let mine = eid(&seed, student_id);
-        let rank = self.eids.iter().position(|e| *e == mine)? + 1;
+        let secret = hex::decode(entry_secret.trim()).ok().filter(|s| s.len() == SECRET_BYTES)?;
+        Some(eid(&seed, &secret, student_id))
+    }
+
+    /// An eid's rank (1 is first) and whether it won.
+    pub fn rank_of(&self, eid: &str) -> Option<(usize, bool)> {
+        let rank = self.eids.iter().position(|e| e == eid)? + 1;
         Some((rank, rank <= self.capacity))
     }
 }
@@ -126,9 +138,14 @@ impl Published {
 mod tests {
     use super::*;
 
+    /// Entry `i`'s secret, in the tests.
+    fn secret(i: usize) -> [u8; SECRET_BYTES] {
+        [i as u8; SECRET_BYTES]
+    }
+
     fn published(n: usize, capacity: usize, public_value: Option<&str>) -> Published {
         let seed = [7u8; 32];
-        let eids: Vec<String> = (0..n).map(|i| eid(&seed, &format!("2026{i:06}"))).collect();
+        let eids: Vec<String> = (0..n).map(|i| eid(&seed, &secret(i), &format!("2026{i:06}"))).collect();
         let pool = pool_hash(&eids);
         let order = ranked(&draw_seed(&seed, &pool, public_value), &eids);
         Published {
@@ -149,7 +166,11 @@ mod tests {
         // Known answers, computed by hand with sha256sum (README shows the commands).
         let seed = [0u8; 32];
         assert_eq!(commitment(&seed), "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925");
-        assert_eq!(eid(&seed, "2026000001"), hex::encode(Sha256::digest([&seed[..], b"2026000001"].concat())));
+        let secret = [9u8; SECRET_BYTES];
+        assert_eq!(
+            eid(&seed, &secret, "2026000001"),
+            hex::encode(Sha256::digest([&seed[..], &secret[..], b"2026000001"].concat()))
+        );
         let eids = vec!["b".repeat(64), "a".repeat(64)];
         assert_eq!(pool_hash(&eids), hex::encode(Sha256::digest(format!("{}\n{}", "a".repeat(64), "b".repeat(64)))));
         let with = draw_seed(&seed, &"c".repeat(64), Some("福彩 123"));
@@ -184,11 +205,18 @@ mod tests {
     }
 
     #[test]
-    fn a_student_finds_their_rank_by_their_student_id() {
+    fn a_student_finds_their_rank_by_their_student_id_and_secret_and_nobody_else_can() {
         let p = published(20, 5, None);
-        let (rank, won) = p.rank_of("2026000007").unwrap();
-        assert_eq!(p.eids[rank - 1], eid(&[7u8; 32], "2026000007"));
+        let mine = p.eid_of("2026000007", &hex::encode(secret(7))).unwrap();
+        let (rank, won) = p.rank_of(&mine).unwrap();
+        assert_eq!(p.eids[rank - 1], eid(&[7u8; 32], &secret(7), "2026000007"));
         assert_eq!(won, rank <= 5);
-        assert_eq!(p.rank_of("someone else"), None);
+        assert_eq!(p.rank_of(&p.eid_of("2026000007", &hex::encode(secret(8))).unwrap()), None, "another's secret");
+        assert_eq!(p.eid_of("2026000007", "not hex"), None);
+        // The published seed and a guessed student ID alone find nobody.
+        let seed = hex::decode(&p.server_seed).unwrap();
+        let guesses =
+            (0..20).map(|i| hex::encode(Sha256::digest([&seed[..], format!("2026{i:06}").as_bytes()].concat())));
+        assert!(guesses.into_iter().all(|g| p.rank_of(&g).is_none()));
     }
 }
