@@ -63,6 +63,8 @@ pub struct ScanScreen {
     pub csrf: String,
     pub base: String,
     pub recent: Vec<ScanRow>,
+    /// Whether the field takes a student ID: everywhere but a volunteer's gate of a live-QR activity.
+    pub takes_student_ids: bool,
 }
 
 /// The counter and the last scans: what the screen polls (and a scan returns, with its verdict).
@@ -99,7 +101,9 @@ impl ScanScreen {
         verdict: Option<Verdict>,
     ) -> Result<ScanScreen, AppError> {
         let status = load_status(conn, state, activity.id, list_of).await?;
+        let gate = matches!(list_of, Some(Scanner::Gate { .. }));
         Ok(ScanScreen {
+            takes_student_ids: !(activity.live_qr && gate),
             activity,
             booked: status.booked,
             checked_in: status.checked_in,
@@ -109,6 +113,15 @@ impl ScanScreen {
             base,
             recent: status.recent,
         })
+    }
+
+    /// What the field asks for, as the door's rules take it here.
+    pub fn prompt(&self) -> &'static str {
+        match (self.activity.live_qr, self.takes_student_ids) {
+            (false, _) => "扫码枪扫电子票二维码，或输入票号、学号",
+            (true, true) => "扫电子票上的动态二维码，或输入学号",
+            (true, false) => "扫电子票上的动态二维码（本活动不能按票号或学号检票）",
+        }
     }
 }
 
