@@ -10,6 +10,7 @@ use crate::{
     audit,
     booking::{
         Activity, TicketStatus,
+        students::MAX_STUDENT_ID_CHARS,
         tickets::{self, Ticket},
     },
     error::AppError,
@@ -44,6 +45,11 @@ pub const QR_EXPIRED: &str = "二维码已过期，请让同学刷新电子票";
 /// Why a volunteer's gate of a live-QR activity refuses a student ID.
 pub const STUDENT_ID_NEEDS_ADMIN: &str =
     "本活动使用动态二维码，志愿者入口不能按学号检票：请让同学打开电子票，或请管理员检票";
+
+/// The most a scan may carry. The longest thing a ticket QR or a USB scanner
+/// sends is a ticket page URL with its signed query (well under 300
+/// characters); anything longer is not a ticket and is refused unread.
+pub const MAX_SCAN_CHARS: usize = 512;
 
 /// What the door staff scanned or typed: a ticket's QR code (its check-in
 /// credential, as a URL or bare), a ticket URL, a bare code, or a student ID.
@@ -92,8 +98,11 @@ pub fn read_input(input: &str, secret: &[u8]) -> Presented {
     };
     if tickets::looks_like_code(candidate) || input.contains("/tickets/") {
         Presented::Code(candidate.to_string())
-    } else {
+    } else if input.chars().count() <= MAX_STUDENT_ID_CHARS && !input.chars().any(char::is_control) {
         Presented::StudentId(input.to_string())
+    } else {
+        // Longer than any student ID: no ticket, and not looked up or repeated back to the door.
+        Presented::Forged
     }
 }
 
@@ -280,6 +289,10 @@ pub async fn scan(
     if !nonce_is_well_formed(nonce) {
         return Err(AppError::BadRequest("扫码请求缺少有效的 nonce，请刷新页面后重试。".into()));
     }
+    // Before anything is written: an over-long scan leaves no nonce, no verdict and no echo behind.
+    if input.chars().count() > MAX_SCAN_CHARS {
+        return Err(AppError::BadRequest(format!("扫到的内容超过 {MAX_SCAN_CHARS} 个字符，不是电子票。")));
+    }
     // Claims the nonce; a concurrent request with the same one waits here for
     // this transaction, then finds the nonce taken and reads its verdict.
     let claimed: Option<i64> = sqlx::query_scalar(
@@ -391,6 +404,8 @@ mod tests {
         assert_eq!(read_input("2024010001"), Presented::StudentId("2024010001".into()));
         assert_eq!(read_input("https://t.example/tickets/short"), Presented::Code("short".into()));
         assert_eq!(read_input("   "), Presented::Nothing);
+        assert_eq!(read_input(&"2".repeat(32)), Presented::StudentId("2".repeat(32)));
+        assert_eq!(read_input(&"2".repeat(33)), Presented::Forged, "longer than any student ID");
         let live = links::live_credential(key, 7, 56_000_000);
         let as_live = Presented::LiveCredential { ticket_id: 7, step: 56_000_000 };
         assert_eq!(read_input(&format!("https://t.example/c/{live}")), as_live);

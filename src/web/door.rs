@@ -123,6 +123,11 @@ impl ScanScreen {
             (true, false) => "扫电子票上的动态二维码（本活动不能按票号或学号检票）",
         }
     }
+
+    /// The field's `maxlength`: what the server reads of a scan.
+    pub fn max_chars(&self) -> usize {
+        checkin::MAX_SCAN_CHARS
+    }
 }
 
 pub async fn load_status(

@@ -1,0 +1,202 @@
+//! Inputs that cannot take anything down (issue 19, point 6), attacked over
+//! HTTP and the shell: over-long text in every field, and a flood of
+//! over-long scans at the door.
+
+use serde_json::Value;
+use wechat_ticket::links;
+
+use crate::common::{
+    TestApp,
+    fixtures::{Window, ticket_code},
+    spawn_app, wx,
+};
+
+/// A 100 KB field: far past any limit, well under the body limit of a form.
+fn huge() -> String {
+    "x".repeat(100 * 1024)
+}
+
+fn activity_form<'a>(csrf: &'a str, key: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("csrf", csrf),
+        ("key", key),
+        ("name", "新年音乐会"),
+        ("place", "新清华学堂"),
+        ("description", "欢迎大家"),
+        ("book_start", "2030-01-01T12:00"),
+        ("book_end", "2030-01-02T12:00"),
+        ("start_at", "2030-01-03T19:00"),
+        ("end_at", "2030-01-03T21:00"),
+        ("capacity", "100"),
+    ]
+}
+
+fn with<'a>(mut form: Vec<(&'a str, &'a str)>, field: &'a str, value: &'a str) -> Vec<(&'a str, &'a str)> {
+    for pair in form.iter_mut().filter(|p| p.0 == field) {
+        pair.1 = value;
+    }
+    form
+}
+
+/// The words under a form field (`<span class="error" id="{field}-error">…</span>`).
+fn field_error<'a>(page: &'a str, field: &str) -> &'a str {
+    let marker = format!("id=\"{field}-error\">");
+    let start = page.find(&marker).map_or(page.len(), |at| at + marker.len());
+    page[start..].split('<').next().unwrap_or_default()
+}
+
+/// `wechat-ticket activity create …` against the test's database.
+fn shell_create(app: &TestApp, key: &str, name: &str, end: &str) -> std::process::Output {
+    tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
+            .env("DATABASE_URL", app.database_url())
+            .env("RUST_LOG", "warn")
+            .args(["activity", "create", key, "--name", name, "--place", "礼堂", "--capacity", "5"])
+            .args(["--book-start", "2030-01-01 12:00", "--book-end", "2030-01-02 12:00"])
+            .args(["--start", "2030-01-03 19:00", "--end", end])
+            .output()
+            .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_long_text_in_any_field_is_refused_and_nothing_is_stored() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("organiser").await;
+    let huge = huge();
+
+    // The activity's text fields, by form and by shell.
+    let long_name = "长".repeat(101);
+    let long_description = "长".repeat(5001);
+    let form = activity_form(&csrf, "gala");
+    for (field, value, words) in [
+        ("name", long_name.as_str(), "最多 100 个字"),
+        ("name", huge.as_str(), "最多 100 个字"),
+        ("place", huge.as_str(), "最多 100 个字"),
+        ("description", long_description.as_str(), "最多 5000 个字"),
+        ("key", huge.as_str(), "最多 32 个字符"),
+    ] {
+        let (status, page) = app.admin_post("/admin/activities", &with(form.clone(), field, value)).await;
+        assert_eq!(status, 400, "{field}");
+        assert!(field_error(&page, field).contains(words), "{field}: {}", field_error(&page, field));
+    }
+    let out = shell_create(&app, "shell", &"长".repeat(30_000), "2030-01-03 21:00");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("最多 100 个字"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, 0);
+
+    // A gate's name.
+    let a = app.activity("show", 10, Window::Open).await;
+    let path = format!("/admin/activities/{}/checkin-links", a.id);
+    let (status, page) = app.admin_post(&path, &[("csrf", &csrf), ("gate", &huge), ("hours", "12")]).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("入口名最多 32 个字"), "{page}");
+    assert_eq!(app.count("SELECT count(*) FROM checkin_links").await, 0);
+
+    // The login form: refused before the throttle writes anything down, and not shown back.
+    let stranger = reqwest::Client::new();
+    for (username, password) in [(huge.as_str(), "x"), ("someone", huge.as_str())] {
+        let resp =
+            stranger.post(app.url("/admin/login")).form(&[("username", username), ("password", password)]).send();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 400);
+        let page = resp.text().await.unwrap();
+        assert!(
+            page.contains("用户名最多 64 个字符") && !page.contains(&huge[..100]),
+            "{}",
+            &page[..page.len().min(2000)]
+        );
+    }
+    assert_eq!(app.count("SELECT count(*) FROM login_failures").await, 0);
+
+    // The bind form: an over-long name binds nothing (it was silently dropped before).
+    let link = wx::Reply::parse(&app.post_wechat(&wx::text("o_long", "绑定")).await.1).links().remove(0);
+    for (student_id, name) in
+        [("2024010001", "名".repeat(65)), ("2024010001", huge.clone()), (huge.as_str(), String::new())]
+    {
+        let (status, page) = app.submit_bind(&link, student_id, &name).await;
+        assert_eq!(status, 400, "{page}");
+        assert!(page.contains("姓名最多 64 个字") && !page.contains(&huge[..100]), "{page}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM students WHERE student_id IS NOT NULL").await, 0);
+    let (status, page) = app.submit_bind(&link, "2024010001", "张三").await;
+    assert!(status == 200 && page.contains("绑定成功"), "the link still works: {page}");
+
+    // The student-ID pages: said, not looked up, not shown back.
+    let long_query = "x".repeat(2000);
+    let resp = app.http.get(app.url("/admin/students")).query(&[("student_id", &long_query)]).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("学号最多 32 个字符") && !page.contains(&huge[..100]));
+    let (status, page) = app.admin_post("/admin/students/unbind", &[("csrf", &csrf), ("student_id", &huge)]).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("学号最多 32 个字符") && !page.contains(&huge[..100]));
+
+    // The simulator: a tapped button's name is kept in the chat, so it has a limit too.
+    let resp = app.http.post(app.url("/admin/simulator/students")).form(&[("csrf", &csrf)]).send().await.unwrap();
+    let openid = resp.headers()["location"].to_str().unwrap().rsplit('=').next().unwrap().to_string();
+    let before = app.count("SELECT count(*) FROM simulator_messages").await;
+    let tap = [("csrf", csrf.as_str()), ("student", &openid), ("click", "HELP"), ("label", &huge)];
+    let (status, _) = app.admin_post("/admin/simulator/chat", &tap).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.count("SELECT count(*) FROM simulator_messages").await, before);
+
+    // A test notification to an "openid" longer than any.
+    let to = format!("simulator-{huge}");
+    let (status, _) =
+        app.admin_post("/admin/notifications/test", &[("csrf", &csrf), ("openid", &to), ("text", "hi")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(app.count("SELECT count(*) FROM notifications").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_long_scans_stores_nothing_and_the_gates_status_stays_small() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("organiser").await;
+    let a = app.activity("show", 10, Window::Open).await;
+    let gate = crate::door::create_link(&app, &csrf, a.id, "东门").await;
+    let student = app.bound_students(50, 1).await.remove(0);
+    let code = match app.say(&wx::click(&student, &format!("BOOK_{}", a.id))).await {
+        wx::Reply::News { url, .. } => ticket_code(&url),
+        other => panic!("{other:?}"),
+    };
+    let volunteer = reqwest::Client::new();
+    let admin_page = app.url(&format!("/admin/activities/{}/checkin", a.id));
+    let endpoints = [
+        (&app.http, admin_page.clone()),
+        (&app.http, format!("{admin_page}/scan")),
+        (&volunteer, gate.clone()),
+        (&volunteer, format!("{gate}/scan")),
+    ];
+
+    // 100 KB in the code field, with the ticket's code in it: 400 at every endpoint, and nothing at all written.
+    let flood = format!("{code}{}", huge());
+    for (client, url) in &endpoints {
+        let resp = client.post(url).form(&[("csrf", csrf.as_str()), ("code", &flood), ("nonce", &links::nonce())]);
+        let resp = resp.send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{url}");
+        assert!(resp.text().await.unwrap().contains("超过 512 个字符"), "{url}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM checkin_scans").await, 0);
+    let status: String = sqlx::query_scalar("SELECT status FROM tickets WHERE code = $1")
+        .bind(&code)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "valid");
+
+    // Just under the limit, many times over: answered, but never echoed back.
+    for i in 0..12 {
+        let junk = format!("{i:02}{}", "是".repeat(500));
+        let resp = volunteer.post(format!("{gate}/scan")).form(&[("code", junk.as_str()), ("nonce", &links::nonce())]);
+        let json: Value = resp.send().await.unwrap().json().await.unwrap();
+        assert_eq!(json["verdict"]["headline"], "没有这张票", "{json}");
+    }
+    for (client, url) in [(&volunteer, format!("{gate}/status")), (&app.http, format!("{admin_page}/status"))] {
+        let body = client.get(url).send().await.unwrap().text().await.unwrap();
+        assert!(body.len() < 4096, "{} bytes: {body}", body.len());
+        assert!(!body.contains("是是"), "{body}");
+    }
+    let page = app.get(&format!("/admin/activities/{}/checkin", a.id)).await.text().await.unwrap();
+    assert!(page.contains("maxlength=\"512\""), "the field says its limit");
+}
