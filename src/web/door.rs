@@ -19,7 +19,6 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use time_tz::OffsetDateTimeExt;
 
 use crate::{
     AppState,
@@ -29,7 +28,7 @@ use crate::{
         checkin_links::{self, CheckinLink},
     },
     error::AppError,
-    links,
+    links, local_time,
 };
 
 /// How many scans the screen lists.
@@ -141,14 +140,11 @@ pub async fn load_status(
     let recent = checkin::recent_scans(conn, activity_id, list_of, RECENT)
         .await?
         .into_iter()
-        .map(|s| {
-            let t = s.scanned_at.to_timezone(tz);
-            ScanRow {
-                time: format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second()),
-                good: s.good,
-                headline: s.headline,
-                detail: s.detail,
-            }
+        .map(|s| ScanRow {
+            time: local_time::clock_seconds(s.scanned_at, tz),
+            good: s.good,
+            headline: s.headline,
+            detail: s.detail,
         })
         .collect();
     Ok(Status { checked_in, booked, recent, verdict: None })

@@ -1,14 +1,16 @@
 //! Inputs that cannot take anything down (issue 19, point 6), attacked over
-//! HTTP and the shell: over-long text in every field, and a flood of
-//! over-long scans at the door.
+//! HTTP and the shell: times out of any sane range, extreme times written
+//! straight into the database, over-long text in every field, and a flood
+//! of over-long scans at the door.
 
 use serde_json::Value;
 use wechat_ticket::links;
 
 use crate::common::{
-    TestApp,
+    Settings, TestApp,
+    fake_wechat::FakeWechat,
     fixtures::{Window, ticket_code},
-    spawn_app, wx,
+    spawn_app, spawn_app_with, wx,
 };
 
 /// A 100 KB field: far past any limit, well under the body limit of a form.
@@ -57,6 +59,148 @@ fn shell_create(app: &TestApp, key: &str, name: &str, end: &str) -> std::process
             .output()
             .unwrap()
     })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn times_outside_2000_to_2100_are_field_errors_in_the_form_and_the_shell() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("erin").await;
+    let form = activity_form(&csrf, "gala");
+    // In order, so only the range can refuse them; 9999-12-31 late evening is past year 9999 in Shanghai.
+    for (field, value) in [
+        ("end_at", "9999-12-31T23:30"),
+        ("end_at", "2101-01-01T00:00"),
+        ("book_start", "1999-12-31T23:59"),
+        ("book_start", "0001-01-01T00:00"),
+    ] {
+        let (status, page) = app.admin_post("/admin/activities", &with(form.clone(), field, value)).await;
+        assert_eq!(status, 400, "{field}={value}");
+        assert_eq!(field_error(&page, field), "时间须在 2000 年到 2100 年之间", "{field}={value}");
+        assert!(page.contains(&format!("value=\"{value}\"")), "keeps what was typed");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, 0);
+
+    // An edit is held to the same range, and changes nothing.
+    assert_eq!(app.admin_post("/admin/activities", &form).await.0, 303);
+    let id: i64 = sqlx::query_scalar("SELECT id FROM activities").fetch_one(&app.pool).await.unwrap();
+    let (status, page) =
+        app.admin_post(&format!("/admin/activities/{id}"), &with(form, "end_at", "9999-12-31T23:30")).await;
+    assert_eq!(status, 400);
+    assert_eq!(field_error(&page, "end_at"), "时间须在 2000 年到 2100 年之间");
+    let year: f64 = sqlx::query_scalar("SELECT extract(year FROM end_at)::float8 FROM activities")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(year, 2030.0);
+
+    // The shell says which flag, and stores nothing.
+    let out = shell_create(&app, "shell", "命令行", "9999-12-31 23:30");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--end") && stderr.contains("2000 to 2100"), "{stderr}");
+    assert_eq!(app.count("SELECT count(*) FROM activities WHERE key = 'shell'").await, 0);
+    assert!(shell_create(&app, "shell", "命令行", "2030-01-03 21:00").status.success());
+}
+
+/// Signs `client` in to the `/m` pages as `openid` through WeChat web authorization.
+async fn sign_in_m(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client, openid: &str) {
+    fake.oauth_as(openid);
+    let first = client.get(app.url("/m/activities")).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    let authorize = first.headers()["location"].to_str().unwrap().to_string();
+    let back = client.get(authorize.split('#').next().unwrap()).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(client.get(&callback).send().await.unwrap().status(), 303);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extreme_times_written_into_the_database_break_no_page() {
+    let fake = FakeWechat::start().await;
+    let app = spawn_app_with(fake.oauth_settings(Settings::default())).await;
+    app.login_admin("organiser").await;
+    let open = app.activity("forever", 10, Window::Open).await;
+    let far = app.activity("far", 10, Window::Open).await;
+    let ancient = app.activity("ancient", 10, Window::Closed).await;
+    // What PostgreSQL takes and a form never would: 4713 BC, a Shanghai evening that is
+    // past 9999 there, the last year PostgreSQL holds, infinity; and the year −4000.
+    for (id, times) in [
+        (open.id, ["4713-01-01 00:00:00+00 BC", "9999-12-31 23:30:00+00", "294276-12-30 00:00:00+00", "infinity"]),
+        (far.id, ["-infinity", "294276-01-01 00:00:00+00", "294276-06-01 00:00:00+00", "294276-12-31 23:59:59+00"]),
+        (
+            ancient.id,
+            [
+                "4001-01-01 00:00:00+00 BC",
+                "4001-01-02 00:00:00+00 BC",
+                "4001-01-03 00:00:00+00 BC",
+                "2001-01-01 00:00:00+00",
+            ],
+        ),
+    ] {
+        sqlx::query(
+            "UPDATE activities SET book_start = $2::timestamptz, book_end = $3::timestamptz, \
+             start_at = $4::timestamptz, end_at = $5::timestamptz WHERE id = $1",
+        )
+        .bind(id)
+        .bind(times[0])
+        .bind(times[1])
+        .bind(times[2])
+        .bind(times[3])
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+
+    // 抢啥 over signed XML lists both open ones; a student books one and 查票 shows it.
+    let student = "o_extreme";
+    app.bind(student, "2024019999").await;
+    let list = app.say(&wx::text(student, "抢啥")).await;
+    let text = list.text();
+    assert!(text.contains(&open.name) && text.contains(&far.name), "{text}");
+    assert!(text.contains("294276"), "the far closing time is shown as it is: {text}");
+    let ticket_url = match app.say(&wx::text(student, "抢票 forever")).await {
+        wx::Reply::News { url, .. } => url,
+        other => panic!("{other:?}"),
+    };
+    let mine = app.say(&wx::text(student, "查票")).await;
+    assert!(mine.text().contains(&open.name), "{}", mine.text());
+
+    // The console: the list, each activity's page, the door.
+    let admin = app.get("/admin").await;
+    assert_eq!(admin.status(), 200);
+    let admin = admin.text().await.unwrap();
+    for a in [&open, &far, &ancient] {
+        assert!(admin.contains(&a.name), "{admin}");
+    }
+    assert!(admin.contains("294276-") && admin.contains("-4000-"), "shown as stored: {admin}");
+    for a in [&open, &far, &ancient] {
+        for path in [format!("/admin/activities/{}", a.id), format!("/admin/activities/{}/checkin", a.id)] {
+            let resp = app.get(&path).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            assert!(resp.text().await.unwrap().contains(&a.name), "{path}");
+        }
+    }
+
+    // The student's pages: each activity, the ticket, the list from the menu.
+    let anonymous = reqwest::Client::new();
+    for a in [&open, &far, &ancient] {
+        let resp = anonymous.get(app.url(&format!("/activities/{}", a.id))).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{}", a.key);
+        assert!(resp.text().await.unwrap().contains(&a.name));
+    }
+    let ticket = anonymous.get(&ticket_url).send().await.unwrap();
+    assert_eq!(ticket.status(), 200);
+    assert!(ticket.text().await.unwrap().contains("294276-"));
+    let phone =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    sign_in_m(&app, &fake, &phone, student).await;
+    for path in ["/m/activities", "/m/tickets"] {
+        let resp = phone.get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.text().await.unwrap().contains(&open.name), "{path}");
+    }
+    let export = app.get(&format!("/admin/activities/{}/export.csv", open.id)).await;
+    assert_eq!(export.status(), 200);
+    assert!(String::from_utf8_lossy(&export.bytes().await.unwrap()).contains(&ticket_code(&ticket_url)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -167,12 +167,12 @@ impl ActivityForm {
     /// Reads the typed values; unreadable ones become field errors.
     fn parse(&self, tz: &time_tz::Tz) -> Result<NewActivity, EditErrors> {
         let mut errors = EditErrors::default();
-        let mut time = |field: &'static str, text: &str| {
-            let at = local_time::parse(text, tz);
-            if at.is_none() {
-                errors.0.push((field, "请按 YYYY-MM-DD HH:MM 填写时间".into()));
+        let mut time = |field: &'static str, text: &str| match local_time::read(text, tz) {
+            Ok(at) => Some(at),
+            Err(refused) => {
+                errors.0.push((field, refused.sentence()));
+                None
             }
-            at
         };
         let times = (
             time("book_start", &self.book_start),
