@@ -10,6 +10,7 @@ pub mod export;
 pub mod images;
 pub mod lottery;
 pub mod no_show;
+pub mod poster_check;
 pub mod status;
 pub mod students;
 pub mod tickets;

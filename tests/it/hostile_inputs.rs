@@ -1,7 +1,9 @@
 //! Inputs that cannot take anything down (issue 19, point 6), attacked over
 //! HTTP and the shell: times out of any sane range, extreme times written
-//! straight into the database, over-long text in every field, and a flood
-//! of over-long scans at the door.
+//! straight into the database, over-long text in every field, a flood of
+//! over-long scans at the door, and posters that are not clean images.
+
+use std::io::Cursor;
 
 use serde_json::Value;
 use wechat_ticket::links;
@@ -343,4 +345,109 @@ async fn a_flood_of_long_scans_stores_nothing_and_the_gates_status_stays_small()
     }
     let page = app.get(&format!("/admin/activities/{}/checkin", a.id)).await.text().await.unwrap();
     assert!(page.contains("maxlength=\"512\""), "the field says its limit");
+}
+
+/// A CRC-32 (PNG's), to craft PNG files by hand.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    png.extend((data.len() as u32).to_be_bytes());
+    let start = png.len();
+    png.extend(kind);
+    png.extend(data);
+    let crc = crc32(&png[start..]);
+    png.extend(crc.to_be_bytes());
+}
+
+/// A well-formed PNG that claims `width`×`height` RGBA pixels in a few bytes
+/// of deflate: what a decompression bomb looks like to a decoder's first look.
+fn claimed_png(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend(height.to_be_bytes());
+    header.extend([8, 6, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &header);
+    chunk(&mut png, b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// A small picture in `format`, made as a phone or an editor would.
+fn picture(format: image::ImageFormat) -> Vec<u8> {
+    let pixels = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 128]));
+    let mut bytes = Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(pixels).write_to(&mut bytes, format).unwrap();
+    bytes.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn posters_are_decoded_before_they_are_stored_and_a_trick_file_is_refused() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("frank").await;
+    let a = app.activity("poster", 10, Window::Open).await;
+    let upload = |bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new().text("csrf", csrf.clone()).part(
+            "poster",
+            reqwest::multipart::Part::bytes(bytes).file_name("poster.png").mime_str("image/png").unwrap(),
+        );
+        let req = app.http.post(app.url(&format!("/admin/activities/{}/poster", a.id))).multipart(form);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+        }
+    };
+    let png = picture(image::ImageFormat::Png);
+    let gif = picture(image::ImageFormat::Gif);
+    let jpeg = picture(image::ImageFormat::Jpeg);
+    let with_tail = |image: &[u8], tail: &[u8]| [image, tail].concat();
+    // The classic GIF/JS polyglot: `GIF89a/*` opens a script comment, the trailer `;` ends a statement.
+    let mut gif_script = gif.clone();
+    gif_script[6..8].copy_from_slice(b"/*");
+    gif_script.extend_from_slice(b"*/=alert(document.domain);");
+    for (what, bytes, words) in [
+        ("PNG then a page", with_tail(&png, b"<html><script>alert(1)</script></html>"), "夹带了别的数据"),
+        ("GIF then a script", with_tail(&gif, b"/*<script>alert(1)</script>*/"), "夹带了别的数据"),
+        ("JPEG then a ZIP", with_tail(&jpeg, b"PK\x03\x04 a jar rides along"), "夹带了别的数据"),
+        ("GIF that is a script", gif_script, "10799×48 像素"),
+        ("PNG cut off", png[..png.len() - 30].to_vec(), "不完整或已损坏"),
+        ("JPEG cut off", jpeg[..jpeg.len() / 2].to_vec(), "不完整或已损坏"),
+        ("50,000² bomb", claimed_png(50_000, 50_000), "50000×50000 像素，每边最多 8000 像素"),
+        ("8,000² RGBA bomb", claimed_png(8000, 8000), "内存太多"),
+        ("PNG header on a page", with_tail(b"\x89PNG\r\n\x1a\n", b"<script>alert(1)</script>"), "不完整或已损坏"),
+    ] {
+        let (status, page) = upload(bytes).await;
+        assert_eq!(status, 400, "{what}");
+        assert!(page.contains(words), "{what}: {page}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM images").await, 0, "nothing refused is stored");
+    assert_eq!(app.count("SELECT count(*) FROM activities WHERE poster_id IS NOT NULL").await, 0);
+
+    // Clean pictures of every accepted type are stored and served byte for byte.
+    for (format, content_type) in [
+        (image::ImageFormat::Png, "image/png"),
+        (image::ImageFormat::Jpeg, "image/jpeg"),
+        (image::ImageFormat::Gif, "image/gif"),
+        (image::ImageFormat::WebP, "image/webp"),
+    ] {
+        let bytes = picture(format);
+        let (status, page) = upload(bytes.clone()).await;
+        assert_eq!(status, 303, "{content_type}: {page}");
+        let poster: String = sqlx::query_scalar("SELECT poster_id::text FROM activities WHERE id = $1")
+            .bind(a.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        let served = app.get(&format!("/images/{poster}")).await;
+        assert_eq!(served.headers()["content-type"], content_type);
+        assert_eq!(served.bytes().await.unwrap().as_ref(), bytes.as_slice(), "{content_type}");
+    }
 }
