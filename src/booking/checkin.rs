@@ -39,7 +39,7 @@ pub enum CheckinOutcome {
     StudentIdNeedsAdmin,
 }
 
-/// Why a live-QR activity's door refuses a static or an old code.
+/// Why a live-QR activity's door refuses anything but a current live code.
 pub const QR_EXPIRED: &str = "二维码已过期，请让同学刷新电子票";
 
 /// Why a volunteer's gate of a live-QR activity refuses a student ID.
@@ -64,7 +64,8 @@ pub enum Presented {
     },
     Code(String),
     StudentId(String),
-    /// Something shaped like a credential that is not genuine.
+    /// Something shaped like a credential that is not genuine, or longer than
+    /// any student ID: no ticket either way.
     Forged,
     Nothing,
 }
