@@ -108,6 +108,7 @@
   function refusal(status) {
     if (status === 410) return ['链接已失效', '这个检票链接已过期或被吊销，请向管理员要新的链接'];
     if (status === 403) return ['页面已过期', '请刷新页面后重试'];
+    if (status === 400) return ['无法识别', '扫到的不是电子票；如果一直这样，请刷新页面'];
     if (status === 404) return ['链接无效', '请向管理员要新的检票链接'];
     return ['检票失败', '服务器出了点问题（' + status + '），请重试'];
   }

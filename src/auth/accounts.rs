@@ -10,8 +10,16 @@ pub struct Admin {
     pub username: String,
 }
 
+/// The longest password taken (typed or set). Hashing cost grows with the
+/// input; no one types more, so more is refused unread.
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// The longest username (the `admin_users` table's limit).
+pub const MAX_USERNAME_BYTES: usize = 64;
+
 pub fn valid_username(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    (1..=MAX_USERNAME_BYTES).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Creates an admin, or sets a new password when the username exists. A new
@@ -20,8 +28,8 @@ pub async fn add(conn: &mut PgConnection, username: &str, password: &str) -> Res
     if !valid_username(username) {
         return Err(AppError::Invalid("username: letters, digits, `_`, `.` and `-`, at most 64".into()));
     }
-    if password.chars().count() < 8 {
-        return Err(AppError::Invalid("password: at least 8 characters".into()));
+    if !(8..=MAX_PASSWORD_CHARS).contains(&password.chars().count()) {
+        return Err(AppError::Invalid(format!("password: 8 to {MAX_PASSWORD_CHARS} characters")));
     }
     let hash = passwords::hash(password.to_string()).await?;
     let mut tx = conn.begin().await?;

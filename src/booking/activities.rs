@@ -257,6 +257,14 @@ pub fn check_fields(new: &NewActivity) -> EditErrors {
     if new.description.chars().count() > 5000 {
         errors.add("description", "最多 5000 个字");
     }
+    // Forms and the shell refuse such a time as they read it; this keeps any other caller to the same.
+    for (field, at) in
+        [("book_start", new.book_start), ("book_end", new.book_end), ("start_at", new.start_at), ("end_at", new.end_at)]
+    {
+        if !crate::local_time::within_years(at) {
+            errors.add(field, crate::local_time::Refused::OutOfRange.sentence());
+        }
+    }
     if new.book_start >= new.book_end {
         errors.add("book_end", "抢票结束时间应晚于抢票开始时间");
     }

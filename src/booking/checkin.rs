@@ -10,6 +10,7 @@ use crate::{
     audit,
     booking::{
         Activity, TicketStatus,
+        students::MAX_STUDENT_ID_CHARS,
         tickets::{self, Ticket},
     },
     error::AppError,
@@ -27,12 +28,28 @@ pub enum CheckinOutcome {
     UnknownTicket,
     /// A student ID with no live ticket for this activity.
     NoTicketForStudent(String),
-    /// A live-QR activity's ticket shown as a static or an old code (a screenshot).
+    /// A live-QR activity's ticket shown as anything but a current live code:
+    /// an old one (a screenshot), the static credential, the ticket page URL
+    /// or the bare code. One answer for all of them, so whoever holds a copy
+    /// learns nothing from trying each.
     QrExpired(Ticket),
+    /// A student ID typed at a volunteer's gate of a live-QR activity: it
+    /// would let anyone who knows a classmate's ID in without the phone, so
+    /// there it is an admin's call only.
+    StudentIdNeedsAdmin,
 }
 
-/// Why a live-QR activity's door refuses a static or an old code.
+/// Why a live-QR activity's door refuses anything but a current live code.
 pub const QR_EXPIRED: &str = "二维码已过期，请让同学刷新电子票";
+
+/// Why a volunteer's gate of a live-QR activity refuses a student ID.
+pub const STUDENT_ID_NEEDS_ADMIN: &str =
+    "本活动使用动态二维码，志愿者入口不能按学号检票：请让同学打开电子票，或请管理员检票";
+
+/// The most a scan may carry. The longest thing a ticket QR or a USB scanner
+/// sends is a ticket page URL with its signed query (well under 300
+/// characters); anything longer is not a ticket and is refused unread.
+pub const MAX_SCAN_CHARS: usize = 512;
 
 /// What the door staff scanned or typed: a ticket's QR code (its check-in
 /// credential, as a URL or bare), a ticket URL, a bare code, or a student ID.
@@ -47,7 +64,8 @@ pub enum Presented {
     },
     Code(String),
     StudentId(String),
-    /// Something shaped like a credential that is not genuine.
+    /// Something shaped like a credential that is not genuine, or longer than
+    /// any student ID: no ticket either way.
     Forged,
     Nothing,
 }
@@ -81,8 +99,11 @@ pub fn read_input(input: &str, secret: &[u8]) -> Presented {
     };
     if tickets::looks_like_code(candidate) || input.contains("/tickets/") {
         Presented::Code(candidate.to_string())
-    } else {
+    } else if input.chars().count() <= MAX_STUDENT_ID_CHARS && !input.chars().any(char::is_control) {
         Presented::StudentId(input.to_string())
+    } else {
+        // Longer than any student ID: no ticket, and not looked up or repeated back to the door.
+        Presented::Forged
     }
 }
 
@@ -119,17 +140,29 @@ impl Scanner {
 }
 
 /// Checks the presented ticket in for `activity_id`, attributed to `by`.
+///
+/// At a live-QR activity only a live code of this step or the last checks a
+/// ticket in. Everything else that names a ticket (an older live code, the
+/// static credential, the ticket page URL, the bare code) is refused with
+/// [`QR_EXPIRED`] and changes nothing; a student ID is taken from an admin
+/// only (whose judgement it is), never at a volunteer's gate.
 pub async fn check_in(
     conn: &mut PgConnection,
     activity_id: i64,
     presented: Presented,
     by: &Scanner,
 ) -> Result<CheckinOutcome, AppError> {
-    let shown_step = match presented {
-        Presented::LiveCredential { step, .. } => Some(step),
-        _ => None,
+    let live_qr: bool = sqlx::query_scalar("SELECT live_qr FROM activities WHERE id = $1")
+        .bind(activity_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    // What may check a ticket in at a live-QR door: a current live code, or an admin's typed student ID.
+    let proves_presence = match &presented {
+        Presented::LiveCredential { step, .. } => links::live_step_is_current(*step, now),
+        Presented::StudentId(_) => matches!(by, Scanner::Admin(_)),
+        _ => false,
     };
-    let static_credential = matches!(presented, Presented::Credential(_));
     let code = match presented {
         Presented::Nothing | Presented::Forged => return Ok(CheckinOutcome::UnknownTicket),
         Presented::Credential(id) | Presented::LiveCredential { ticket_id: id, .. } => {
@@ -139,6 +172,10 @@ pub async fn check_in(
             }
         }
         Presented::Code(code) => code,
+        Presented::StudentId(_) if live_qr && !proves_presence => {
+            // Refused before the lookup: a gate cannot probe who holds a ticket.
+            return Ok(CheckinOutcome::StudentIdNeedsAdmin);
+        }
         Presented::StudentId(student_id) => {
             // The student's ticket for this activity only; a live one if there is one.
             let code: Option<String> = sqlx::query_scalar(
@@ -161,7 +198,7 @@ pub async fn check_in(
     if ticket.activity_id != activity_id {
         return Ok(CheckinOutcome::OtherActivity(ticket));
     }
-    if (static_credential || shown_step.is_some()) && !live_qr_accepts(conn, activity_id, shown_step).await? {
+    if live_qr && !proves_presence {
         return Ok(CheckinOutcome::QrExpired(ticket));
     }
     // Only a valid ticket turns used; two scanners at once cannot both succeed
@@ -192,18 +229,6 @@ pub async fn check_in(
     })
 }
 
-/// Whether the activity takes a QR code shown in `step` (`None`: the static
-/// credential). Only a live-QR activity is particular; a typed code or student
-/// ID is the door staff's own judgement and is not asked about.
-async fn live_qr_accepts(conn: &mut PgConnection, activity_id: i64, step: Option<i64>) -> Result<bool, AppError> {
-    let live: bool = sqlx::query_scalar("SELECT live_qr FROM activities WHERE id = $1")
-        .bind(activity_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    Ok(!live || step.is_some_and(|step| links::live_step_is_current(step, now)))
-}
-
 /// What the door sees after a scan: green or red, a headline and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
@@ -231,6 +256,7 @@ impl Verdict {
             CheckinOutcome::QrExpired(t) => {
                 bad("二维码已过期".into(), format!("{QR_EXPIRED}（学号 {}）", t.student_id))
             }
+            CheckinOutcome::StudentIdNeedsAdmin => bad("请扫动态二维码".into(), STUDENT_ID_NEEDS_ADMIN.into()),
         }
     }
 }
@@ -263,6 +289,10 @@ pub async fn scan(
 ) -> Result<Verdict, AppError> {
     if !nonce_is_well_formed(nonce) {
         return Err(AppError::BadRequest("扫码请求缺少有效的 nonce，请刷新页面后重试。".into()));
+    }
+    // Before anything is written: an over-long scan leaves no nonce, no verdict and no echo behind.
+    if input.chars().count() > MAX_SCAN_CHARS {
+        return Err(AppError::BadRequest(format!("扫到的内容超过 {MAX_SCAN_CHARS} 个字符，不是电子票。")));
     }
     // Claims the nonce; a concurrent request with the same one waits here for
     // this transaction, then finds the nonce taken and reads its verdict.
@@ -375,6 +405,8 @@ mod tests {
         assert_eq!(read_input("2024010001"), Presented::StudentId("2024010001".into()));
         assert_eq!(read_input("https://t.example/tickets/short"), Presented::Code("short".into()));
         assert_eq!(read_input("   "), Presented::Nothing);
+        assert_eq!(read_input(&"2".repeat(32)), Presented::StudentId("2".repeat(32)));
+        assert_eq!(read_input(&"2".repeat(33)), Presented::Forged, "longer than any student ID");
         let live = links::live_credential(key, 7, 56_000_000);
         let as_live = Presented::LiveCredential { ticket_id: 7, step: 56_000_000 };
         assert_eq!(read_input(&format!("https://t.example/c/{live}")), as_live);

@@ -11,6 +11,7 @@ pub mod images;
 pub mod lottery;
 pub mod no_show;
 pub mod outbox;
+pub mod poster_check;
 pub mod status;
 pub mod students;
 pub mod tickets;

@@ -9,6 +9,10 @@ use crate::{audit, error::AppError};
 /// `simulated`, so counts and exports can leave them out.
 pub const TEST_OPENID_PREFIX: &str = "simulator-";
 
+/// The longest student ID and name (the `students` and `roster` tables' limits).
+pub const MAX_STUDENT_ID_CHARS: usize = 32;
+pub const MAX_NAME_CHARS: usize = 64;
+
 /// Whether `openid` is one of the simulator's test students.
 pub fn is_test(openid: &str) -> bool {
     openid.starts_with(TEST_OPENID_PREFIX)

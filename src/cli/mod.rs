@@ -328,8 +328,15 @@ async fn activity(
             mode,
         } => {
             let time = |flag: &str, text: &str| {
-                local_time::parse(text, tz)
-                    .ok_or_else(|| AppError::Invalid(format!("--{flag} `{text}`: use RFC 3339 or `YYYY-MM-DD HH:MM`")))
+                local_time::read(text, tz).map_err(|refused| {
+                    let why = match refused {
+                        local_time::Refused::Unreadable => "use RFC 3339 or `YYYY-MM-DD HH:MM`".to_string(),
+                        local_time::Refused::OutOfRange => {
+                            format!("the year must be {} to {}", local_time::YEARS.start(), local_time::YEARS.end())
+                        }
+                    };
+                    AppError::Invalid(format!("--{flag} `{text}`: {why}"))
+                })
             };
             let new = NewActivity {
                 key: key.to_ascii_lowercase(),

@@ -19,7 +19,6 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use time_tz::OffsetDateTimeExt;
 
 use crate::{
     AppState,
@@ -29,7 +28,7 @@ use crate::{
         checkin_links::{self, CheckinLink},
     },
     error::AppError,
-    links,
+    links, local_time,
 };
 
 /// How many scans the screen lists.
@@ -63,6 +62,8 @@ pub struct ScanScreen {
     pub csrf: String,
     pub base: String,
     pub recent: Vec<ScanRow>,
+    /// Whether the field takes a student ID: everywhere but a volunteer's gate of a live-QR activity.
+    pub takes_student_ids: bool,
 }
 
 /// The counter and the last scans: what the screen polls (and a scan returns, with its verdict).
@@ -99,7 +100,9 @@ impl ScanScreen {
         verdict: Option<Verdict>,
     ) -> Result<ScanScreen, AppError> {
         let status = load_status(conn, state, activity.id, list_of).await?;
+        let gate = matches!(list_of, Some(Scanner::Gate { .. }));
         Ok(ScanScreen {
+            takes_student_ids: !(activity.live_qr && gate),
             activity,
             booked: status.booked,
             checked_in: status.checked_in,
@@ -109,6 +112,20 @@ impl ScanScreen {
             base,
             recent: status.recent,
         })
+    }
+
+    /// What the field asks for, as the door's rules take it here.
+    pub fn prompt(&self) -> &'static str {
+        match (self.activity.live_qr, self.takes_student_ids) {
+            (false, _) => "扫码枪扫电子票二维码，或输入票号、学号",
+            (true, true) => "扫电子票上的动态二维码，或输入学号",
+            (true, false) => "扫电子票上的动态二维码（本活动不能按票号或学号检票）",
+        }
+    }
+
+    /// The field's `maxlength`: what the server reads of a scan.
+    pub fn max_chars(&self) -> usize {
+        checkin::MAX_SCAN_CHARS
     }
 }
 
@@ -123,14 +140,11 @@ pub async fn load_status(
     let recent = checkin::recent_scans(conn, activity_id, list_of, RECENT)
         .await?
         .into_iter()
-        .map(|s| {
-            let t = s.scanned_at.to_timezone(tz);
-            ScanRow {
-                time: format!("{:02}:{:02}:{:02}", t.hour(), t.minute(), t.second()),
-                good: s.good,
-                headline: s.headline,
-                detail: s.detail,
-            }
+        .map(|s| ScanRow {
+            time: local_time::clock_seconds(s.scanned_at, tz),
+            good: s.good,
+            headline: s.headline,
+            detail: s.detail,
         })
         .collect();
     Ok(Status { checked_in, booked, recent, verdict: None })

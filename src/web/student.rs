@@ -23,7 +23,7 @@ use crate::{
     AppState,
     booking::{
         Activity, activities, images,
-        students::{self, BindOutcome},
+        students::{self, BindOutcome, MAX_NAME_CHARS, MAX_STUDENT_ID_CHARS},
         tickets::{self, CancelOutcome, Ticket, TicketRef},
     },
     config::StudentVerify,
@@ -205,6 +205,18 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
     let roster = state.config.student_verify == StudentVerify::Roster;
     let student_id = form.student_id.trim().to_string();
     let name = form.name.trim().to_string();
+    if student_id.chars().count() > MAX_STUDENT_ID_CHARS || name.chars().count() > MAX_NAME_CHARS {
+        // Nothing bound, and the over-long text not sent back.
+        let error = format!("学号最多 {MAX_STUDENT_ID_CHARS} 个字符，姓名最多 {MAX_NAME_CHARS} 个字。");
+        let page = BindPage {
+            link: form.link.clone(),
+            roster,
+            student_id: String::new(),
+            name: String::new(),
+            error: Some(error),
+        };
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
     let refuse = |error: &str| {
         let page = BindPage {
             link: form.link.clone(),
@@ -215,7 +227,7 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
         };
         Ok((StatusCode::BAD_REQUEST, page).into_response())
     };
-    if !state.config.student_id_pattern.is_match(&student_id) || student_id.chars().count() > 32 {
+    if !state.config.student_id_pattern.is_match(&student_id) {
         return refuse("学号格式不正确，请检查后重新输入。");
     }
     let name = if roster {
@@ -225,7 +237,7 @@ async fn bind_submit(State(state): State<AppState>, Form(form): Form<BindForm>) 
             Some(listed) => Some(listed),
         }
     } else {
-        Some(name.clone()).filter(|n| !n.is_empty() && n.chars().count() <= 64)
+        Some(name.clone()).filter(|n| !n.is_empty())
     };
     let Some(outcome) = bind_with_link(&state, &form.link, &openid, &student_id, name.as_deref()).await? else {
         return Ok(bind_link_used());

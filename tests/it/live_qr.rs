@@ -256,3 +256,146 @@ async fn the_admin_turns_the_live_qr_on_and_off() {
     assert!(String::from_utf8_lossy(&created.stdout).contains("live QR"));
     assert!(live_of("shell").await);
 }
+
+/// One of the ways a scan reaches the door of an activity.
+#[derive(Clone, Copy, Debug)]
+enum Door {
+    /// The admin's check-in page, as a form (no JavaScript, or a USB scanner).
+    AdminForm,
+    /// The admin's page's JSON endpoint: its camera, and WeChat's 扫一扫 (JS-SDK) inside WeChat.
+    AdminScan,
+    /// A volunteer's link, as a form.
+    GateForm,
+    /// A volunteer's link's JSON endpoint (camera and JS-SDK scanner).
+    GateScan,
+}
+
+const DOORS: [Door; 4] = [Door::AdminForm, Door::AdminScan, Door::GateForm, Door::GateScan];
+
+const WECHAT_UA: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Mobile MicroMessenger/8.0.47.2560";
+
+/// Posts `input` by hand through `door`, as the page (or WeChat's scanner) would;
+/// (green, the verdict's words).
+async fn scan_at(app: &TestApp, csrf: &str, activity_id: i64, gate: &str, door: Door, input: &str) -> (bool, String) {
+    let nonce = links::nonce();
+    // A volunteer has no admin session: a client without the admin's cookie.
+    let volunteer = reqwest::Client::new();
+    let (request, json) = match door {
+        Door::AdminForm => (app.http.post(app.url(&format!("/admin/activities/{activity_id}/checkin"))), false),
+        Door::AdminScan => (app.http.post(app.url(&format!("/admin/activities/{activity_id}/checkin/scan"))), true),
+        Door::GateForm => (volunteer.post(gate), false),
+        Door::GateScan => (volunteer.post(format!("{gate}/scan")), true),
+    };
+    let resp = request
+        .header("user-agent", WECHAT_UA)
+        .form(&[("csrf", csrf), ("code", input), ("nonce", &nonce)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{door:?} {input}");
+    if json {
+        let status: serde_json::Value = resp.json().await.unwrap();
+        let v = &status["verdict"];
+        (v["good"].as_bool().unwrap(), format!("{} {}", v["headline"].as_str().unwrap(), v["detail"].as_str().unwrap()))
+    } else {
+        let page = resp.text().await.unwrap();
+        let start = page.find("class=\"result").expect("a verdict");
+        let text = &page[start..];
+        let words = text[text.find('>').unwrap() + 1..text.find("</div>").unwrap()].replace("<small>", " ");
+        (text.starts_with("class=\"result good\""), words.replace("</small>", ""))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_a_live_qr_door_only_the_live_code_gets_in_whichever_way_it_is_posted() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("door").await;
+    let live = app.activity("live", 20, Window::Open).await;
+    set_live(&app, live.id).await;
+    let gate = crate::door::create_link(&app, &csrf, live.id, "东门").await;
+    let students = app.bound_students(33, 8).await;
+    let t = book(&app, &students, live.id).await;
+    let secret = &app.state.secret_key;
+
+    // Everything that names the ticket but the live code: refused in the same words, nothing used.
+    for door in DOORS {
+        let (id, holder_link) = &t[0];
+        let code = crate::common::fixtures::ticket_code(holder_link);
+        let credential = links::checkin_credential(secret, *id);
+        for input in [
+            holder_link.clone(),
+            app.url(&format!("/tickets/{code}")),
+            code.clone(),
+            app.url(&format!("/c/{credential}")),
+            credential.clone(),
+            live_url(&app, *id, links::live_step(now()) - 2),
+        ] {
+            let (good, text) = scan_at(&app, &csrf, live.id, &gate, door, &input).await;
+            assert!(!good, "{door:?} {input}: {text}");
+            assert!(text.starts_with("二维码已过期 二维码已过期，请让同学刷新电子票"), "{door:?} {input}: {text}");
+            assert_eq!(status_of(&app, *id).await, "valid", "{door:?} {input}");
+        }
+    }
+
+    // A student ID: not at a volunteer's gate (before any lookup), still at the admin's page.
+    for door in [Door::GateForm, Door::GateScan] {
+        let (good, text) = scan_at(&app, &csrf, live.id, &gate, door, "0003300000").await;
+        assert!(!good && text.contains("志愿者入口不能按学号检票"), "{door:?}: {text}");
+        let (_, nobody) = scan_at(&app, &csrf, live.id, &gate, door, "0009999999").await;
+        assert_eq!(nobody, text, "{door:?}: the same answer whether or not the ID holds a ticket");
+    }
+    assert_eq!(status_of(&app, t[0].0).await, "valid");
+    let (good, text) = scan_at(&app, &csrf, live.id, &gate, Door::AdminScan, "0003300000").await;
+    assert!(good && text.contains("检票成功"), "{text}");
+
+    // The live code of this step or the last gets in, by every way.
+    away_from_a_step_boundary().await;
+    for (door, (id, _)) in DOORS.into_iter().zip(&t[1..]) {
+        let step = links::live_step(now());
+        let (good, text) = scan_at(&app, &csrf, live.id, &gate, door, &live_url(&app, *id, step)).await;
+        assert!(good && text.contains("检票成功"), "{door:?}: {text}");
+    }
+    for (door, (id, _)) in DOORS.into_iter().zip(&t[5..]) {
+        let step = links::live_step(now()) - 1;
+        let bare = links::live_credential(secret, *id, step);
+        let (good, text) = scan_at(&app, &csrf, live.id, &gate, door, &bare).await;
+        assert!(good, "{door:?}, the previous step, bare: {text}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM tickets WHERE status = 'used'").await, 8);
+
+    // The volunteer's page asks for the live code only; the admin's offers the student ID too.
+    let page = reqwest::get(&gate).await.unwrap().text().await.unwrap();
+    assert!(page.contains("扫电子票上的动态二维码（本活动不能按票号或学号检票）"), "{page}");
+    let page = app.get(&format!("/admin/activities/{}/checkin", live.id)).await.text().await.unwrap();
+    assert!(page.contains("扫电子票上的动态二维码，或输入学号"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_live_qr_every_door_takes_codes_urls_and_student_ids_as_before() {
+    let app = spawn_app().await;
+    let csrf = app.login_admin("door").await;
+    let plain = app.activity("plain", 20, Window::Open).await;
+    let gate = crate::door::create_link(&app, &csrf, plain.id, "东门").await;
+    let students = app.bound_students(34, 16).await;
+    let t = book(&app, &students, plain.id).await;
+    let student_id = |id: i64| {
+        let app = &app;
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT student_id FROM tickets WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.pool)
+                .await
+                .unwrap()
+        }
+    };
+    for (door, t) in DOORS.into_iter().zip(t.chunks(4)) {
+        let code = crate::common::fixtures::ticket_code(&t[1].1);
+        for input in [t[0].1.clone(), code, static_url(&app, t[2].0), student_id(t[3].0).await] {
+            let (good, text) = scan_at(&app, &csrf, plain.id, &gate, door, &input).await;
+            assert!(good && text.contains("检票成功"), "{door:?} {input}: {text}");
+        }
+    }
+    assert_eq!(app.count("SELECT count(*) FROM tickets WHERE status = 'used'").await, 16);
+    let page = reqwest::get(&gate).await.unwrap().text().await.unwrap();
+    assert!(page.contains("扫码枪扫电子票二维码，或输入票号、学号"), "{page}");
+}

@@ -16,6 +16,7 @@ mod door_browser;
 mod door_chart;
 mod fair_admin;
 mod hardening;
+mod hostile_inputs;
 mod housekeeping;
 mod landing;
 mod layers;

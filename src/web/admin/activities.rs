@@ -21,7 +21,7 @@ use crate::{
         activities::{self, EditErrors, EditOutcome, Summary},
         checkin, door, images,
         lottery::Mode,
-        waiting,
+        poster_check, waiting,
     },
     error::AppError,
     local_time,
@@ -167,12 +167,12 @@ impl ActivityForm {
     /// Reads the typed values; unreadable ones become field errors.
     fn parse(&self, tz: &time_tz::Tz) -> Result<NewActivity, EditErrors> {
         let mut errors = EditErrors::default();
-        let mut time = |field: &'static str, text: &str| {
-            let at = local_time::parse(text, tz);
-            if at.is_none() {
-                errors.0.push((field, "请按 YYYY-MM-DD HH:MM 填写时间".into()));
+        let mut time = |field: &'static str, text: &str| match local_time::read(text, tz) {
+            Ok(at) => Some(at),
+            Err(refused) => {
+                errors.0.push((field, refused.sentence()));
+                None
             }
-            at
         };
         let times = (
             time("book_start", &self.book_start),
@@ -444,7 +444,14 @@ async fn upload_poster(
     if bytes.len() > MAX_POSTER_BYTES {
         return Err(poster_refused("图片不能超过 5 MB。"));
     }
-    let content_type = images::sniff(&bytes).ok_or_else(|| poster_refused("只能上传 PNG、JPEG、WebP 或 GIF 图片。"))?;
+    // Decoding is CPU work (a big photo takes a while): off the threads that answer students.
+    let (bytes, checked) = tokio::task::spawn_blocking(move || {
+        let checked = poster_check::check(&bytes);
+        (bytes, checked)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("poster check: {e}")))?;
+    let content_type = checked.map_err(|refusal| poster_refused(&refusal.sentence()))?;
     let mut tx = state.pool.begin().await?;
     let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     let image = images::store(&mut tx, content_type, &bytes).await?;

@@ -127,6 +127,17 @@ async fn login(
 ) -> Result<Response, AppError> {
     let username = form.username.trim().to_string();
     let next = safe_next(&form.next).to_string();
+    // No account has such a name or password: refused before the throttle
+    // records anything, and the name is not shown back.
+    if username.len() > accounts::MAX_USERNAME_BYTES || form.password.chars().count() > accounts::MAX_PASSWORD_CHARS {
+        let error = format!(
+            "用户名最多 {} 个字符，密码最多 {} 个字符。",
+            accounts::MAX_USERNAME_BYTES,
+            accounts::MAX_PASSWORD_CHARS
+        );
+        let page = LoginPage { username: String::new(), error: Some(error), next };
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
     let address = client_address(peer.ip(), &headers, &state.config.trusted_proxies);
     let bucket = throttle::bucket(address);
     // Each step takes a pooled connection for its own queries only: none is held while the hash runs.

@@ -15,7 +15,11 @@ use serde::Deserialize;
 use super::AdminSession;
 use crate::{
     AppState,
-    booking::{no_show, students, tickets},
+    booking::{
+        no_show,
+        students::{self, MAX_STUDENT_ID_CHARS},
+        tickets,
+    },
     error::AppError,
     local_time,
 };
@@ -101,8 +105,18 @@ async fn page(
     State(state): State<AppState>,
     session: AdminSession,
     Query(q): Query<Lookup>,
-) -> Result<StudentsPage, AppError> {
-    render(&state, session, q.student_id.trim().to_string(), None, None).await
+) -> Result<Response, AppError> {
+    let student_id = q.student_id.trim().to_string();
+    if student_id.chars().count() > MAX_STUDENT_ID_CHARS {
+        return too_long(&state, session).await;
+    }
+    Ok(render(&state, session, student_id, None, None).await?.into_response())
+}
+
+/// A typed "student ID" longer than any can be: said so, looked up nowhere, not shown back.
+async fn too_long(state: &AppState, session: AdminSession) -> Result<Response, AppError> {
+    let error = format!("学号最多 {MAX_STUDENT_ID_CHARS} 个字符。");
+    Ok((StatusCode::BAD_REQUEST, render(state, session, String::new(), None, Some(error)).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -120,6 +134,9 @@ async fn unbind(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let student_id = form.student_id.trim().to_string();
+    if student_id.chars().count() > MAX_STUDENT_ID_CHARS {
+        return too_long(&state, session).await;
+    }
     let mut tx = state.pool.begin().await?;
     let released = students::release(&mut tx, &student_id, &session.admin.username).await?;
     tx.commit().await?;
@@ -144,8 +161,8 @@ async fn forgive(
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
     let student_id = form.student_id.trim().to_string();
-    if student_id.is_empty() || student_id.chars().count() > 32 {
-        let error = "请填写学号（最多 32 个字符）。".to_string();
+    if student_id.is_empty() || student_id.chars().count() > MAX_STUDENT_ID_CHARS {
+        let error = format!("请填写学号（最多 {MAX_STUDENT_ID_CHARS} 个字符）。");
         return Ok(
             (StatusCode::BAD_REQUEST, render(&state, session, String::new(), None, Some(error)).await?).into_response()
         );

@@ -45,6 +45,8 @@ const SHOWN: i64 = 60;
 const MAX_TEXT_CHARS: usize = 600;
 /// WeChat's limit for a menu button's key.
 const MAX_KEY_BYTES: usize = 128;
+/// A tapped button's name, as the chat records it: WeChat's own limit for a sub-button.
+const MAX_LABEL_BYTES: usize = 60;
 /// The account name the test messages are addressed to (WeChat's `ToUserName`).
 const ACCOUNT: &str = "gh_simulator";
 
@@ -232,6 +234,9 @@ async fn send(
     } else {
         Some(UserAction::Text { content: form.text.clone(), msg_id: rand::rng().random_range(1..i64::MAX as u64) })
     };
+    if form.label.len() > MAX_LABEL_BYTES {
+        return Err(AppError::Invalid("菜单按钮的名字太长。".into()));
+    }
     if let Some(action) = action {
         let tapped = (!form.label.is_empty()).then_some(form.label.as_str());
         say(&state, openid, action, tapped).await?;
