@@ -20,11 +20,11 @@ use rand::Rng;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
+use super::outbox::{Event, Outbox};
 use super::{
     students::{TEST_OPENID_PREFIX, is_test},
     tickets::new_code,
 };
-use super::outbox::{Event, Outbox};
 use crate::error::AppError;
 
 /// How an activity gives its places, chosen at creation.
