@@ -78,7 +78,8 @@ pub async fn start(notifier: &Notifier) -> Result<Workers, AppError> {
 }
 
 /// The scheduled sweep: queues the reminders coming due, runs the lottery
-/// draws due, and closes the waiting lists that end — in one transaction.
+/// draws due, closes the waiting lists that end, and places the tickets still
+/// without a seat after their seat deadline — in one transaction.
 #[derive(Clone)]
 pub struct Sweep {
     notifier: Notifier,
@@ -98,6 +99,8 @@ impl Task for Sweep {
         // Draws first: a lottery's losers form its waiting list, which stays open after the close.
         let drawn = booking::lottery::draw_due(&mut tx, &self.notifier).await.map_err(failed)?;
         let closed = booking::waiting::close_ended(&mut tx, &self.notifier).await.map_err(failed)?;
+        // After the lists: a ticket promoted at the close is placed in the same tick.
+        let placed = booking::seats::assign_due(&mut tx, &self.notifier).await.map_err(failed)?;
         tx.commit().await?;
         if drawn > 0 {
             tracing::info!(drawn, "lotteries drawn");
@@ -107,6 +110,9 @@ impl Task for Sweep {
         }
         if closed > 0 {
             tracing::info!(closed, "waiting lists closed");
+        }
+        if placed > 0 {
+            tracing::info!(placed, "places assigned at the seat deadline");
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod lottery;
 pub mod no_show;
 pub mod outbox;
 pub mod poster_check;
+pub mod seats;
 pub mod status;
 pub mod students;
 pub mod tickets;

@@ -30,6 +30,9 @@ pub enum Event {
     /// A lottery was drawn: the winners' (ticket id, student ID), and the
     /// others' (waiting-list entry id, student ID, place in line).
     LotteryDrawn { activity_id: i64, won: Vec<(i64, String)>, queued: Vec<(i64, String, i64)> },
+    /// The seat deadline passed and the sweep gave these tickets their places:
+    /// (ticket id, student ID, the place as a student reads it).
+    PlacesAssigned { activity_id: i64, placed: Vec<(i64, String, String)> },
 }
 
 /// Where the rules record what happened. `record` runs on the caller's

@@ -483,6 +483,7 @@ pub async fn cancel(
         .bind(ticket_id)
         .execute(&mut *conn)
         .await?;
+    super::seats::place_freed(conn, ticket_id).await?;
     super::waiting::place_freed(conn, outbox, activity_id, slot).await?;
     Ok(CancelOutcome::Cancelled(by_code(conn, &code).await?.ok_or(AppError::NotFound)?))
 }

@@ -2,6 +2,7 @@
 
 mod checkin_link;
 mod demo;
+mod hall;
 mod lottery;
 mod menu;
 
@@ -39,6 +40,9 @@ pub enum Command {
     /// Manage admin accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Halls: reusable seat maps for seat-map activities.
+    #[command(subcommand)]
+    Hall(hall::HallCommand),
     /// Write an activity's ticket list as CSV or XLSX (to stdout without -o).
     Export {
         /// The activity's key.
@@ -89,6 +93,8 @@ pub enum StudentCommand {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once from the command line: the size of `Create` costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ActivityCommand {
     /// Create an activity. Times are RFC 3339 or `YYYY-MM-DD HH:MM` in TIMEZONE.
     Create {
@@ -98,8 +104,9 @@ pub enum ActivityCommand {
         name: String,
         #[arg(long)]
         place: String,
+        /// Places; may be left out with --seating zone or seat (the zones or the hall decide it).
         #[arg(long)]
-        capacity: i32,
+        capacity: Option<i32>,
         #[arg(long)]
         book_start: String,
         #[arg(long)]
@@ -119,11 +126,30 @@ pub enum ActivityCommand {
         /// `rush`: first come, first served; `lottery`: students register and a draw at book-end gives the places.
         #[arg(long, value_enum, default_value_t = ModeArg::Rush)]
         mode: ModeArg,
+        /// `none` (standing room), `zone` (with --zone) or `seat` (with --hall).
+        #[arg(long, value_enum, default_value_t = SeatingArg::None)]
+        seating: SeatingArg,
+        /// A zone and its quota, e.g. "A区:300"; repeat for each zone.
+        #[arg(long = "zone")]
+        zones: Vec<crate::booking::seats::ZoneQuota>,
+        /// The hall (from `hall import`) whose seats are sold.
+        #[arg(long)]
+        hall: Option<String>,
+        /// Choices close here (default: at --book-end); then the sweep places the rest.
+        #[arg(long)]
+        seat_deadline: Option<String>,
     },
     /// One line per activity: id, key, status, booked/capacity, name.
     List,
     /// Publish a draft.
     Publish { key: String },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeatingArg {
+    None,
+    Zone,
+    Seat,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -210,6 +236,7 @@ pub async fn run() -> Result<(), AppError> {
         Command::Menu(command) => menu::run(&config, command).await,
         Command::CheckinLink(command) => checkin_link::run(&config, command).await,
         Command::Lottery(command) => lottery::run(&config, command).await,
+        Command::Hall(command) => hall::run(&config, command).await,
         Command::Notify(NotifyCommand::Status { limit }) => {
             let (pool, cluster) = db::open(&config).await?;
             db::migrate(&pool).await?;
@@ -326,7 +353,28 @@ async fn activity(
             publish,
             live_qr,
             mode,
+            seating,
+            zones,
+            hall,
+            seat_deadline,
         } => {
+            use crate::booking::seats::{self, Plan};
+            let plan = match (seating, zones.is_empty(), &hall) {
+                (SeatingArg::None, true, None) => Plan::None,
+                (SeatingArg::Zone, _, None) => Plan::Zones(zones),
+                (SeatingArg::Seat, true, Some(name)) => Plan::Hall(name.clone()),
+                (SeatingArg::Seat, true, None) => {
+                    return Err(AppError::Invalid("--seating seat needs --hall <name>".into()));
+                }
+                _ => {
+                    return Err(AppError::Invalid(
+                        "--zone goes with --seating zone, --hall with --seating seat".into(),
+                    ));
+                }
+            };
+            if plan == Plan::None && seat_deadline.is_some() {
+                return Err(AppError::Invalid("--seat-deadline needs --seating zone or seat".into()));
+            }
             let time = |flag: &str, text: &str| {
                 local_time::read(text, tz).map_err(|refused| {
                     let why = match refused {
@@ -347,17 +395,29 @@ async fn activity(
                 book_end: time("book-end", &book_end)?,
                 start_at: time("start", &start)?,
                 end_at: time("end", &end)?,
-                capacity,
+                capacity: 0,
                 publish,
                 mode: match mode {
                     ModeArg::Rush => crate::booking::lottery::Mode::Rush,
                     ModeArg::Lottery => crate::booking::lottery::Mode::Lottery,
                 },
             };
-            // Created with its live-QR setting, or not at all.
+            let mut new = new;
+            let deadline = match &seat_deadline {
+                Some(text) => Some(time("seat-deadline", text)?),
+                None => None,
+            };
+            if let Some(at) = deadline
+                && (at <= new.book_start || at >= new.start_at)
+            {
+                return Err(AppError::Invalid("--seat-deadline must be after --book-start and before --start".into()));
+            }
+            // Created with its live-QR setting and its seating, or not at all.
             let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            new.capacity = seats::capacity_of(&mut tx, &plan, capacity).await?;
             let a = activities::create(&mut tx, &new).await?;
             activities::set_live_qr(&mut tx, a.id, live_qr).await?;
+            seats::set_up(&mut tx, a.id, &plan, deadline).await?;
             tx.commit().await?;
             let mode = if a.mode == crate::booking::lottery::Mode::Lottery { "\tlottery" } else { "" };
             println!("{}\t{}\t{}\tcreated{}{mode}", a.id, a.key, a.status, if live_qr { "\tlive QR" } else { "" });

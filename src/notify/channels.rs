@@ -85,9 +85,12 @@ fn refused(e: ApiError) -> Result<Delivered, Transient> {
 /// The variable that holds `kind`'s template id.
 pub fn template_var(kind: Kind) -> &'static str {
     match kind {
-        Kind::ActivityChanged | Kind::WaitingPromoted | Kind::WaitingClosed | Kind::LotteryWon | Kind::LotteryLost => {
-            "WECHAT_TEMPLATE_CHANGE"
-        }
+        Kind::ActivityChanged
+        | Kind::WaitingPromoted
+        | Kind::WaitingClosed
+        | Kind::LotteryWon
+        | Kind::LotteryLost
+        | Kind::PlaceAssigned => "WECHAT_TEMPLATE_CHANGE",
         Kind::Reminder => "WECHAT_TEMPLATE_REMINDER",
         Kind::Test => "测试消息只发给模拟器里的测试同学",
     }
@@ -96,9 +99,12 @@ pub fn template_var(kind: Kind) -> &'static str {
 fn template(ctx: &Context, kind: Kind) -> Option<&str> {
     match kind {
         // The change template's fields (activity, time, place, note) fit these too.
-        Kind::ActivityChanged | Kind::WaitingPromoted | Kind::WaitingClosed | Kind::LotteryWon | Kind::LotteryLost => {
-            ctx.config.template_change.as_deref()
-        }
+        Kind::ActivityChanged
+        | Kind::WaitingPromoted
+        | Kind::WaitingClosed
+        | Kind::LotteryWon
+        | Kind::LotteryLost
+        | Kind::PlaceAssigned => ctx.config.template_change.as_deref(),
         Kind::Reminder => ctx.config.template_reminder.as_deref(),
         Kind::Test => None,
     }

@@ -161,6 +161,9 @@ impl Outbox for Notifier {
             Event::LotteryDrawn { activity_id, won, queued } => {
                 notices::lottery_drawn(conn, self, activity_id, &won, &queued).await?
             }
+            Event::PlacesAssigned { activity_id, placed } => {
+                notices::places_assigned(conn, self, activity_id, &placed).await?
+            }
         };
         Ok(())
     }

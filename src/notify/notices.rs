@@ -342,3 +342,35 @@ pub async fn lottery_drawn(
     }
     notifier.enqueue(conn, &notices).await
 }
+
+/// After the seat deadline: tells each student the place the sweep gave
+/// them, in the sweep's transaction. `placed` is (ticket id, student ID, place).
+pub async fn places_assigned(
+    conn: &mut PgConnection,
+    notifier: &Notifier,
+    activity_id: i64,
+    placed: &[(i64, String, String)],
+) -> Result<usize, AppError> {
+    let tz = notifier.timezone();
+    let a = named(conn, activity_id).await?;
+    let full_start = local_time::full(a.start_at, tz);
+    let notices: Vec<NewNotification> = placed
+        .iter()
+        .map(|(ticket_id, student_id, place)| NewNotification {
+            key: format!("place-assigned:ticket-{ticket_id}"),
+            kind: Kind::PlaceAssigned,
+            student_id: Some(student_id.clone()),
+            openid: None,
+            activity_id: Some(activity_id),
+            ticket_id: Some(*ticket_id),
+            body: format!(
+                "【座位已分配】{}（{}，{}）选座已经截止，你的位置是：{place}。入场时出示电子票即可。",
+                a.name,
+                local_time::short(a.start_at, tz),
+                a.place
+            ),
+            template_data: template_data(&a.name, &full_start, &a.place, &format!("你的位置：{place}")),
+        })
+        .collect();
+    notifier.enqueue(conn, &notices).await
+}

@@ -25,6 +25,8 @@ pub enum Kind {
     LotteryWon,
     /// The draw did not: the student is on the waiting list, at a position.
     LotteryLost,
+    /// The seat deadline passed and the student was given a place.
+    PlaceAssigned,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::WaitingClosed => "候补结束",
             Kind::LotteryWon => "中签",
             Kind::LotteryLost => "未中签",
+            Kind::PlaceAssigned => "座位分配",
         }
     }
 }

@@ -30,6 +30,7 @@ mod notifications;
 mod oauth_browser;
 mod oauth_pages;
 mod rush;
+mod seats;
 mod self_contained_binary;
 mod serve_binary;
 mod simulator;
