@@ -72,7 +72,7 @@ pub struct Config {
 
     /// `REMINDER_HOURS`: remind ticket holders this long before the start (0: no reminders).
     pub reminder_hours: u32,
-    /// `REMINDER_CHECK_SECONDS`: how often the reminder sweep runs (1–60).
+    /// `REMINDER_CHECK_SECONDS`: how often the clock's sweep runs (1–60).
     pub reminder_check_seconds: u32,
     /// `NO_SHOW_LIMIT` (0, the default, is off), `NO_SHOW_WINDOW_DAYS`, `NO_SHOW_PAUSE_DAYS`.
     pub no_show: Option<crate::booking::no_show::NoShowRule>,
