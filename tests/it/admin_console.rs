@@ -3,7 +3,7 @@
 
 use crate::common::{admin::PASSWORD, fixtures::Window, spawn_app, wx};
 
-fn activity_form<'a>(csrf: &'a str, key: &'a str, capacity: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn activity_form<'a>(csrf: &'a str, key: &'a str, capacity: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("csrf", csrf),
         ("key", key),

@@ -249,15 +249,7 @@ async fn the_checkin_link_command_creates_lists_and_revokes() {
     let a = app.activity("shell", 10, Window::Open).await;
     let students = app.bound_students(43, 1).await;
     let code = book_all(&app, &students, a.id).await.remove(0);
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
-            .env("DATABASE_URL", app.database_url())
-            .env("PUBLIC_URL", &app.base)
-            .env_remove("SECRET_KEY")
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| app.cli(args);
     let out = run(&["checkin-link", "create", "shell", "--gate", "南门", "--hours", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let door = String::from_utf8(out.stdout).unwrap().trim().to_string();

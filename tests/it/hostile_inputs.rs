@@ -6,6 +6,8 @@
 use std::io::Cursor;
 
 use serde_json::Value;
+
+use crate::admin_console::activity_form;
 use wechat_ticket::links;
 
 use crate::common::{
@@ -18,21 +20,6 @@ use crate::common::{
 /// A 100 KB field: far past any limit, well under the body limit of a form.
 fn huge() -> String {
     "x".repeat(100 * 1024)
-}
-
-fn activity_form<'a>(csrf: &'a str, key: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("csrf", csrf),
-        ("key", key),
-        ("name", "新年音乐会"),
-        ("place", "新清华学堂"),
-        ("description", "欢迎大家"),
-        ("book_start", "2030-01-01T12:00"),
-        ("book_end", "2030-01-02T12:00"),
-        ("start_at", "2030-01-03T19:00"),
-        ("end_at", "2030-01-03T21:00"),
-        ("capacity", "100"),
-    ]
 }
 
 fn with<'a>(mut form: Vec<(&'a str, &'a str)>, field: &'a str, value: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -67,7 +54,7 @@ fn shell_create(app: &TestApp, key: &str, name: &str, end: &str) -> std::process
 async fn times_outside_2000_to_2100_are_field_errors_in_the_form_and_the_shell() {
     let app = spawn_app().await;
     let csrf = app.login_admin("erin").await;
-    let form = activity_form(&csrf, "gala");
+    let form = activity_form(&csrf, "gala", "100");
     // In order, so only the range can refuse them; 9999-12-31 late evening is past year 9999 in Shanghai.
     for (field, value) in [
         ("end_at", "9999-12-31T23:30"),
@@ -214,7 +201,7 @@ async fn over_long_text_in_any_field_is_refused_and_nothing_is_stored() {
     // The activity's text fields, by form and by shell.
     let long_name = "长".repeat(101);
     let long_description = "长".repeat(5001);
-    let form = activity_form(&csrf, "gala");
+    let form = activity_form(&csrf, "gala", "100");
     for (field, value, words) in [
         ("name", long_name.as_str(), "最多 100 个字"),
         ("name", huge.as_str(), "最多 100 个字"),

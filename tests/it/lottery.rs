@@ -98,15 +98,7 @@ pub(crate) fn entry_secret(reply: &str) -> String {
 }
 
 pub(crate) fn verify(app: &TestApp, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
-        .env("DATABASE_URL", app.database_url())
-        .env("PUBLIC_URL", &app.base)
-        .env_remove("SECRET_KEY")
-        .arg("lottery")
-        .arg("verify")
-        .args(args)
-        .output()
-        .unwrap()
+    app.cli(&[&["lottery", "verify"][..], args].concat())
 }
 
 #[tokio::test(flavor = "multi_thread")]

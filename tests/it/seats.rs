@@ -11,16 +11,6 @@ use wechat_ticket::booking::seats::{self, Choice, ChooseOutcome};
 
 use crate::common::{TestApp, spawn_app, wx};
 
-fn cli(app: &TestApp, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
-        .env("DATABASE_URL", app.database_url())
-        .env("PUBLIC_URL", &app.base)
-        .env_remove("SECRET_KEY")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -64,7 +54,7 @@ fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
         "--publish",
     ];
     args.extend_from_slice(extra);
-    cli(app, &args)
+    app.cli(&args)
 }
 
 /// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) and one of zone B.
@@ -75,7 +65,7 @@ fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
             body.push_str(&format!("{},{r},{s}\n", if r == rows { "B区" } else { "A区" }));
         }
     }
-    let out = cli(app, &["hall", "import", name, csv_file("hall.csv", body.as_bytes()).to_str().unwrap()]);
+    let out = app.cli(&["hall", "import", name, csv_file("hall.csv", body.as_bytes()).to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -110,21 +100,20 @@ async fn a_hall_comes_from_csv_and_a_bad_file_stores_nothing() {
         (b"zone,row,seat\nA,1,1\nA,,2\n", "第 3 行"),
         (b"zone,row,seat\nA,1,1\nA,1,\xff\n", "第 3 行"),
     ] {
-        let out = cli(&app, &["hall", "import", "bad", csv_file("bad.csv", body).to_str().unwrap()]);
+        let out = app.cli(&["hall", "import", "bad", csv_file("bad.csv", body).to_str().unwrap()]);
         assert!(!out.status.success());
         assert!(text(&out).contains(line), "{}", text(&out));
     }
     assert_eq!(app.count("SELECT count(*) FROM halls").await, 0, "nothing of a bad file is stored");
     import_hall(&app, "小剧场", 3, 4);
-    let list = cli(&app, &["hall", "list"]);
+    let list = app.cli(&["hall", "list"]);
     assert_eq!(String::from_utf8_lossy(&list.stdout), "小剧场\t12\t0\n");
-    let again =
-        cli(&app, &["hall", "import", "小剧场", csv_file("h.csv", b"zone,row,seat\nA,1,1\n").to_str().unwrap()]);
+    let again = app.cli(&["hall", "import", "小剧场", csv_file("h.csv", b"zone,row,seat\nA,1,1\n").to_str().unwrap()]);
     assert!(!again.status.success() && text(&again).contains("已经有了"), "{}", text(&again));
 
     // In use, it cannot be deleted.
     assert!(create(&app, "show", &["--seating", "seat", "--hall", "小剧场"]).status.success());
-    let delete = cli(&app, &["hall", "delete", "小剧场"]);
+    let delete = app.cli(&["hall", "delete", "小剧场"]);
     assert!(!delete.status.success() && text(&delete).contains("在用"), "{}", text(&delete));
     assert_eq!(app.count("SELECT count(*) FROM hall_seats").await, 12);
 }

@@ -87,6 +87,17 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Runs the real binary's command against this test's database.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
+            .env("DATABASE_URL", self.database_url())
+            .env("PUBLIC_URL", &self.base)
+            .env_remove("SECRET_KEY")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     pub async fn live_tickets(&self, activity_id: i64) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
             .bind(activity_id)
