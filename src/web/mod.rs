@@ -7,6 +7,7 @@ mod headers;
 mod lottery;
 mod m;
 mod request_log;
+pub(crate) mod seat_map;
 mod static_files;
 mod student;
 pub(crate) mod wechat;

@@ -11,6 +11,7 @@
 //! re-checked on the locked row, so two tabs posting two seats place one).
 
 pub mod hall;
+pub mod map;
 
 use std::collections::HashMap;
 
