@@ -29,6 +29,8 @@ pub enum Purpose {
     Ticket,
     /// The cancel button's form on a ticket page.
     Cancel,
+    /// The seat chooser's form (opened from a ticket link).
+    ChooseSeat,
 }
 
 impl Purpose {
@@ -38,6 +40,7 @@ impl Purpose {
             Purpose::MyTickets => "my-tickets",
             Purpose::Ticket => "ticket",
             Purpose::Cancel => "cancel",
+            Purpose::ChooseSeat => "choose-seat",
         }
     }
 
@@ -46,7 +49,7 @@ impl Purpose {
         match self {
             Purpose::Bind => 30 * 60,
             Purpose::MyTickets | Purpose::Ticket => 7 * 24 * 3600,
-            Purpose::Cancel => 3600,
+            Purpose::Cancel | Purpose::ChooseSeat => 3600,
         }
     }
 }

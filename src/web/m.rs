@@ -83,7 +83,7 @@ pub(super) fn student(state: &AppState, headers: &HeaderMap) -> Option<Student> 
     Some(Student { openid, session: value })
 }
 
-fn no_store(response: impl IntoResponse) -> Response {
+pub(super) fn no_store(response: impl IntoResponse) -> Response {
     ([(header::CACHE_CONTROL, "private, no-store")], response).into_response()
 }
 
@@ -105,6 +105,11 @@ fn sign_in(state: &AppState, page: Page) -> Response {
     let to = oauth::authorize_url(&config.wechat_oauth_base, appid, &redirect_uri, &oauth_state);
     let cookie = session::set_cookie(config, session::Cookie::OauthState, &nonce, 600);
     no_store(([(header::SET_COOKIE, cookie)], Redirect::to(&to)))
+}
+
+/// No session on a page reached from 我的票 (the seat chooser): sign in, back to 我的票.
+pub(super) fn sign_in_to_tickets(state: &AppState) -> Response {
+    sign_in(state, Page::Tickets)
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ mod headers;
 mod lottery;
 mod m;
 mod request_log;
+mod seat_chooser;
 pub(crate) mod seat_map;
 mod static_files;
 mod student;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(student::router())
         .merge(lottery::router())
         .merge(m::router())
+        .merge(seat_chooser::router())
         .merge(admin::router())
         .route("/static/{*path}", get(static_files::serve))
         .merge(headers::with_wechat_jssdk(door::router()))

@@ -60,7 +60,7 @@ pub(super) struct LinkParts {
 }
 
 impl LinkParts {
-    fn signed(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> LinkParts {
+    pub(super) fn signed(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> LinkParts {
         let expires = OffsetDateTime::now_utc().unix_timestamp() + purpose.lifetime();
         let (o, e, s) = links::sign_parts(&state.secret_key, purpose, openid, subject, expires);
         LinkParts { o, e, s, n: String::new() }
@@ -364,7 +364,7 @@ struct TicketQuery {
 
 /// The WeChat user a signed link proves, if that user is bound to the student
 /// ID holding `ticket` now (an unbound or rebound account cancels nothing).
-async fn holder_of(
+pub(super) async fn holder_of(
     state: &AppState,
     conn: &mut sqlx::PgConnection,
     purpose: Purpose,

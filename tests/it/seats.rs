@@ -11,11 +11,11 @@ use wechat_ticket::booking::seats::{self, Choice, ChooseOutcome};
 
 use crate::common::{TestApp, spawn_app, wx};
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-fn csv_file(name: &str, body: &[u8]) -> std::path::PathBuf {
+pub(crate) fn csv_file(name: &str, body: &[u8]) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("wt-seats-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -23,12 +23,12 @@ fn csv_file(name: &str, body: &[u8]) -> std::path::PathBuf {
     path
 }
 
-fn at(offset: Duration) -> String {
+pub(crate) fn at(offset: Duration) -> String {
     (OffsetDateTime::now_utc() + offset).format(&Rfc3339).unwrap()
 }
 
 /// A published activity open for booking now, made through the shell with `extra` flags.
-fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
+pub(crate) fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
     let (bs, be, s, e) = (
         at(-Duration::hours(1)),
         at(Duration::hours(1)),
@@ -58,7 +58,7 @@ fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
 }
 
 /// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) and one of zone B.
-fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
+pub(crate) fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
     let mut body = String::from("zone,row,seat\n");
     for r in 1..=rows {
         for s in 1..=per_row {
@@ -70,7 +70,7 @@ fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
 }
 
 /// `n` students each book `key` over signed WeChat XML; returns (code, student ID) per ticket.
-async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, String)> {
+pub(crate) async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, String)> {
     for openid in app.bound_students(group, n).await {
         let reply = app.say(&wx::text(&openid, &format!("抢票 {key}"))).await;
         assert!(matches!(reply, wx::Reply::News { .. }), "{reply:?}");

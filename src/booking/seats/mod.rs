@@ -198,6 +198,36 @@ pub enum ChooseOutcome {
     NotSeated,
 }
 
+/// Where a student's ticket stands, as the chooser shows it.
+#[derive(Debug, Clone)]
+pub struct Situation {
+    pub ticket_id: i64,
+    pub activity_id: i64,
+    pub activity_name: String,
+    pub seating: Seating,
+    /// Choices close here.
+    pub deadline: OffsetDateTime,
+    pub open: bool,
+    pub place: Option<Place>,
+}
+
+/// The valid ticket `code` of `student_id` and its place, if it has one.
+pub async fn situation(conn: &mut PgConnection, code: &str, student_id: &str) -> Result<Option<Situation>, AppError> {
+    let row: Option<(i64, i64, String, Seating, OffsetDateTime, bool)> = sqlx::query_as(
+        "SELECT t.id, t.activity_id, a.name, a.seating, coalesce(a.seat_deadline, a.book_end), \
+         coalesce(a.seat_deadline, a.book_end) > now() \
+         FROM tickets t JOIN activities a ON a.id = t.activity_id \
+         WHERE t.code = $1 AND t.student_id = $2 AND t.status = 'valid'",
+    )
+    .bind(code)
+    .bind(student_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((ticket_id, activity_id, activity_name, seating, deadline, open)) = row else { return Ok(None) };
+    let place = place_of(conn, ticket_id).await?.filter(|p| seating == Seating::Zone || p.seat_label.is_some());
+    Ok(Some(Situation { ticket_id, activity_id, activity_name, seating, deadline, open, place }))
+}
+
 #[derive(FromRow)]
 struct Holding {
     ticket_id: i64,
