@@ -82,6 +82,8 @@ enum Which {
     Burst,
     /// 10,000 students register for a lottery of 1,000 places, 256 connections; then the draw.
     Lottery,
+    /// 2,000 students booked into a 2,000-seat hall all choose at once, 256 connections, half at the best 200.
+    Seats,
     /// Rush, then bulk.
     All,
 }
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Which::Bulk => vec![scenario::Scenario::bulk()],
         Which::Burst => vec![scenario::Scenario::burst()],
         Which::Lottery => vec![scenario::Scenario::lottery()],
+        Which::Seats => vec![scenario::Scenario::seats()],
         Which::All => vec![scenario::Scenario::rush(), scenario::Scenario::bulk()],
     }
     .into_iter()

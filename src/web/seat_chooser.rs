@@ -24,10 +24,7 @@ use super::{
 };
 use crate::{
     AppState,
-    booking::{
-        seats::{self, Choice, ChooseOutcome, Seating, Situation, map},
-        students, tickets,
-    },
+    booking::seats::{self, Choice, ChooseOutcome, Seating, Situation, map},
     error::AppError,
     identity::session,
     links::Purpose,
@@ -102,10 +99,7 @@ struct PageQuery {
 
 /// The student an openid is bound to, if that student holds ticket `code`.
 async fn holder(state: &AppState, code: &str, openid: &str) -> Result<Option<String>, AppError> {
-    let mut conn = state.pool.acquire().await?;
-    let Some(ticket) = tickets::by_code(&mut conn, code).await? else { return Ok(None) };
-    let bound = students::bound(&mut conn, openid).await?;
-    Ok(bound.filter(|s| s.student_id == ticket.student_id).map(|s| s.student_id))
+    seats::holder(&mut *state.pool.acquire().await?, code, openid).await
 }
 
 fn not_yours() -> Response {

@@ -15,9 +15,10 @@ use crate::load::{Request, WECHAT_TIMEOUT};
 /// (status, timed out, body, connect time); status 0 when no HTTP response arrived.
 pub async fn send(request: &Request) -> (u16, bool, String, Option<Duration>) {
     let started = Instant::now();
-    let (method, url, body) = match request {
-        Request::Get(url) => (hyper::Method::GET, url, String::new()),
-        Request::Post { url, body } => (hyper::Method::POST, url, body.clone()),
+    let (method, url, body, content_type) = match request {
+        Request::Get(url) => (hyper::Method::GET, url, String::new(), "text/xml"),
+        Request::Post { url, body } => (hyper::Method::POST, url, body.clone(), "text/xml"),
+        Request::Form { url, body } => (hyper::Method::POST, url, body.clone(), "application/x-www-form-urlencoded"),
     };
     let uri: Uri = match url.parse() {
         Ok(uri) => uri,
@@ -44,7 +45,7 @@ pub async fn send(request: &Request) -> (u16, bool, String, Option<Duration>) {
             .uri(path)
             .header(header::HOST, &authority)
             .header(header::CONNECTION, "close")
-            .header(header::CONTENT_TYPE, "text/xml")
+            .header(header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
         let response = sender.send_request(request).await.map_err(|e| e.to_string())?;

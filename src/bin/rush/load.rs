@@ -20,7 +20,16 @@ pub const WECHAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub enum Request {
     Get(String),
-    Post { url: String, body: String },
+    /// A WeChat message (XML).
+    Post {
+        url: String,
+        body: String,
+    },
+    /// A page's form (the seat chooser).
+    Form {
+        url: String,
+        body: String,
+    },
 }
 
 pub struct Response {
@@ -63,6 +72,8 @@ pub async fn run(requests: Vec<Request>, concurrency: usize, connections: Connec
     for _ in 0..concurrency {
         let client = reqwest::Client::builder()
             .no_proxy()
+            // A choice's answer is its redirect: measured as sent, not the page after it.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(WECHAT_TIMEOUT)
             .pool_max_idle_per_host(1)
             .tcp_nodelay(true)
@@ -132,6 +143,9 @@ async fn send(client: &reqwest::Client, request: &Request) -> (u16, bool, String
         Request::Get(url) => client.get(url).send().await,
         Request::Post { url, body } => {
             client.post(url).header("content-type", "text/xml").body(body.clone()).send().await
+        }
+        Request::Form { url, body } => {
+            client.post(url).header("content-type", "application/x-www-form-urlencoded").body(body.clone()).send().await
         }
     };
     let response = match sent {

@@ -55,6 +55,10 @@ pub enum Class {
     SoldOut,
     /// A lottery's registration.
     Registered,
+    /// The chooser gave the seat (its redirect to the page saying so).
+    Placed,
+    /// The chooser's "这个座位刚被选走".
+    SeatTaken,
     Timeout,
     Error,
 }
@@ -62,6 +66,12 @@ pub enum Class {
 pub fn classify(r: &Response) -> Class {
     if r.timed_out {
         return Class::Timeout;
+    }
+    if r.status == 303 {
+        return Class::Placed;
+    }
+    if r.status == 409 && r.body.contains("这个座位刚被选走") {
+        return Class::SeatTaken;
     }
     if r.status != 200 {
         return Class::Error;
@@ -156,6 +166,13 @@ pub struct ScenarioResult {
     pub booked_replies: usize,
     pub sold_out_replies: usize,
     pub registered_replies: usize,
+    /// The seats scenario: choices placed, and told the seat was just taken.
+    pub placed_replies: usize,
+    pub seat_taken_replies: usize,
+    /// Tickets holding a seat afterwards; seats held twice; seats of another hall or blocked.
+    pub seated_tickets: Option<i64>,
+    pub seats_doubled: Option<i64>,
+    pub seats_misplaced: Option<i64>,
     /// Registrations in the pool (0 for a rush).
     pub entries: i64,
     /// A lottery scenario's draw after the rush: milliseconds for the whole transaction.
@@ -249,6 +266,11 @@ impl ScenarioResult {
             booked_replies: booked,
             sold_out_replies: count(Class::SoldOut),
             registered_replies: count(Class::Registered),
+            placed_replies: count(Class::Placed),
+            seat_taken_replies: count(Class::SeatTaken),
+            seated_tickets: check.seating.as_ref().map(|c| c.seated),
+            seats_doubled: check.seating.as_ref().map(|c| c.seats_doubled),
+            seats_misplaced: check.seating.as_ref().map(|c| c.misplaced),
             entries: check.entries,
             draw_ms: check.draw.as_ref().map(|d| d.ms),
             draw_winners: check.draw.as_ref().map(|d| d.winners),
@@ -295,7 +317,18 @@ impl ScenarioResult {
             }
             _ => self.registered_replies == 0,
         };
-        lottery && self.duplicate_tickets == 0 && self.places_add_up && self.booked_replies as i64 <= self.tickets_sold
+        // Every placed reply holds its seat, no seat twice, none outside the offer; without seats, no placed reply.
+        let seats = match (self.seated_tickets, self.seats_doubled, self.seats_misplaced) {
+            (Some(seated), Some(doubled), Some(misplaced)) => {
+                seated == self.placed_replies as i64 && doubled == 0 && misplaced == 0
+            }
+            _ => self.placed_replies == 0 && self.seat_taken_replies == 0,
+        };
+        lottery
+            && seats
+            && self.duplicate_tickets == 0
+            && self.places_add_up
+            && self.booked_replies as i64 <= self.tickets_sold
     }
 }
 
@@ -352,6 +385,20 @@ fn table(run: &RunResult) -> String {
         ),
         ("booked / sold-out replies", Box::new(|s| format!("{} / {}", s.booked_replies, s.sold_out_replies))),
         ("registered replies / entries", Box::new(|s| format!("{} / {}", s.registered_replies, s.entries))),
+        (
+            "seats: placed / just-taken replies",
+            Box::new(|s| match s.seated_tickets {
+                Some(_) => format!("{} / {}", s.placed_replies, s.seat_taken_replies),
+                None => "-".into(),
+            }),
+        ),
+        (
+            "seats: seated / doubled / misplaced",
+            Box::new(|s| match (s.seated_tickets, s.seats_doubled, s.seats_misplaced) {
+                (Some(a), Some(b), Some(c)) => format!("{a} / {b} / {c}"),
+                _ => "-".into(),
+            }),
+        ),
         (
             "draw: ms / winners / waiting",
             Box::new(|s| match (s.draw_ms, s.draw_winners, s.draw_waiting) {

@@ -16,8 +16,11 @@ use wechat_ticket::{
     booking::{
         NewActivity, activities,
         lottery::{self, Mode},
+        seats,
+        tickets::{self, ActivityRef, BookOutcome},
     },
     db,
+    links::{self, Purpose},
     wechat::{reply, signature},
 };
 
@@ -44,25 +47,74 @@ pub struct Scenario {
     pub fresh: bool,
     /// A lottery activity: the clicks register, and the draw runs after the rush.
     pub lottery: bool,
+    /// A seat activity whose tickets are all booked before the clock: the
+    /// requests are the chooser's posts, half of them aiming at the best seats.
+    pub seats: bool,
 }
 
 impl Scenario {
     pub fn rush() -> Scenario {
-        Scenario { name: "rush", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false, lottery: false }
+        Scenario {
+            name: "rush",
+            students: 10_000,
+            capacity: 1_000,
+            concurrency: 256,
+            fresh: false,
+            lottery: false,
+            seats: false,
+        }
     }
 
     pub fn bulk() -> Scenario {
-        Scenario { name: "bulk", students: 20_000, capacity: 20_000, concurrency: 256, fresh: false, lottery: false }
+        Scenario {
+            name: "bulk",
+            students: 20_000,
+            capacity: 20_000,
+            concurrency: 256,
+            fresh: false,
+            lottery: false,
+            seats: false,
+        }
     }
 
     /// The rush as WeChat's servers deliver it: connections opened in a burst.
     pub fn burst() -> Scenario {
-        Scenario { name: "burst", students: 10_000, capacity: 1_000, concurrency: 1_024, fresh: true, lottery: false }
+        Scenario {
+            name: "burst",
+            students: 10_000,
+            capacity: 1_000,
+            concurrency: 1_024,
+            fresh: true,
+            lottery: false,
+            seats: false,
+        }
     }
 
     /// The rush on a lottery activity: every click registers; then the draw.
     pub fn lottery() -> Scenario {
-        Scenario { name: "lottery", students: 10_000, capacity: 1_000, concurrency: 256, fresh: false, lottery: true }
+        Scenario {
+            name: "lottery",
+            students: 10_000,
+            capacity: 1_000,
+            concurrency: 256,
+            fresh: false,
+            lottery: true,
+            seats: false,
+        }
+    }
+
+    /// Choosing seats: 2,000 students booked into a 2,000-seat hall all post
+    /// their choice at once, half of them at the same best 200 seats.
+    pub fn seats() -> Scenario {
+        Scenario {
+            name: "seats",
+            students: 2_000,
+            capacity: 2_000,
+            concurrency: 256,
+            fresh: false,
+            lottery: false,
+            seats: true,
+        }
     }
 
     pub fn with_overrides(
@@ -88,6 +140,12 @@ impl Scenario {
         }
         if !(1..=2_000).contains(&self.concurrency) {
             return Some("--concurrency must be between 1 and 2,000".into());
+        }
+        if self.seats && (self.students > self.capacity as usize || self.capacity as usize > seats::hall::MAX_SEATS) {
+            return Some(format!(
+                "--scenario seats: every student holds a ticket, so --students ≤ --capacity ≤ {} (the hall's seats)",
+                seats::hall::MAX_SEATS
+            ));
         }
         None
     }
@@ -149,6 +207,7 @@ async fn measure(
     let config = Config::from_lookup(|k| vars.get(k).cloned()).map_err(err)?;
     let state = AppState::new(config, pool.clone()).await.map_err(err)?;
     let notifier = state.notifier.clone();
+    let secret_key = state.secret_key.clone();
     let app = Application::with_listener(listener, state);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -158,7 +217,10 @@ async fn measure(
     let http = ceilings::http(&base, TOKEN, options.http_requests, scenario.concurrency, &options.load).await?;
     eprintln!("rush:   HTTP ceiling {:.0} requests/s", http.requests_per_s);
 
-    let (activity_id, requests) = seed(&db, scenario, &base).await?;
+    let (activity_id, requests) = match scenario.seats {
+        true => seed_seats(&db, scenario, &base, &secret_key).await?,
+        false => seed(&db, scenario, &base).await?,
+    };
     // Backends that ended (the write ceiling's, the seeding one) flush their statistics as they exit.
     tokio::time::sleep(STATS_SETTLE).await;
     let before = DbCounters::read(&db).await?;
@@ -192,6 +254,9 @@ async fn measure(
     tokio::time::sleep(STATS_SETTLE).await;
     let after = DbCounters::read(&db).await?;
     let mut check = check_database(&db, activity_id, scenario.capacity).await?;
+    if scenario.seats {
+        check.seating = Some(check_seats(&db, activity_id).await?);
+    }
     check.draw = draw;
 
     let classes: Vec<Class> = run.responses.iter().map(report::classify).collect();
@@ -278,6 +343,19 @@ pub struct Check {
     pub entries: i64,
     /// A lottery's draw after the rush.
     pub draw: Option<Draw>,
+    /// The seats scenario's places.
+    pub seating: Option<SeatCheck>,
+}
+
+/// What the database holds after the seats scenario.
+pub struct SeatCheck {
+    /// Tickets holding a seat.
+    pub seated: i64,
+    /// Seats held by more than one live ticket (the unique index says 0; counted anyway).
+    pub seats_doubled: i64,
+    /// Tickets holding more than one seat cannot exist (one column); tickets whose
+    /// seat is not of the activity's hall or is blocked are counted here.
+    pub misplaced: i64,
 }
 
 /// The draw of a lottery scenario, timed: the whole transaction (ranking,
@@ -339,7 +417,124 @@ async fn check_database(db: &PgConnectOptions, activity_id: i64, capacity: i32) 
         places_add_up: live + remaining == capacity,
         entries,
         draw: None,
+        seating: None,
     })
+}
+
+/// Bound students, a hall of `capacity` seats in rows of 40 (the first 200,
+/// rows 1–5 of 前区, are the best), a seat activity in it open for booking,
+/// and a ticket for every student booked through the rules before the clock.
+/// Returns the activity and every student's signed choice, ready to send:
+/// even students aim at a random best seat, odd ones at a random other seat.
+async fn seed_seats(
+    db: &PgConnectOptions,
+    scenario: &Scenario,
+    base: &str,
+    secret: &[u8],
+) -> Result<(i64, Vec<Request>), String> {
+    use rand::{Rng, SeedableRng};
+    let err = |e: wechat_ticket::AppError| e.to_string();
+    let mut conn = db.connect().await.map_err(|e| e.to_string())?;
+    let openids: Vec<String> = (0..scenario.students).map(|i| format!("oSeat{i:07}")).collect();
+    let ids: Vec<String> = (0..scenario.students).map(|i| format!("21{i:08}")).collect();
+    sqlx::query(
+        "INSERT INTO students (openid, student_id, bound_at) SELECT *, now() FROM unnest($1::text[], $2::text[])",
+    )
+    .bind(&openids)
+    .bind(&ids)
+    .execute(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    const PER_ROW: usize = 40;
+    const BEST: usize = 200;
+    let hall: Vec<seats::hall::SeatLine> = (0..scenario.capacity as usize)
+        .map(|i| {
+            let row = i / PER_ROW + 1;
+            seats::hall::SeatLine {
+                zone: if i < BEST { "前区".into() } else { "后区".into() },
+                row: row.to_string(),
+                seat: (i % PER_ROW + 1).to_string(),
+                at: None,
+            }
+        })
+        .collect();
+    let keys: Vec<String> = hall.iter().map(|s| format!("{}-{}-{}", s.zone, s.row, s.seat)).collect();
+    seats::hall::import(&mut conn, "压力测试礼堂", &hall).await.map_err(err)?;
+    let now = OffsetDateTime::now_utc();
+    let h = Duration::hours(1);
+    let plan = seats::Plan::Hall("压力测试礼堂".into());
+    let new = NewActivity {
+        key: "seats".into(),
+        name: "新年晚会".into(),
+        place: "压力测试礼堂".into(),
+        description: "选座压力测试".into(),
+        book_start: now - h,
+        book_end: now + h,
+        start_at: now + 2 * h,
+        end_at: now + 4 * h,
+        capacity: seats::capacity_of(&mut conn, &plan, Some(scenario.capacity)).await.map_err(err)?,
+        publish: true,
+        mode: Mode::Rush,
+    };
+    let activity = activities::create(&mut conn, &new).await.map_err(err)?;
+    seats::set_up(&mut conn, activity.id, &plan, None).await.map_err(err)?;
+    let mut codes = Vec::with_capacity(openids.len());
+    for openid in &openids {
+        match tickets::book(&mut conn, &ActivityRef::Id(activity.id), openid, None).await.map_err(err)? {
+            BookOutcome::Booked(t) => codes.push(t.code),
+            other => return Err(format!("seeding the seats scenario: a booking answered {other:?}")),
+        }
+    }
+    let _ = conn.close().await;
+
+    // A fixed seed: the same aims every run, so runs compare.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let best = BEST.min(keys.len());
+    let expires = now.unix_timestamp() + 3600;
+    let requests = openids
+        .iter()
+        .zip(&codes)
+        .enumerate()
+        .map(|(i, (openid, code))| {
+            let seat = if i % 2 == 0 || best == keys.len() {
+                &keys[rng.random_range(0..best)]
+            } else {
+                &keys[rng.random_range(best..keys.len())]
+            };
+            let (o, e, s) = links::sign_parts(secret, Purpose::ChooseSeat, openid, code, expires);
+            let body = format!("o={o}&e={e}&s={s}&seat={}", urlencoding(seat));
+            Request::Form { url: format!("{base}/tickets/{code}/seat"), body }
+        })
+        .collect();
+    Ok((activity.id, requests))
+}
+
+/// A form value, percent-encoded (the seat keys hold Chinese zone names).
+fn urlencoding(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn check_seats(db: &PgConnectOptions, activity_id: i64) -> Result<SeatCheck, String> {
+    let mut conn = db.connect().await.map_err(|e| e.to_string())?;
+    let (seated, seats_doubled, misplaced): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tickets WHERE activity_id = $1 AND seat_id IS NOT NULL AND status <> 'cancelled'), \
+         (SELECT count(*) FROM (SELECT seat_id FROM tickets WHERE activity_id = $1 AND seat_id IS NOT NULL \
+             AND status <> 'cancelled' GROUP BY seat_id HAVING count(*) > 1) d), \
+         (SELECT count(*) FROM tickets t JOIN activities a ON a.id = t.activity_id \
+             JOIN hall_seats s ON s.id = t.seat_id WHERE t.activity_id = $1 AND (s.hall_id <> a.hall_id \
+             OR EXISTS (SELECT 1 FROM seat_blocks b WHERE b.activity_id = $1 AND b.seat_id = s.id)))",
+    )
+    .bind(activity_id)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = conn.close().await;
+    Ok(SeatCheck { seated, seats_doubled, misplaced })
 }
 
 /// Cumulative database counters: transactions in this database, and WAL

@@ -198,6 +198,19 @@ pub enum ChooseOutcome {
     NotSeated,
 }
 
+/// The student ID holding ticket `code`, if `openid` is bound to it now (the
+/// chooser's proof of who is choosing; an unbound or rebound account is nobody).
+pub async fn holder(conn: &mut PgConnection, code: &str, openid: &str) -> Result<Option<String>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.student_id FROM tickets t JOIN students s ON s.student_id = t.student_id \
+         WHERE t.code = $1 AND s.openid = $2",
+    )
+    .bind(code)
+    .bind(openid)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Where a student's ticket stands, as the chooser shows it.
 #[derive(Debug, Clone)]
 pub struct Situation {
