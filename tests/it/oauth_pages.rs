@@ -8,7 +8,7 @@ use crate::common::{
     spawn_app_with, wx,
 };
 
-async fn app_with_oauth() -> (TestApp, FakeWechat) {
+pub(crate) async fn app_with_oauth() -> (TestApp, FakeWechat) {
     let fake = FakeWechat::start().await;
     let app = spawn_app_with(fake.oauth_settings(Settings::default())).await;
     (app, fake)
@@ -18,7 +18,7 @@ fn location(resp: &reqwest::Response) -> String {
     resp.headers().get("location").expect("a redirect").to_str().unwrap().to_string()
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
 }
 
@@ -35,7 +35,7 @@ async fn to_callback(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client,
 }
 
 /// Signed in through the whole round trip; returns the page's HTML.
-async fn signed_in(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client, page: &str, openid: &str) -> String {
+pub(crate) async fn signed_in(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client, page: &str, openid: &str) -> String {
     let callback = to_callback(app, fake, client, page, openid).await;
     let landed = client.get(&callback).send().await.unwrap();
     assert_eq!(landed.status(), 303);

@@ -11,7 +11,7 @@ use wechat_ticket::booking::seats::{self, Choice, ChooseOutcome};
 
 use crate::common::{TestApp, spawn_app, wx};
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
@@ -28,7 +28,7 @@ fn at(offset: Duration) -> String {
 }
 
 /// A published activity open for booking now, made through the shell with `extra` flags.
-fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
+pub(crate) fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
     let (bs, be, s, e) = (
         at(-Duration::hours(1)),
         at(Duration::hours(1)),
@@ -58,7 +58,7 @@ fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
 }
 
 /// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) and one of zone B.
-fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
+pub(crate) fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
     let mut body = String::from("zone,row,seat\n");
     for r in 1..=rows {
         for s in 1..=per_row {
@@ -85,7 +85,7 @@ async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, 
     .unwrap()
 }
 
-async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
+pub(crate) async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
     let mut tx = app.pool.begin().await.unwrap();
     let outcome = seats::choose(&mut tx, code, student_id, choice).await.unwrap();
     tx.commit().await.unwrap();
