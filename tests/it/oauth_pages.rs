@@ -35,7 +35,13 @@ async fn to_callback(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client,
 }
 
 /// Signed in through the whole round trip; returns the page's HTML.
-pub(crate) async fn signed_in(app: &TestApp, fake: &FakeWechat, client: &reqwest::Client, page: &str, openid: &str) -> String {
+pub(crate) async fn signed_in(
+    app: &TestApp,
+    fake: &FakeWechat,
+    client: &reqwest::Client,
+    page: &str,
+    openid: &str,
+) -> String {
     let callback = to_callback(app, fake, client, page, openid).await;
     let landed = client.get(&callback).send().await.unwrap();
     assert_eq!(landed.status(), 303);

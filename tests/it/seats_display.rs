@@ -41,7 +41,12 @@ fn unescape(href: &str) -> String {
 
 /// Every `href` on a page that contains `needle`.
 fn hrefs_with(page: &str, needle: &str) -> Vec<String> {
-    page.split("href=\"").skip(1).filter_map(|s| s.split('"').next()).map(unescape).filter(|h| h.contains(needle)).collect()
+    page.split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(unescape)
+        .filter(|h| h.contains(needle))
+        .collect()
 }
 
 /// The path of an absolute URL this app made.
