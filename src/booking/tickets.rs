@@ -560,3 +560,50 @@ async fn activity_exists(conn: &mut PgConnection, key: &str) -> Result<bool, App
         .fetch_one(conn)
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(seating: Seating, zone: Option<&str>, seat: Option<(&str, &str)>) -> Ticket {
+        let now = OffsetDateTime::now_utc();
+        Ticket {
+            id: 1,
+            code: "c".into(),
+            student_id: "s".into(),
+            status: TicketStatus::Valid,
+            booked_at: now,
+            checked_in_at: None,
+            cancelled_at: None,
+            activity_id: 1,
+            activity_key: "play".into(),
+            activity_name: "戏".into(),
+            place: "礼堂".into(),
+            start_at: now,
+            end_at: now,
+            poster_id: None,
+            cancellable: true,
+            seating,
+            zone: zone.map(str::to_string),
+            row_label: seat.map(|s| s.0.to_string()),
+            seat_label: seat.map(|s| s.1.to_string()),
+            seat_deadline: now,
+            choosing_open: true,
+        }
+    }
+
+    #[test]
+    fn a_zone_alone_is_a_place_in_zone_mode_only() {
+        assert_eq!(ticket(Seating::Zone, Some("A区"), None).held_place().map(|p| p.label()), Some("A区".into()));
+        // Seat mode: a ticket kept to a zone still waits for its seat.
+        let zoned = ticket(Seating::Seat, Some("A区"), None);
+        assert!(zoned.held_place().is_none() && zoned.can_choose());
+        let seated = ticket(Seating::Seat, Some("A区"), Some(("3", "12")));
+        assert_eq!(seated.held_place().map(|p| p.label()), Some("A区 3排12座".into()));
+        assert!(!seated.needs_place());
+        let standing = ticket(Seating::None, None, None);
+        assert!(standing.held_place().is_none() && !standing.needs_place());
+        let closed = Ticket { choosing_open: false, ..ticket(Seating::Zone, None, None) };
+        assert!(closed.needs_place() && !closed.can_choose());
+    }
+}

@@ -441,10 +441,11 @@ async fn ticket_page(
         (true, None) => (String::new(), None),
     };
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
-    // The holder's chooser carries the page's own signed link: the chooser
-    // checks it exactly as this page did.
+    // The holder's chooser: the same kind of link as this page's, signed
+    // afresh for the openid it proved (the chooser checks it as this page did).
     let seat = PlaceView::of(&ticket, tz, || {
-        holder.as_ref().map(|_| format!("/tickets/{}/seat?o={}&e={}&s={}", ticket.code, q.link.o, q.link.e, q.link.s))
+        let url = crate::bot::seat_url(&state, holder.as_deref()?, &ticket.code);
+        url.strip_prefix(&state.config.public_url).map(str::to_string)
     });
     let page = TicketPage {
         seat,
