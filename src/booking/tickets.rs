@@ -13,7 +13,10 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ActivityStatus, TicketStatus, lottery};
+use super::{
+    ActivityStatus, TicketStatus, lottery,
+    seats::{Place, Seating},
+};
 use crate::error::AppError;
 
 #[derive(Debug, Clone, FromRow)]
@@ -34,11 +37,55 @@ pub struct Ticket {
     pub poster_id: Option<Uuid>,
     /// Cancelling is allowed: the ticket is valid and the activity has not started.
     pub cancellable: bool,
+    /// How the activity sells places; standing room has none to show.
+    pub seating: Seating,
+    /// The ticket's zone (both modes), once chosen or assigned.
+    pub zone: Option<String>,
+    /// Its seat (seat mode), once chosen or assigned.
+    pub row_label: Option<String>,
+    pub seat_label: Option<String>,
+    /// Choices close here (the seat deadline, by default the booking end).
+    pub seat_deadline: OffsetDateTime,
+    /// The seat deadline has not passed: a ticket without a place may still choose one.
+    pub choosing_open: bool,
+}
+
+impl Ticket {
+    /// The place the ticket holds: its zone in zone mode, its seat in seat
+    /// mode (a zone alone is not a place there: the sweep still gives a seat).
+    pub fn held_place(&self) -> Option<Place> {
+        let zone = self.zone.clone()?;
+        match self.seating {
+            Seating::None => None,
+            Seating::Zone => Some(Place { zone, row_label: None, seat_label: None }),
+            Seating::Seat => Some(Place {
+                zone,
+                row_label: Some(self.row_label.clone()?),
+                seat_label: Some(self.seat_label.clone()?),
+            }),
+        }
+    }
+
+    /// A valid ticket of a zone or seat activity still without its place
+    /// (to be chosen before the deadline, or assigned by the sweep after it).
+    pub fn needs_place(&self) -> bool {
+        self.status == TicketStatus::Valid && self.seating != Seating::None && self.held_place().is_none()
+    }
+
+    /// The student can choose a place for this ticket now.
+    pub fn can_choose(&self) -> bool {
+        self.needs_place() && self.choosing_open
+    }
 }
 
 const COLUMNS: &str = "t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at, \
      a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.place, a.start_at, a.end_at, a.poster_id, \
-     (t.status = 'valid' AND now() < a.start_at) AS cancellable";
+     (t.status = 'valid' AND now() < a.start_at) AS cancellable, \
+     a.seating, t.zone, hs.row_label, hs.seat_label, coalesce(a.seat_deadline, a.book_end) AS seat_deadline, \
+     coalesce(a.seat_deadline, a.book_end) > now() AS choosing_open";
+
+/// What `COLUMNS` reads from: a ticket, its activity, and its seat's labels.
+const FROM: &str = "tickets t JOIN activities a ON a.id = t.activity_id LEFT JOIN hall_seats hs ON hs.id = t.seat_id";
 
 /// Which activity a booking names: a key typed in text, or an id from a menu click.
 #[derive(Debug, Clone)]
@@ -99,11 +146,18 @@ struct BookingCheck {
     held_booked_at: Option<OffsetDateTime>,
     held_checked_in_at: Option<OffsetDateTime>,
     held_cancelled_at: Option<OffsetDateTime>,
+    seating: Seating,
+    seat_deadline: OffsetDateTime,
+    choosing_open: bool,
+    held_zone: Option<String>,
+    held_row_label: Option<String>,
+    held_seat_label: Option<String>,
 }
 
 impl BookingCheck {
     /// A new ticket, just issued.
     fn issued(&self, student_id: &str, id: i64, code: String, booked_at: OffsetDateTime) -> Ticket {
+        // A new ticket has no place yet: it is chosen afterwards.
         self.ticket(student_id, id, code, TicketStatus::Valid, booked_at, None, None)
     }
 
@@ -112,7 +166,14 @@ impl BookingCheck {
         let (id, code, status, booked_at) =
             (self.held_id?, self.held_code.clone()?, self.held_status?, self.held_booked_at?);
         let student_id = self.held_student_id.as_deref()?;
-        Some(self.ticket(student_id, id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at))
+        let ticket =
+            self.ticket(student_id, id, code, status, booked_at, self.held_checked_in_at, self.held_cancelled_at);
+        Some(Ticket {
+            zone: self.held_zone.clone(),
+            row_label: self.held_row_label.clone(),
+            seat_label: self.held_seat_label.clone(),
+            ..ticket
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -142,6 +203,12 @@ impl BookingCheck {
             start_at: self.start_at,
             end_at: self.end_at,
             poster_id: self.poster_id,
+            seating: self.seating,
+            zone: None,
+            row_label: None,
+            seat_label: None,
+            seat_deadline: self.seat_deadline,
+            choosing_open: self.choosing_open,
         }
     }
 }
@@ -168,16 +235,22 @@ pub async fn book(
          a.book_start <= now() AS open, a.book_end <= now() AS closed, now() < a.start_at AS before_start, \
          EXISTS (SELECT 1 FROM activity_slots s WHERE s.activity_id = a.id AND s.remaining > 0) AS has_places, \
          h.id AS held_id, h.code AS held_code, h.student_id AS held_student_id, h.status AS held_status, \
-         h.booked_at AS held_booked_at, h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at \
+         h.booked_at AS held_booked_at, h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at, \
+         a.seating, coalesce(a.seat_deadline, a.book_end) AS seat_deadline, \
+         coalesce(a.seat_deadline, a.book_end) > now() AS choosing_open, \
+         h.zone AS held_zone, hs.row_label AS held_row_label, hs.seat_label AS held_seat_label \
          FROM activities a \
          LEFT JOIN students st ON st.openid = $1 AND st.student_id IS NOT NULL \
          LEFT JOIN LATERAL ( \
-             (SELECT t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at \
+             (SELECT t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at, \
+                     t.zone, t.seat_id \
               FROM tickets t WHERE t.activity_id = a.id AND t.student_id = st.student_id AND t.status <> 'cancelled') \
              UNION ALL \
-             (SELECT t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at \
+             (SELECT t.id, t.code, t.student_id, t.status, t.booked_at, t.checked_in_at, t.cancelled_at, \
+                     t.zone, t.seat_id \
               FROM tickets t WHERE t.activity_id = a.id AND t.openid = $1 AND t.status <> 'cancelled') \
              LIMIT 1) h ON true \
+         LEFT JOIN hall_seats hs ON hs.id = h.seat_id \
          WHERE {filter} AND a.status <> 'draft'"
     ))
     .bind(openid)
@@ -347,21 +420,14 @@ pub async fn by_code(conn: &mut PgConnection, code: &str) -> Result<Option<Ticke
     if !looks_like_code(code) {
         return Ok(None);
     }
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id WHERE t.code = $1"
-    ))
-    .bind(code)
-    .fetch_optional(conn)
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM {FROM} WHERE t.code = $1"))
+        .bind(code)
+        .fetch_optional(conn)
+        .await?)
 }
 
 pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Ticket>, AppError> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id WHERE t.id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?)
+    Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM {FROM} WHERE t.id = $1")).bind(id).fetch_optional(conn).await?)
 }
 
 async fn held(
@@ -371,7 +437,7 @@ async fn held(
     openid: &str,
 ) -> Result<Option<Ticket>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id \
+        "SELECT {COLUMNS} FROM {FROM} \
          WHERE t.activity_id = $1 AND (t.student_id = $2 OR t.openid = $3) AND t.status <> 'cancelled' LIMIT 1"
     ))
     .bind(activity_id)
@@ -384,7 +450,7 @@ async fn held(
 /// A student's live tickets, soonest activity first.
 pub async fn live_for_student(conn: &mut PgConnection, student_id: &str) -> Result<Vec<Ticket>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id \
+        "SELECT {COLUMNS} FROM {FROM} \
          WHERE t.student_id = $1 AND t.status <> 'cancelled' ORDER BY a.start_at, a.id"
     ))
     .bind(student_id)
@@ -399,7 +465,7 @@ pub async fn live_for_student_and_key(
     key: &str,
 ) -> Result<Option<Ticket>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM tickets t JOIN activities a ON a.id = t.activity_id \
+        "SELECT {COLUMNS} FROM {FROM} \
          WHERE t.student_id = $1 AND a.key = $2 AND t.status <> 'cancelled'"
     ))
     .bind(student_id)
@@ -493,4 +559,51 @@ async fn activity_exists(conn: &mut PgConnection, key: &str) -> Result<bool, App
         .bind(key.to_ascii_lowercase())
         .fetch_one(conn)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(seating: Seating, zone: Option<&str>, seat: Option<(&str, &str)>) -> Ticket {
+        let now = OffsetDateTime::now_utc();
+        Ticket {
+            id: 1,
+            code: "c".into(),
+            student_id: "s".into(),
+            status: TicketStatus::Valid,
+            booked_at: now,
+            checked_in_at: None,
+            cancelled_at: None,
+            activity_id: 1,
+            activity_key: "play".into(),
+            activity_name: "戏".into(),
+            place: "礼堂".into(),
+            start_at: now,
+            end_at: now,
+            poster_id: None,
+            cancellable: true,
+            seating,
+            zone: zone.map(str::to_string),
+            row_label: seat.map(|s| s.0.to_string()),
+            seat_label: seat.map(|s| s.1.to_string()),
+            seat_deadline: now,
+            choosing_open: true,
+        }
+    }
+
+    #[test]
+    fn a_zone_alone_is_a_place_in_zone_mode_only() {
+        assert_eq!(ticket(Seating::Zone, Some("A区"), None).held_place().map(|p| p.label()), Some("A区".into()));
+        // Seat mode: a ticket kept to a zone still waits for its seat.
+        let zoned = ticket(Seating::Seat, Some("A区"), None);
+        assert!(zoned.held_place().is_none() && zoned.can_choose());
+        let seated = ticket(Seating::Seat, Some("A区"), Some(("3", "12")));
+        assert_eq!(seated.held_place().map(|p| p.label()), Some("A区 3排12座".into()));
+        assert!(!seated.needs_place());
+        let standing = ticket(Seating::None, None, None);
+        assert!(standing.held_place().is_none() && !standing.needs_place());
+        let closed = Ticket { choosing_open: false, ..ticket(Seating::Zone, None, None) };
+        assert!(closed.needs_place() && !closed.can_choose());
+    }
 }

@@ -22,6 +22,8 @@ pub enum Command {
     LeaveWaiting(Option<String>),
     /// `取消报名 <key>`: withdraw from a lottery before its draw.
     Withdraw(Option<String>),
+    /// `选座 <key>`: the chooser for a zone or seat activity's ticket; without a key, the one that waits.
+    ChooseSeat(Option<String>),
     Welcome,
     /// Events that need no answer (`unsubscribe`, `VIEW`, …).
     Silent,
@@ -53,6 +55,8 @@ const WORDS: &[(&str, Word)] = &[
     ("取消候补", Word::LeaveWaiting),
     ("候补", Word::Wait),
     ("cancel", Word::Cancel),
+    ("选座", Word::Seat),
+    ("seat", Word::Seat),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +71,7 @@ enum Word {
     Wait,
     LeaveWaiting,
     Withdraw,
+    Seat,
 }
 
 pub fn parse(msg: &Message) -> Command {
@@ -104,6 +109,7 @@ fn parse_text(text: &str) -> Command {
             Word::Wait => Command::Wait(arg),
             Word::LeaveWaiting => Command::LeaveWaiting(arg),
             Word::Withdraw => Command::Withdraw(arg),
+            Word::Seat => Command::ChooseSeat(arg),
             _ => Command::Unknown,
         };
     }
@@ -154,6 +160,10 @@ mod tests {
         assert!(matches!(text("报名 Gala"), Command::Book(Some(ActivityRef::Key(k))) if k == "gala"));
         assert!(matches!(text("取消报名 gala"), Command::Withdraw(Some(k)) if k == "gala"));
         assert!(matches!(text("取消报名"), Command::Withdraw(None)));
+        assert!(matches!(text("选座 Gala"), Command::ChooseSeat(Some(k)) if k == "gala"));
+        assert!(matches!(text("选座"), Command::ChooseSeat(None)));
+        assert!(matches!(text("seat gala"), Command::ChooseSeat(Some(k)) if k == "gala"));
+        assert!(matches!(text("seats"), Command::Unknown));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::{
     booking::{
         activities,
         lottery::{self, EntryOutcome, WithdrawOutcome},
+        seats::Seating,
         students,
         tickets::{self, ActivityRef, BookOutcome, CancelOutcome, Ticket, TicketRef},
         waiting::{self, JoinOutcome, LeaveOutcome},
@@ -112,6 +113,12 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
                 WithdrawOutcome::Closed => replies::LOTTERY_CLOSED.into(),
                 WithdrawOutcome::NoSuchActivity => replies::no_such_activity(&key),
             })
+        }
+        Command::ChooseSeat(key) => {
+            let Some(student) = students::bound(conn, openid).await? else {
+                return text(replies::not_bound(&bind_url(state, openid)));
+            };
+            choose_seat(state, conn, openid, &student.student_id, key).await
         }
         Command::Cancel(None) => text(replies::CANCEL_NEEDS_KEY.into()),
         Command::Cancel(Some(key)) => {
@@ -235,8 +242,13 @@ async fn my_tickets(
     );
     let shown_queued = items.len();
     for t in list.iter().take(LIST_LIMIT.saturating_sub(shown_queued)) {
+        let seat = match (t.held_place(), t.needs_place()) {
+            (Some(place), _) => format!("· {}\n", place.label()),
+            (None, true) => format!("{}\n", replies::unplaced(&t.activity_key, t.choosing_open)),
+            (None, false) => String::new(),
+        };
         items.push(format!(
-            "\n【{}】{}\n{} · {}\n{}\n",
+            "\n【{}】{}\n{} · {}\n{seat}{}\n",
             t.activity_name,
             t.status.label(),
             local_time::short(t.start_at, tz),
@@ -250,6 +262,70 @@ async fn my_tickets(
     Ok(Reply::Text(reply_size::list("你的票：\n", &items, footer)))
 }
 
+/// `选座`: the chooser link for the student's ticket of `key` (signed for
+/// them, as the ticket page's holder link is), or why there is nothing to
+/// choose. Without a key, the one ticket waiting for its place, or which keys.
+async fn choose_seat(
+    state: &AppState,
+    conn: &mut PgConnection,
+    openid: &str,
+    student_id: &str,
+    key: Option<String>,
+) -> Result<Reply, AppError> {
+    let tz = state.config.timezone;
+    let ticket = match key {
+        Some(key) => match tickets::live_for_student_and_key(conn, student_id, &key).await? {
+            Some(ticket) => ticket,
+            None => return Ok(Reply::Text(replies::no_ticket_for(&key))),
+        },
+        None => {
+            let mut waiting: Vec<Ticket> =
+                tickets::live_for_student(conn, student_id).await?.into_iter().filter(Ticket::can_choose).collect();
+            match waiting.len() {
+                0 => return Ok(Reply::Text(replies::NOTHING_TO_CHOOSE.into())),
+                1 => waiting.remove(0),
+                _ => {
+                    let keys: Vec<(&str, &str)> =
+                        waiting.iter().map(|t| (t.activity_key.as_str(), t.activity_name.as_str())).collect();
+                    return Ok(Reply::Text(replies::choose_which(&keys)));
+                }
+            }
+        }
+    };
+    if ticket.seating == Seating::None {
+        return Ok(Reply::Text(replies::CHOOSE_NOT_SEATED.into()));
+    }
+    let term = replies::place_term(ticket.seating);
+    Ok(Reply::Text(match ticket.held_place() {
+        Some(place) => replies::your_place(term, &place.label(), &ticket_url(state, openid, &ticket.code)),
+        None if ticket.status != TicketStatus::Valid => replies::CHOOSE_USED.into(),
+        None if !ticket.choosing_open => replies::choosing_closed(&local_time::short(ticket.seat_deadline, tz)),
+        None => {
+            return Ok(Reply::News(Article {
+                title: replies::choose_title(&ticket.activity_name),
+                description: replies::choose_description(&local_time::short(ticket.seat_deadline, tz)),
+                pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
+                url: seat_url(state, openid, &ticket.code),
+            }));
+        }
+    }))
+}
+
+/// The line a ticket's card gives its place: held, to choose, or to be assigned.
+fn seat_line(state: &AppState, ticket: &Ticket) -> Option<String> {
+    if let Some(place) = ticket.held_place() {
+        return Some(replies::placed(replies::place_term(ticket.seating), &place.label()));
+    }
+    if !ticket.needs_place() {
+        return None;
+    }
+    Some(if ticket.choosing_open {
+        replies::choose_before(&ticket.activity_key, &local_time::short(ticket.seat_deadline, state.config.timezone))
+    } else {
+        replies::PLACE_BY_SYSTEM.into()
+    })
+}
+
 fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String) -> Reply {
     let tz = state.config.timezone;
     Reply::News(Article {
@@ -257,6 +333,7 @@ fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String
         description: replies::booked_description(
             &local_time::short(ticket.start_at, tz),
             &ticket.place,
+            seat_line(state, ticket).as_deref(),
             state.config.no_show.is_some(),
         ),
         pic_url: ticket.poster_id.map(|id| format!("{}/images/{id}", state.config.public_url)),
@@ -269,6 +346,14 @@ fn ticket_article(state: &AppState, openid: &str, ticket: &Ticket, title: String
 pub fn ticket_url(state: &AppState, openid: &str, code: &str) -> String {
     let query = signed_query(state, Purpose::Ticket, openid, code);
     format!("{}{}", state.config.public_url, links::ticket_path(code, &query))
+}
+
+/// The seat chooser for the student `openid`: the ticket page's holder link
+/// with `/seat` after the code, signed the same way (the chooser checks it as
+/// the ticket page does, so the code alone chooses nothing).
+pub fn seat_url(state: &AppState, openid: &str, code: &str) -> String {
+    let query = signed_query(state, Purpose::Ticket, openid, code);
+    format!("{}/tickets/{code}/seat?{query}", state.config.public_url)
 }
 
 fn signed_query(state: &AppState, purpose: Purpose, openid: &str, subject: &str) -> String {

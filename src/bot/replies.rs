@@ -1,5 +1,7 @@
 //! Every sentence the account says. One place, so the voice stays the same.
 
+use crate::booking::seats::Seating;
+
 pub const HELP: &str = "欢迎使用抢票服务！可以发送：\n\
 · 绑定 —— 绑定学号（抢票前先绑定）\n\
 · 抢啥 —— 看看有哪些活动可以抢\n\
@@ -101,9 +103,11 @@ pub fn booked_title(activity: &str) -> String {
     format!("抢票成功：{activity}")
 }
 
-pub fn booked_description(start: &str, place: &str, no_show_rule: bool) -> String {
+/// A ticket's card; `seat` is its place's line (none for standing room).
+pub fn booked_description(start: &str, place: &str, seat: Option<&str>, no_show_rule: bool) -> String {
     let warning = if no_show_rule { NO_SHOW_WARNING } else { "" };
-    format!("{start} · {place}\n点击查看电子票，入场时出示二维码。{warning}")
+    let seat = seat.map(|line| format!("\n{line}")).unwrap_or_default();
+    format!("{start} · {place}{seat}\n点击查看电子票，入场时出示二维码。{warning}")
 }
 
 /// Shown with a ticket while the no-show rule is on.
@@ -200,4 +204,63 @@ pub fn lottery_withdrawn(activity: &str) -> String {
 /// One line of `查票` for a lottery the student registered for.
 pub fn lottery_entry(activity: &str, key: &str, close: &str) -> String {
     format!("\n【{activity}】已报名，{close} 截止后抽签\n发送「取消报名 {key}」可退出\n")
+}
+
+/// What a ticket's place is called: a zone activity sells 区域, a hall 座位.
+pub fn place_term(seating: Seating) -> &'static str {
+    match seating {
+        Seating::Zone => "区域",
+        Seating::None | Seating::Seat => "座位",
+    }
+}
+
+/// A ticket's place: `座位：A区 3排12座`.
+pub fn placed(term: &str, label: &str) -> String {
+    format!("{term}：{label}")
+}
+
+/// A ticket's card while it has no place and choosing is open.
+pub fn choose_before(key: &str, deadline: &str) -> String {
+    format!("还没有选座：请在 {deadline} 前发送「选座 {key}」或打开电子票选座，逾期由系统随机分配。")
+}
+
+/// A ticket without a place after the seat deadline: the clock's sweep gives it one.
+pub const PLACE_BY_SYSTEM: &str = "选座已截止，座位将由系统随机分配，分好后通知你。";
+
+/// One `查票` line for a ticket still without its place.
+pub fn unplaced(key: &str, open: bool) -> String {
+    if open {
+        format!("未选座（发送「选座 {key}」）")
+    } else {
+        "未选座，将由系统随机分配".into()
+    }
+}
+
+pub const CHOOSE_NOT_SEATED: &str = "这个活动不用选座，凭电子票入场即可。";
+pub const CHOOSE_USED: &str = "这张票已经检票入场，不能再选座了。";
+pub const NOTHING_TO_CHOOSE: &str = "你没有需要选座的票。发送「查票」查看你的票和座位。";
+
+/// `选座 <key>` for a ticket that has its place already.
+pub fn your_place(term: &str, label: &str, ticket_url: &str) -> String {
+    format!("你的{term}：{label}。{}", link(ticket_url, "查看电子票"))
+}
+
+/// `选座 <key>` after the seat deadline, the ticket not yet placed by the sweep.
+pub fn choosing_closed(deadline: &str) -> String {
+    format!("选座已于 {deadline} 截止，系统会为你随机分配座位，分好后通知你。")
+}
+
+pub fn choose_title(activity: &str) -> String {
+    format!("选座：{activity}")
+}
+
+pub fn choose_description(deadline: &str) -> String {
+    format!("点击选座，请在 {deadline} 前选好，逾期由系统随机分配。每张票只能选一次。")
+}
+
+/// `选座` without a key, when more than one ticket waits for its place.
+pub fn choose_which(tickets: &[(&str, &str)]) -> String {
+    let lines: String =
+        tickets.iter().map(|(key, activity)| format!("\n· 选座 {key}（{activity}）")).collect::<Vec<_>>().concat();
+    format!("你有 {} 张票还没选座，请发送「选座 活动代号」：{lines}", tickets.len())
 }

@@ -203,6 +203,7 @@ struct TicketLine {
     status_label: &'static str,
     status: TicketStatus,
     cancellable: bool,
+    seat: Option<super::student::PlaceView>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -237,6 +238,8 @@ async fn tickets_page(
         .await?
         .into_iter()
         .map(|t| TicketLine {
+            // The session proves the student here, so the chooser needs no signature.
+            seat: super::student::PlaceView::of(&t, tz, || Some(format!("/m/tickets/{}/seat", t.code))),
             path: crate::bot::ticket_url(&state, &me.openid, &t.code)
                 .strip_prefix(&state.config.public_url)
                 .map(str::to_string)

@@ -332,6 +332,42 @@ async fn activity_page(State(state): State<AppState>, Path(id): Path<String>) ->
     Ok(ActivityPage { view, lottery })
 }
 
+/// A ticket's place as a page shows it. Standing room (and a ticket without
+/// a live place: cancelled, or checked in unplaced) has none to show.
+pub(super) struct PlaceView {
+    /// `座位`, or `区域` in zone mode.
+    pub(super) term: &'static str,
+    /// The place, once chosen or assigned.
+    pub(super) label: Option<String>,
+    /// No place yet and choosing is open: until when, in local time.
+    pub(super) deadline: Option<String>,
+    /// The chooser, for a viewer proved to hold the ticket.
+    pub(super) chooser: Option<String>,
+}
+
+impl PlaceView {
+    /// `chooser` makes the viewer's chooser link; it is asked for only while choosing is open.
+    pub(super) fn of(ticket: &Ticket, tz: &time_tz::Tz, chooser: impl FnOnce() -> Option<String>) -> Option<PlaceView> {
+        let term = crate::bot::replies::place_term(ticket.seating);
+        if ticket.status == TicketStatus::Cancelled {
+            return None;
+        }
+        if let Some(place) = ticket.held_place() {
+            return Some(PlaceView { term, label: Some(place.label()), deadline: None, chooser: None });
+        }
+        if !ticket.needs_place() {
+            return None;
+        }
+        let open = ticket.can_choose();
+        Some(PlaceView {
+            term,
+            label: None,
+            deadline: open.then(|| local_time::full(ticket.seat_deadline, tz)),
+            chooser: if open { chooser() } else { None },
+        })
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "student/ticket.html")]
 struct TicketPage {
@@ -353,6 +389,8 @@ struct TicketPage {
     oauth: bool,
     /// The no-show rule is on: a valid ticket warns its holder.
     no_show_warning: Option<&'static str>,
+    /// A zone or seat activity's ticket: its place, or how to choose one.
+    seat: Option<PlaceView>,
 }
 
 #[derive(Deserialize)]
@@ -403,7 +441,14 @@ async fn ticket_page(
         (true, None) => (String::new(), None),
     };
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
+    // The holder's chooser: the same kind of link as this page's, signed
+    // afresh for the openid it proved (the chooser checks it as this page did).
+    let seat = PlaceView::of(&ticket, tz, || {
+        let url = crate::bot::seat_url(&state, holder.as_deref()?, &ticket.code);
+        url.strip_prefix(&state.config.public_url).map(str::to_string)
+    });
     let page = TicketPage {
+        seat,
         status_label: ticket.status.label(),
         start_at: local_time::full(ticket.start_at, tz),
         place: ticket.place.clone(),
@@ -513,6 +558,7 @@ struct TicketLine {
     place: String,
     status_label: &'static str,
     status: TicketStatus,
+    seat: Option<PlaceView>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -543,6 +589,11 @@ async fn my_tickets_page(State(state): State<AppState>, Query(link): Query<LinkP
         .await?
         .into_iter()
         .map(|t| TicketLine {
+            // Signed for this student, as the ticket links are.
+            seat: PlaceView::of(&t, tz, || {
+                let url = crate::bot::seat_url(&state, &openid, &t.code);
+                url.strip_prefix(&state.config.public_url).map(str::to_string)
+            }),
             status_label: t.status.label(),
             start_at: local_time::full(t.start_at, tz),
             // Each ticket opened from here is opened by its holder.

@@ -33,6 +33,7 @@ mod rush;
 mod seats;
 mod seats_browser;
 mod seats_chooser;
+mod seats_display;
 mod self_contained_binary;
 mod serve_binary;
 mod simulator;

@@ -85,7 +85,7 @@ pub(crate) async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Ve
     .unwrap()
 }
 
-async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
+pub(crate) async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
     let mut tx = app.pool.begin().await.unwrap();
     let outcome = seats::choose(&mut tx, code, student_id, choice).await.unwrap();
     tx.commit().await.unwrap();
