@@ -483,3 +483,50 @@ async fn an_admin_moves_a_student_and_a_taken_seat_is_refused_with_nothing_chang
         "{page}"
     );
 }
+
+/// In Chromium (skipped where it is not installed): the halls page and a
+/// hall's preview keep the CSP, and ticking a seat on the activity page's map
+/// blocks it without JavaScript. Screenshots in `target/browser-screenshots/seats-admin/`.
+#[tokio::test]
+async fn an_admin_blocks_a_seat_by_ticking_it_on_the_map() {
+    use crate::common::{admin::PASSWORD, browser::Browser};
+    let Some(b) = Browser::start("seats-admin").await else { return };
+    let app = spawn_app().await;
+    app.add_admin("lin").await;
+    let csv = std::env::temp_dir().join(format!("wt-seats-admin-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&csv, hall_csv(4, 8)).unwrap();
+    let out = app.cli(&["hall", "import", "礼堂", csv.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let play = create(&app, "play", &["--seating", "seat", "--hall", "礼堂"]);
+    let tickets = booked(&app, "play", 84, 3).await;
+    assert!(matches!(choose(&app, &tickets[0].0, &tickets[0].1, "A区-1-4").await, ChooseOutcome::Placed(_)));
+
+    b.goto(&app.url("/admin/halls")).await;
+    b.type_into("#username", "lin").await;
+    b.type_into("#password", PASSWORD).await;
+    b.click_and_wait(r#"form[action="/admin/login"] button[type=submit]"#).await;
+    assert!(b.text("#halls").await.contains("礼堂"));
+    b.policy_kept("halls").await;
+    b.shot("halls").await;
+    b.click_and_wait("#halls a").await;
+    assert_eq!(b.find_all(".seat-map td.seat").await.len(), 32);
+    b.policy_kept("hall preview").await;
+    b.shot("hall-preview").await;
+
+    b.goto(&app.url(&format!("/admin/activities/{play}"))).await;
+    b.policy_kept("activity with seats").await;
+    b.find(r#"#seat-blocks label[title="A区 1排5座"]"#).await.click().await.expect("tick A区 1排5座");
+    b.shot("ticked").await;
+    b.click_and_wait("#seat-blocks button[type=submit]").await;
+    assert_eq!(b.find_all("#seat-blocks td.seat.blocked").await.len(), 1);
+    assert!(b.text("#zone-counts").await.contains("预留"));
+    b.shot("blocked").await;
+    let blocked: String = sqlx::query_scalar(
+        "SELECT s.zone || '-' || s.row_label || '-' || s.seat_label FROM seat_blocks b JOIN hall_seats s ON s.id = b.seat_id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(blocked, "A区-1-5");
+    b.close().await;
+}
