@@ -228,7 +228,8 @@ impl EditErrors {
     pub fn get(&self, field: &str) -> Option<&str> {
         self.0.iter().find(|(f, _)| *f == field).map(|(_, m)| m.as_str())
     }
-    fn add(&mut self, field: &'static str, message: impl Into<String>) {
+    /// Keeps the first refusal of a field (the one to fix first).
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
         if self.get(field).is_none() {
             self.0.push((field, message.into()));
         }
@@ -389,6 +390,41 @@ pub async fn update(
     let after = by_id(conn, id).await?.ok_or(AppError::NotFound)?;
     outbox.record(conn, Event::ActivityChanged { before, after: after.clone() }).await?;
     Ok(EditOutcome::Saved(after))
+}
+
+/// Sets an activity's capacity outside an edit (a seat activity's blocked
+/// seats are not offered, so blocking one takes a place away), under the
+/// edit's locks and rules: the activity row, then its slot rows in order;
+/// never below the tickets booked (then `Err(booked)` and nothing changes);
+/// places it frees go to the waiting list first.
+pub(crate) async fn resize(
+    conn: &mut PgConnection,
+    outbox: &impl Outbox,
+    id: i64,
+    capacity: i32,
+) -> Result<Result<(), i64>, AppError> {
+    sqlx::query("SELECT 1 FROM activities WHERE id = $1 FOR NO KEY UPDATE").bind(id).execute(&mut *conn).await?;
+    sqlx::query("SELECT slot FROM activity_slots WHERE activity_id = $1 ORDER BY slot FOR UPDATE")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let booked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE activity_id = $1 AND status <> 'cancelled'")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    if i64::from(capacity) < booked {
+        return Ok(Err(booked));
+    }
+    sqlx::query("UPDATE activities SET capacity = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(capacity)
+        .execute(&mut *conn)
+        .await?;
+    let free = i64::from(capacity) - booked;
+    let promoted = if free > 0 { super::waiting::promote(conn, outbox, id, free, 0).await? } else { 0 };
+    spread_places(conn, id, (free - promoted) as i32).await?;
+    Ok(Ok(()))
 }
 
 fn same_minute(a: OffsetDateTime, b: OffsetDateTime) -> bool {

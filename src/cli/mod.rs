@@ -5,6 +5,7 @@ mod demo;
 mod hall;
 mod lottery;
 mod menu;
+mod seats;
 
 use clap::{Parser, Subcommand};
 
@@ -143,6 +144,19 @@ pub enum ActivityCommand {
     List,
     /// Publish a draft.
     Publish { key: String },
+    /// Hold seats of a seat activity back (guests, a camera platform): never offered nor assigned.
+    BlockSeats {
+        key: String,
+        /// Seats as `zone-row-seat`, e.g. A区-3-12.
+        #[arg(required = true)]
+        seats: Vec<String>,
+    },
+    /// Offer blocked seats again.
+    UnblockSeats {
+        key: String,
+        #[arg(required = true)]
+        seats: Vec<String>,
+    },
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,6 +202,13 @@ pub async fn run() -> Result<(), AppError> {
             pool.close().await;
             println!("migrations applied");
             Ok(())
+        }
+        // A block changes the capacity, which may promote the waiting list: it needs the notifier.
+        Command::Activity(ActivityCommand::BlockSeats { key, seats }) => {
+            seats::change_blocks(&config, &key, &seats, seats::Change::Block).await
+        }
+        Command::Activity(ActivityCommand::UnblockSeats { key, seats }) => {
+            seats::change_blocks(&config, &key, &seats, seats::Change::Unblock).await
         }
         Command::Activity(command) => {
             let tz = config.timezone;
@@ -437,6 +458,9 @@ async fn activity(
                     a.name
                 );
             }
+        }
+        ActivityCommand::BlockSeats { .. } | ActivityCommand::UnblockSeats { .. } => {
+            return Err(AppError::Internal("seat blocks are changed by `cli::seats`".into()));
         }
         ActivityCommand::Publish { key } => {
             let found = activities::by_key(conn, &key).await?;

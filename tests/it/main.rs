@@ -31,6 +31,7 @@ mod oauth_browser;
 mod oauth_pages;
 mod rush;
 mod seats;
+mod seats_admin;
 mod seats_browser;
 mod seats_chooser;
 mod seats_display;

@@ -124,6 +124,8 @@ pub struct Hall {
     pub id: i64,
     pub name: String,
     pub seats: i64,
+    /// Distinct zones among its seats.
+    pub zones: i64,
     /// Activities that use it (a hall in use cannot be deleted).
     pub used_by: i64,
 }
@@ -160,7 +162,23 @@ pub async fn import(conn: &mut PgConnection, name: &str, seats: &[SeatLine]) -> 
 }
 
 const HALL_COLUMNS: &str = "h.id, h.name, (SELECT count(*) FROM hall_seats s WHERE s.hall_id = h.id) AS seats, \
+     (SELECT count(DISTINCT s.zone) FROM hall_seats s WHERE s.hall_id = h.id) AS zones, \
      (SELECT count(*) FROM activities a WHERE a.hall_id = h.id) AS used_by";
+
+pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Hall>, AppError> {
+    Ok(sqlx::query_as(&format!("SELECT {HALL_COLUMNS} FROM halls h WHERE h.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The activities that use a hall, as an admin names them: `key 名称`.
+pub async fn users(conn: &mut PgConnection, hall_id: i64) -> Result<Vec<String>, AppError> {
+    Ok(sqlx::query_scalar("SELECT key || ' ' || name FROM activities WHERE hall_id = $1 ORDER BY id")
+        .bind(hall_id)
+        .fetch_all(conn)
+        .await?)
+}
 
 pub async fn by_name(conn: &mut PgConnection, name: &str) -> Result<Option<Hall>, AppError> {
     Ok(sqlx::query_as(&format!("SELECT {HALL_COLUMNS} FROM halls h WHERE h.name = $1"))
@@ -181,11 +199,20 @@ pub async fn delete(conn: &mut PgConnection, name: &str) -> Result<(), AppError>
         "DELETE FROM halls h WHERE h.id = $1 AND NOT EXISTS (SELECT 1 FROM activities a WHERE a.hall_id = h.id)",
     )
     .bind(hall.id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await;
     match done {
         Ok(d) if d.rows_affected() == 1 => Ok(()),
-        Ok(_) => Err(AppError::Invalid(format!("场馆 {} 还有 {} 个活动在用，不能删除。", hall.name, hall.used_by))),
+        Ok(_) => {
+            // Named, so the admin knows which activities to look at.
+            let users = users(conn, hall.id).await?;
+            Err(AppError::Invalid(format!(
+                "场馆 {} 还有 {} 个活动在用（{}），不能删除。",
+                hall.name,
+                users.len(),
+                users.join("、")
+            )))
+        }
         Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
             Err(AppError::Invalid(format!("场馆 {} 还有活动在用，不能删除。", hall.name)))
         }

@@ -10,8 +10,10 @@
 //! transaction), and a ticket is placed once (`… WHERE seat_id IS NULL`,
 //! re-checked on the locked row, so two tabs posting two seats place one).
 
+pub mod admin;
 pub mod hall;
 pub mod map;
+pub mod moves;
 
 use std::collections::HashMap;
 

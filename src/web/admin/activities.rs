@@ -21,7 +21,13 @@ use crate::{
         activities::{self, EditErrors, EditOutcome, Summary},
         checkin, door, images,
         lottery::Mode,
-        poster_check, waiting,
+        poster_check,
+        seats::{
+            self, Plan, Seating, ZoneQuota,
+            admin::{self as seat_admin, CapacityRefused, Setup},
+            hall,
+        },
+        waiting,
     },
     error::AppError,
     local_time,
@@ -140,10 +146,40 @@ pub struct ActivityForm {
     /// `rush` or `lottery`; read at creation only.
     #[serde(default)]
     mode: String,
+    /// `none`, `zone` or `seat`: fixed once published.
+    #[serde(default)]
+    seating: String,
+    /// Zone mode: one `A区:300` a line.
+    #[serde(default)]
+    zones: String,
+    /// Seat mode: the hall's name.
+    #[serde(default)]
+    hall: String,
+    /// Empty: choices close at the booking end.
+    #[serde(default)]
+    seat_deadline: String,
+}
+
+/// A form read: the activity (its capacity still to be decided), the capacity
+/// typed if any, and the seating.
+struct Parsed {
+    new: NewActivity,
+    capacity: Option<i32>,
+    plan: Plan,
+    deadline: Option<time::OffsetDateTime>,
 }
 
 impl ActivityForm {
-    fn from_activity(a: &Activity, tz: &time_tz::Tz) -> ActivityForm {
+    fn from_activity(a: &Activity, setup: &Setup, tz: &time_tz::Tz) -> ActivityForm {
+        let (seating, zones, hall) = match &setup.plan {
+            Plan::None => (Seating::None, String::new(), String::new()),
+            Plan::Zones(zones) => (
+                Seating::Zone,
+                zones.iter().map(|z| format!("{}:{}", z.zone, z.quota)).collect::<Vec<_>>().join("\n"),
+                String::new(),
+            ),
+            Plan::Hall(name) => (Seating::Seat, String::new(), name.clone()),
+        };
         ActivityForm {
             csrf: String::new(),
             key: a.key.clone(),
@@ -157,6 +193,10 @@ impl ActivityForm {
             capacity: a.capacity.to_string(),
             live_qr: if a.live_qr { "on".into() } else { String::new() },
             mode: a.mode.as_str().into(),
+            seating: seating.as_str().into(),
+            zones,
+            hall,
+            seat_deadline: setup.deadline.map(|at| local_time::input(at, tz)).unwrap_or_default(),
         }
     }
 
@@ -164,8 +204,9 @@ impl ActivityForm {
         !self.live_qr.is_empty()
     }
 
-    /// Reads the typed values; unreadable ones become field errors.
-    fn parse(&self, tz: &time_tz::Tz) -> Result<NewActivity, EditErrors> {
+    /// Reads the typed values; unreadable ones become field errors. The
+    /// capacity is settled against the seating afterwards (`settle`).
+    fn parse(&self, tz: &time_tz::Tz) -> Result<Parsed, EditErrors> {
         let mut errors = EditErrors::default();
         let mut time = |field: &'static str, text: &str| match local_time::read(text, tz) {
             Ok(at) => Some(at),
@@ -180,7 +221,16 @@ impl ActivityForm {
             time("start_at", &self.start_at),
             time("end_at", &self.end_at),
         );
-        let capacity = self.capacity.trim().parse::<i32>().ok();
+        let deadline = match self.seat_deadline.trim() {
+            "" => Some(None),
+            text => time("seat_deadline", text).map(Some),
+        };
+        let plan = self.plan(&mut errors);
+        // Zones or a hall decide the capacity: it may be left empty then.
+        let capacity = match self.capacity.trim() {
+            "" if plan.as_ref().is_some_and(|p| *p != Plan::None) => Some(None),
+            text => text.parse::<i32>().ok().map(Some),
+        };
         if capacity.is_none() {
             errors.0.push(("capacity", "请填写一个整数".into()));
         }
@@ -188,8 +238,16 @@ impl ActivityForm {
         if mode.is_none() {
             errors.0.push(("mode", "请选择抢票或抽签".into()));
         }
-        let (Some(book_start), Some(book_end), Some(start_at), Some(end_at), Some(capacity), Some(mode)) =
-            (times.0, times.1, times.2, times.3, capacity, mode)
+        let (
+            Some(book_start),
+            Some(book_end),
+            Some(start_at),
+            Some(end_at),
+            Some(capacity),
+            Some(mode),
+            Some(plan),
+            Some(deadline),
+        ) = (times.0, times.1, times.2, times.3, capacity, mode, plan, deadline)
         else {
             return Err(errors);
         };
@@ -202,14 +260,84 @@ impl ActivityForm {
             book_end,
             start_at,
             end_at,
-            capacity,
+            capacity: 0,
             publish: false,
             mode,
         };
-        let errors = activities::check_fields(&new);
-        if errors.is_empty() { Ok(new) } else { Err(errors) }
+        Ok(Parsed { new, capacity, plan, deadline })
+    }
+
+    /// The seating typed; a bad zone line or a missing hall is a field error.
+    fn plan(&self, errors: &mut EditErrors) -> Option<Plan> {
+        match self.seating.trim() {
+            "" | "none" => Some(Plan::None),
+            "zone" => {
+                let mut zones = Vec::new();
+                for line in self.zones.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                    match line.parse::<ZoneQuota>() {
+                        Ok(zone) => zones.push(zone),
+                        Err(why) => {
+                            errors.add("zones", why);
+                            return None;
+                        }
+                    }
+                }
+                if zones.is_empty() {
+                    errors.add("zones", "每行写一个区域，如 A区:300");
+                    return None;
+                }
+                Some(Plan::Zones(zones))
+            }
+            "seat" if !self.hall.trim().is_empty() => Some(Plan::Hall(self.hall.trim().to_string())),
+            "seat" => {
+                errors.add("hall", "请选择场馆");
+                None
+            }
+            _ => {
+                errors.add("seating", "请选择不分区、分区或选座");
+                None
+            }
+        }
     }
 }
+
+/// Settles what was read against the database: a published activity's
+/// seating is fixed (checked first, so a crafted form learns exactly that);
+/// the zones or the hall decide the capacity (less blocked seats); then the
+/// field rules of SPEC §5 and the seat deadline's.
+async fn settle(
+    conn: &mut sqlx::PgConnection,
+    activity: Option<&Activity>,
+    parsed: Parsed,
+) -> Result<Result<Settled, EditErrors>, AppError> {
+    let Parsed { mut new, capacity, plan, deadline } = parsed;
+    let mut errors = EditErrors::default();
+    if let Some(a) = activity
+        && a.status != ActivityStatus::Draft
+        && seat_admin::setup_of(conn, a.id).await?.plan != plan
+    {
+        errors.add("seating", seat_admin::FIXED);
+        return Ok(Err(errors));
+    }
+    match seat_admin::capacity_for(conn, activity.map(|a| a.id), &plan, capacity).await? {
+        Ok(derived) => new.capacity = derived,
+        Err(CapacityRefused::Capacity(why)) => errors.add("capacity", why),
+        Err(CapacityRefused::Plan(why)) => {
+            errors.add(if matches!(plan, Plan::Hall(_)) { "hall" } else { "zones" }, why)
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(Err(errors));
+    }
+    let mut errors = activities::check_fields(&new);
+    if let Some(why) = seat_admin::check_deadline(&plan, deadline, new.book_start, new.start_at) {
+        errors.add("seat_deadline", why);
+    }
+    Ok(if errors.is_empty() { Ok((new, plan, deadline)) } else { Err(errors) })
+}
+
+/// A form settled: the activity, its seating and its seat deadline.
+type Settled = (NewActivity, Plan, Option<time::OffsetDateTime>);
 
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/activity_form.html")]
@@ -228,6 +356,10 @@ struct FormPage {
     waiting: Option<Waiting>,
     /// A lottery activity's draw: its state and published inputs.
     lottery: Option<crate::web::lottery::LotteryView>,
+    /// The halls a seat activity may use (by name).
+    halls: Vec<String>,
+    /// A zone or seat activity's places (an existing activity only).
+    seats: Option<super::seats::SeatsView>,
 }
 
 /// The activity page's door section.
@@ -282,6 +414,10 @@ impl FormPage {
     fn error(&self, field: &str) -> &str {
         self.errors.get(field).unwrap_or("")
     }
+    /// The seating is fixed once published.
+    fn seating_locked(&self) -> bool {
+        self.activity.as_ref().is_some_and(|a| a.status != ActivityStatus::Draft)
+    }
     fn locked(&self, field: &str) -> bool {
         self.activity.as_ref().is_some_and(|a| a.status != ActivityStatus::Draft)
             && (field == "key" || field == "book_start")
@@ -294,10 +430,20 @@ fn zone(state: &AppState) -> &'static str {
 }
 
 /// The form for a new activity (blank, or as typed when refused).
-fn new_activity_page(state: &AppState, session: AdminSession, form: ActivityForm, errors: EditErrors) -> FormPage {
+async fn new_activity_page(
+    state: &AppState,
+    session: AdminSession,
+    form: ActivityForm,
+    errors: EditErrors,
+) -> Result<FormPage, AppError> {
     let timezone = zone(state);
-    let (door, waiting, lottery) = (None, None, None);
-    FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery }
+    let halls = hall_names(state).await?;
+    let (door, waiting, lottery, seats) = (None, None, None, None);
+    Ok(FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery, halls, seats })
+}
+
+async fn hall_names(state: &AppState) -> Result<Vec<String>, AppError> {
+    Ok(hall::list(&mut *state.pool.acquire().await?).await?.into_iter().map(|h| h.name).collect())
 }
 
 /// An existing activity's page: its form and the sections read from the database.
@@ -314,12 +460,35 @@ async fn activity_page(
     let door = Some(door(&mut conn, &activity, tz).await?);
     let waiting = Some(waiting(&mut conn, &activity, tz).await?);
     let lottery = crate::web::lottery::view(&mut conn, &activity, tz).await?;
+    let seats = super::seats::view(&mut conn, &activity).await?;
+    drop(conn);
     let timezone = zone(state);
-    Ok(FormPage { session, activity: Some(activity), form, errors, notice, timezone, door, waiting, lottery })
+    let halls = hall_names(state).await?;
+    let activity = Some(activity);
+    Ok(FormPage { session, activity, form, errors, notice, timezone, door, waiting, lottery, halls, seats })
 }
 
-async fn new_form(State(state): State<AppState>, session: AdminSession) -> FormPage {
-    new_activity_page(&state, session, ActivityForm::default(), EditErrors::default())
+/// An existing activity's page with what its seat section was refused.
+pub(super) async fn page_with_seat_error(
+    state: &AppState,
+    session: AdminSession,
+    activity_id: i64,
+    error: String,
+) -> Result<Response, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    let activity = activities::by_id(&mut conn, activity_id).await?.ok_or(AppError::NotFound)?;
+    let setup = seat_admin::setup_of(&mut conn, activity_id).await?;
+    drop(conn);
+    let form = ActivityForm::from_activity(&activity, &setup, state.config.timezone);
+    let mut page = activity_page(state, session, activity, form, EditErrors::default(), None).await?;
+    if let Some(seats) = page.seats.as_mut() {
+        seats.error = Some(error);
+    }
+    Ok((StatusCode::BAD_REQUEST, page).into_response())
+}
+
+async fn new_form(State(state): State<AppState>, session: AdminSession) -> Result<FormPage, AppError> {
+    new_activity_page(&state, session, ActivityForm::default(), EditErrors::default()).await
 }
 
 async fn create(
@@ -328,20 +497,25 @@ async fn create(
     Form(form): Form<ActivityForm>,
 ) -> Result<Response, AppError> {
     session.check_csrf(&form.csrf)?;
-    let refuse = |session, form, errors| {
-        Ok((StatusCode::BAD_REQUEST, new_activity_page(&state, session, form, errors)).into_response())
+    let refuse = async |session, form, errors| {
+        Ok((StatusCode::BAD_REQUEST, new_activity_page(&state, session, form, errors).await?).into_response())
     };
-    let new = match form.parse(state.config.timezone) {
-        Ok(new) => new,
-        Err(errors) => return refuse(session, form, errors),
+    let parsed = match form.parse(state.config.timezone) {
+        Ok(parsed) => parsed,
+        Err(errors) => return refuse(session, form, errors).await,
     };
     let mut tx = state.pool.begin().await?;
+    let (new, plan, deadline) = match settle(&mut tx, None, parsed).await? {
+        Ok(settled) => settled,
+        Err(errors) => return refuse(session, form, errors).await,
+    };
     let activity = match activities::create(&mut tx, &new).await {
         Ok(a) => a,
-        Err(AppError::Invalid(message)) => return refuse(session, form, EditErrors(vec![("key", message)])),
+        Err(AppError::Invalid(message)) => return refuse(session, form, EditErrors(vec![("key", message)])).await,
         Err(e) => return Err(e),
     };
     activities::set_live_qr(&mut tx, activity.id, form.live_qr()).await?;
+    seats::set_up(&mut tx, activity.id, &plan, deadline).await?;
     audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{}", activity.id)).into_response())
@@ -354,7 +528,8 @@ async fn edit_form(
 ) -> Result<FormPage, AppError> {
     let activity = activities::by_id(&mut *state.pool.acquire().await?, parse_id(&id)?).await?;
     let activity = activity.ok_or(AppError::NotFound)?;
-    let form = ActivityForm::from_activity(&activity, state.config.timezone);
+    let setup = seat_admin::setup_of(&mut *state.pool.acquire().await?, activity.id).await?;
+    let form = ActivityForm::from_activity(&activity, &setup, state.config.timezone);
     activity_page(&state, session, activity, form, EditErrors::default(), None).await
 }
 
@@ -368,9 +543,27 @@ async fn update(
     let id = parse_id(&id)?;
     let mut tx = state.pool.begin().await?;
     let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
-    let outcome = match form.parse(state.config.timezone) {
-        Ok(new) => activities::update(&mut tx, &state.notifier, id, &new).await?,
-        Err(errors) => EditOutcome::Refused(errors),
+    let settled = match form.parse(state.config.timezone) {
+        Ok(parsed) => settle(&mut tx, Some(&activity), parsed).await?,
+        Err(errors) => Err(errors),
+    };
+    let (outcome, seating) = match settled {
+        Ok((new, plan, deadline)) => {
+            (activities::update(&mut tx, &state.notifier, id, &new).await?, Some((plan, deadline)))
+        }
+        Err(errors) => (EditOutcome::Refused(errors), None),
+    };
+    // The rule again, under the edit's lock on the activity row: a publish
+    // between reading the form and here still fixes the seating.
+    let outcome = match (outcome, seating) {
+        (EditOutcome::Saved(saved), Some((plan, deadline))) => {
+            match seats::admin::replan(&mut tx, id, saved.status, &plan, deadline).await {
+                Ok(()) => EditOutcome::Saved(saved),
+                Err(AppError::Invalid(why)) => EditOutcome::Refused(EditErrors(vec![("seating", why)])),
+                Err(e) => return Err(e),
+            }
+        }
+        (outcome, _) => outcome,
     };
     match outcome {
         EditOutcome::Saved(mut saved) => {
@@ -381,7 +574,8 @@ async fn update(
             audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
                 .await?;
             tx.commit().await?;
-            let form = ActivityForm::from_activity(&saved, tz);
+            let setup = seat_admin::setup_of(&mut *state.pool.acquire().await?, saved.id).await?;
+            let form = ActivityForm::from_activity(&saved, &setup, tz);
             let notice = Some("已保存。".to_string());
             Ok(activity_page(&state, session, saved, form, EditErrors::default(), notice).await?.into_response())
         }

@@ -6,11 +6,13 @@ mod activities;
 mod checkin;
 mod door_chart;
 mod export;
+mod halls;
 mod login;
 mod lottery;
 pub mod menu;
 mod notifications;
 mod roster;
+mod seats;
 pub(crate) mod simulator;
 mod students;
 mod wechat_scan;
@@ -44,10 +46,12 @@ pub fn router() -> Router<AppState> {
         .merge(crate::web::headers::with_wechat_jssdk(checkin::router()))
         .merge(wechat_scan::router())
         .merge(export::router())
+        .merge(halls::router())
         .merge(lottery::router())
         .merge(menu::router())
         .merge(notifications::router())
         .merge(roster::router())
+        .merge(seats::router())
         .merge(simulator::router())
         .merge(students::router())
 }
