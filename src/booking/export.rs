@@ -18,9 +18,8 @@ use crate::{
     local_time,
 };
 
-pub const HEADERS: [&str; 12] = [
-    "票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座",
-];
+pub const HEADERS: [&str; 12] =
+    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座"];
 
 /// What the 候补位置 column says of a ticket that came from the waiting list.
 pub const FROM_WAITING_LIST: &str = "候补转正";
@@ -219,7 +218,9 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
             let (row, col) = (i as u32 + 1, col as u16);
             match cell.parse::<u32>() {
                 // Positions and ranks as numbers, so the sheet sorts them as numbers.
-                Ok(n) if (POSITION_COLUMN..=RANK_COLUMN).contains(&col) => sheet.write_number(row, col, n).map_err(fail)?,
+                Ok(n) if (POSITION_COLUMN..=RANK_COLUMN).contains(&col) => {
+                    sheet.write_number(row, col, n).map_err(fail)?
+                }
                 // write_string always makes a text cell: "=…" stays text, never a formula.
                 _ => sheet.write_string(row, col, cell).map_err(fail)?,
             };

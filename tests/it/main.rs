@@ -31,6 +31,7 @@ mod oauth_browser;
 mod oauth_pages;
 mod rush;
 mod seats;
+mod seats_door;
 mod self_contained_binary;
 mod serve_binary;
 mod simulator;

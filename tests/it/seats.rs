@@ -23,12 +23,12 @@ fn csv_file(name: &str, body: &[u8]) -> std::path::PathBuf {
     path
 }
 
-fn at(offset: Duration) -> String {
+pub fn at(offset: Duration) -> String {
     (OffsetDateTime::now_utc() + offset).format(&Rfc3339).unwrap()
 }
 
 /// A published activity open for booking now, made through the shell with `extra` flags.
-fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
+pub fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
     let (bs, be, s, e) = (
         at(-Duration::hours(1)),
         at(Duration::hours(1)),
@@ -58,7 +58,7 @@ fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
 }
 
 /// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) and one of zone B.
-fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
+pub fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
     let mut body = String::from("zone,row,seat\n");
     for r in 1..=rows {
         for s in 1..=per_row {
@@ -70,7 +70,7 @@ fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
 }
 
 /// `n` students each book `key` over signed WeChat XML; returns (code, student ID) per ticket.
-async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, String)> {
+pub async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, String)> {
     for openid in app.bound_students(group, n).await {
         let reply = app.say(&wx::text(&openid, &format!("抢票 {key}"))).await;
         assert!(matches!(reply, wx::Reply::News { .. }), "{reply:?}");
@@ -85,7 +85,7 @@ async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, 
     .unwrap()
 }
 
-async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
+pub async fn choose(app: &TestApp, code: &str, student_id: &str, choice: Choice<'_>) -> ChooseOutcome {
     let mut tx = app.pool.begin().await.unwrap();
     let outcome = seats::choose(&mut tx, code, student_id, choice).await.unwrap();
     tx.commit().await.unwrap();
