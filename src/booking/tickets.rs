@@ -99,6 +99,9 @@ struct BookingCheck {
     held_booked_at: Option<OffsetDateTime>,
     held_checked_in_at: Option<OffsetDateTime>,
     held_cancelled_at: Option<OffsetDateTime>,
+    /// A zone or seat activity past its seat deadline (booking may run later):
+    /// a ticket issued now gets its place at once, since nobody chooses any more.
+    places_now: bool,
 }
 
 impl BookingCheck {
@@ -167,6 +170,7 @@ pub async fn book(
          a.start_at, a.end_at, a.poster_id, a.status, a.mode, a.book_start, \
          a.book_start <= now() AS open, a.book_end <= now() AS closed, now() < a.start_at AS before_start, \
          EXISTS (SELECT 1 FROM activity_slots s WHERE s.activity_id = a.id AND s.remaining > 0) AS has_places, \
+         (a.seating <> 'none' AND coalesce(a.seat_deadline, a.book_end) <= now()) AS places_now, \
          h.id AS held_id, h.code AS held_code, h.student_id AS held_student_id, h.status AS held_status, \
          h.booked_at AS held_booked_at, h.checked_in_at AS held_checked_in_at, h.cancelled_at AS held_cancelled_at \
          FROM activities a \
@@ -227,7 +231,12 @@ pub async fn book(
         return Ok(sold_out());
     }
     match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
-        Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
+        Taken::Issued { id, code, booked_at } => {
+            if check.places_now {
+                super::seats::place_late_ticket(conn, id).await?;
+            }
+            Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at)))
+        }
         // The last place may have gone to this same student's other request,
         // which committed while this one waited: then that ticket is the answer.
         Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, openid).await? {

@@ -235,3 +235,37 @@ async fn lottery_winners_drawn_after_the_deadline_are_swept_and_a_later_promotio
         .unwrap();
     assert_eq!(taken, [(1, 1), (1, 1)]);
 }
+
+#[tokio::test]
+async fn a_booking_after_an_early_seat_deadline_gets_its_place_with_the_ticket() {
+    let app = spawn_app().await;
+    // Two seats: A区 1排1座 and B区 2排1座.
+    import_hall(&app, "小厅", 2, 1);
+    let deadline = at(Duration::minutes(30));
+    assert!(
+        create(&app, "play", &["--seating", "seat", "--hall", "小厅", "--seat-deadline", &deadline]).status.success()
+    );
+    let zones = ["--seating", "zone", "--zone", "A区:1", "--zone", "B区:1", "--seat-deadline", &deadline];
+    assert!(create(&app, "gala", &zones).status.success());
+    // Choosing closed; booking runs on until its end.
+    sqlx::query("UPDATE activities SET seat_deadline = now() - interval '1 minute'").execute(&app.pool).await.unwrap();
+    booked(&app, "play", 89, 2).await;
+    booked(&app, "gala", 90, 2).await;
+    let places: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT a.key, t.zone, s.row_label FROM tickets t JOIN activities a ON a.id = t.activity_id \
+         LEFT JOIN hall_seats s ON s.id = t.seat_id WHERE t.status = 'valid' ORDER BY a.key, t.zone",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        places,
+        [
+            ("gala".into(), "A区".into(), None),
+            ("gala".into(), "B区".into(), None),
+            ("play".into(), "A区".into(), Some("1".into())),
+            ("play".into(), "B区".into(), Some("2".into())),
+        ]
+    );
+    assert_eq!(app.count("SELECT sum(taken) FROM activity_zones").await, 2);
+}

@@ -242,23 +242,32 @@ impl TicketPlace {
     }
 }
 
+#[derive(FromRow)]
+struct Held {
+    seating: Seating,
+    zone: Option<String>,
+    row_label: Option<String>,
+    seat_label: Option<String>,
+}
+
 /// What a ticket holds (a seat mode ticket with only its zone is unplaced:
 /// the sweep still gives it a seat in that zone).
 pub async fn ticket_place(conn: &mut PgConnection, ticket_id: i64) -> Result<TicketPlace, AppError> {
-    let row: Option<(Seating, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+    let held: Option<Held> = sqlx::query_as(
         "SELECT a.seating, t.zone, s.row_label, s.seat_label FROM tickets t \
          JOIN activities a ON a.id = t.activity_id LEFT JOIN hall_seats s ON s.id = t.seat_id WHERE t.id = $1",
     )
     .bind(ticket_id)
     .fetch_optional(conn)
     .await?;
-    Ok(match row {
-        None | Some((Seating::None, ..)) => TicketPlace::StandingRoom,
-        Some((Seating::Zone, Some(zone), ..)) => TicketPlace::Placed(Place { zone, row_label: None, seat_label: None }),
-        Some((Seating::Seat, Some(zone), Some(row), Some(seat))) => {
+    let Some(held) = held else { return Ok(TicketPlace::StandingRoom) };
+    Ok(match (held.seating, held.zone, held.row_label, held.seat_label) {
+        (Seating::None, ..) => TicketPlace::StandingRoom,
+        (Seating::Zone, Some(zone), ..) => TicketPlace::Placed(Place { zone, row_label: None, seat_label: None }),
+        (Seating::Seat, Some(zone), Some(row), Some(seat)) => {
             TicketPlace::Placed(Place { zone, row_label: Some(row), seat_label: Some(seat) })
         }
-        Some(_) => TicketPlace::Unplaced,
+        _ => TicketPlace::Unplaced,
     })
 }
 
@@ -425,7 +434,20 @@ pub async fn assign_due(conn: &mut PgConnection, outbox: &impl Outbox) -> Result
     .await?;
     let mut placed = 0;
     for (activity_id, seating, hall_id) in due {
-        let given = place_at_random(conn, activity_id, seating, hall_id, None).await?;
+        // A ticket booked meanwhile past the deadline may take a drawn seat
+        // first: then this activity waits for the next tick, the others go on.
+        let mut attempt = conn.begin().await?;
+        let given = match place_at_random(&mut attempt, activity_id, seating, hall_id, None).await {
+            Ok(given) => {
+                attempt.commit().await?;
+                given
+            }
+            Err(e) if seat_was_taken(&e) => {
+                attempt.rollback().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         placed += record(conn, outbox, activity_id, given).await?;
         sqlx::query("UPDATE activities SET seats_assigned_at = coalesce(seats_assigned_at, now()) WHERE id = $1")
             .bind(activity_id)
@@ -433,6 +455,11 @@ pub async fn assign_due(conn: &mut PgConnection, outbox: &impl Outbox) -> Result
             .await?;
     }
     Ok(placed)
+}
+
+/// A drawn seat was taken by another transaction first (the one-ticket-per-seat index).
+fn seat_was_taken(e: &AppError) -> bool {
+    matches!(e, AppError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
 }
 
 /// A ticket given a place by the sweep, or at its issue after the deadline.
@@ -444,8 +471,7 @@ struct Given {
 
 /// Gives the activity's valid tickets still without a place (all of them, or
 /// only the ticket `only`) a random free place; the sweep's rule, and a late
-/// ticket's. The caller holds the activity row, so two of these never draw
-/// from the same free places at once.
+/// ticket's.
 async fn place_at_random(
     conn: &mut PgConnection,
     activity_id: i64,
@@ -461,11 +487,11 @@ async fn place_at_random(
 }
 
 /// Gives one ticket issued after its activity's seat deadline (a waiting-list
-/// promotion) a random free place at once, in the caller's transaction: its
-/// holder can no longer choose, and is told the place with the ticket rather
-/// than by a later sweep. Nothing for standing room, before the deadline, for
-/// a ticket placed already, or when no place is free. The caller holds the
-/// activity row (as the waiting list's rules do).
+/// promotion, or a booking when the deadline is before the booking end) a
+/// random free place at once, in the caller's transaction: its holder can no
+/// longer choose, and is told the place with the ticket rather than by a
+/// later sweep. Nothing for standing room, before the deadline, for a ticket
+/// placed already, or when no place is free (the sweep tries again).
 pub async fn place_late_ticket(conn: &mut PgConnection, ticket_id: i64) -> Result<Option<Place>, AppError> {
     let due: Option<(i64, Seating, Option<i64>)> = sqlx::query_as(
         "SELECT a.id, a.seating, a.hall_id FROM tickets t JOIN activities a ON a.id = t.activity_id \
@@ -476,9 +502,11 @@ pub async fn place_late_ticket(conn: &mut PgConnection, ticket_id: i64) -> Resul
     .fetch_optional(&mut *conn)
     .await?;
     let Some((activity_id, seating, hall_id)) = due else { return Ok(None) };
-    // A student's choice that passed its deadline check a moment before the
-    // deadline may take the drawn seat first: draw again, in a savepoint, so
-    // the promotion's transaction (a cancel's) never fails for it.
+    // Bookings do not hold the activity row, so another late ticket (or a
+    // choice that passed its deadline check a moment before the deadline) may
+    // take the drawn seat first: draw again, in a savepoint, so the caller's
+    // transaction (a booking's, a cancel's) never fails for it. A zone's room
+    // is taken under its row lock and cannot collide.
     for _ in 0..3 {
         let mut attempt = conn.begin().await?;
         match place_at_random(&mut attempt, activity_id, seating, hall_id, Some(ticket_id)).await {
@@ -486,9 +514,7 @@ pub async fn place_late_ticket(conn: &mut PgConnection, ticket_id: i64) -> Resul
                 attempt.commit().await?;
                 return Ok(given.into_iter().next().map(|g| g.place));
             }
-            Err(AppError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                attempt.rollback().await?;
-            }
+            Err(e) if seat_was_taken(&e) => attempt.rollback().await?,
             Err(e) => return Err(e),
         }
     }
@@ -505,9 +531,14 @@ async fn assign_zones(conn: &mut PgConnection, activity_id: i64, only: Option<i6
     .bind(only)
     .fetch_all(&mut *conn)
     .await?;
-    let rooms: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT zone, quota - taken FROM activity_zones WHERE activity_id = $1 AND taken < quota ORDER BY position FOR UPDATE",
-    )
+    // One late ticket skips zones another transaction holds: a booking holds
+    // its slot row while it places, and a cancel holds its zone while it gives
+    // back its slot, so waiting here could deadlock with one. A ticket left
+    // without a place is the next sweep's.
+    let lock = if only.is_some() { "FOR UPDATE SKIP LOCKED" } else { "FOR UPDATE" };
+    let rooms: Vec<(String, i32)> = sqlx::query_as(&format!(
+        "SELECT zone, quota - taken FROM activity_zones WHERE activity_id = $1 AND taken < quota ORDER BY position {lock}"
+    ))
     .bind(activity_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -656,5 +687,13 @@ mod tests {
         let seat = Place { zone: "A区".into(), row_label: Some("3".into()), seat_label: Some("12".into()) };
         assert_eq!(seat.label(), "A区 3排12座");
         assert_eq!(Place { zone: "B区".into(), row_label: None, seat_label: None }.label(), "B区");
+    }
+
+    #[test]
+    fn the_door_names_a_place_or_its_absence_and_nothing_for_standing_room() {
+        let seat = Place { zone: "A区".into(), row_label: Some("1".into()), seat_label: Some("2".into()) };
+        assert_eq!(TicketPlace::Placed(seat).label().as_deref(), Some("A区 1排2座"));
+        assert_eq!(TicketPlace::Unplaced.label().as_deref(), Some("未选座"));
+        assert_eq!(TicketPlace::StandingRoom.label(), None);
     }
 }
