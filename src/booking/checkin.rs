@@ -10,6 +10,7 @@ use crate::{
     audit,
     booking::{
         Activity, TicketStatus,
+        seats::{self, TicketPlace},
         students::MAX_STUDENT_ID_CHARS,
         tickets::{self, Ticket},
     },
@@ -238,15 +239,25 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub fn of(outcome: &CheckinOutcome, tz: &Tz) -> Verdict {
+    /// The verdict on `outcome`; `place` is what the ticket holds, which the
+    /// door names on a check-in and on a ticket used already (so the volunteer
+    /// can point the way, or see whose seat it was).
+    pub fn of(outcome: &CheckinOutcome, place: &TicketPlace, tz: &Tz) -> Verdict {
         let bad = |headline: String, detail: String| Verdict { good: false, headline, detail };
+        let with_place = |text: String| match place.label() {
+            Some(label) => format!("{text} · {label}"),
+            None => text,
+        };
         match outcome {
-            CheckinOutcome::CheckedIn(t) => {
-                Verdict { good: true, headline: "检票成功".into(), detail: format!("学号 {}", t.student_id) }
-            }
-            CheckinOutcome::AlreadyUsed(t, at, by) => {
-                bad(format!("已检票 {}（{by}）", local_time::clock(*at, tz)), format!("学号 {}", t.student_id))
-            }
+            CheckinOutcome::CheckedIn(t) => Verdict {
+                good: true,
+                headline: with_place("检票成功".into()),
+                detail: format!("学号 {}", t.student_id),
+            },
+            CheckinOutcome::AlreadyUsed(t, at, by) => bad(
+                with_place(format!("已检票 {}（{by}）", local_time::clock(*at, tz))),
+                format!("学号 {}", t.student_id),
+            ),
             CheckinOutcome::Cancelled(t) => bad("票已退".into(), format!("学号 {} 的这张票已经退掉了", t.student_id)),
             CheckinOutcome::OtherActivity(t) => {
                 bad("不是本活动的票".into(), format!("这是「{}」的票", t.activity_name))
@@ -315,7 +326,11 @@ pub async fn scan(
         return Ok(Verdict { good, headline, detail });
     };
     let outcome = check_in(conn, activity.id, read_input(input, secret), by).await?;
-    let verdict = Verdict::of(&outcome, tz);
+    let place = match &outcome {
+        CheckinOutcome::CheckedIn(t) | CheckinOutcome::AlreadyUsed(t, ..) => seats::ticket_place(conn, t.id).await?,
+        _ => TicketPlace::StandingRoom,
+    };
+    let verdict = Verdict::of(&outcome, &place, tz);
     let ticket_id = match &outcome {
         CheckinOutcome::CheckedIn(t)
         | CheckinOutcome::AlreadyUsed(t, ..)

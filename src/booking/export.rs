@@ -1,6 +1,7 @@
 //! Ticket lists for organisers: CSV (UTF-8 with BOM, so Excel opens it) and
 //! XLSX. Columns of SPEC §5, then how each place was got: from the waiting
-//! list (候补转正) and the lottery rank (抽签名次). After the tickets come the
+//! list (候补转正) and the lottery rank (抽签名次), and the place (区域, 排,
+//! 座; empty for standing room and tickets not placed yet). After the tickets come the
 //! students still on the waiting list, in line order, so an organiser sees
 //! who is next. A cell a spreadsheet would run as a formula is made inert:
 //! prefixed with `'` in CSV, written as a string cell in XLSX. Ticket codes
@@ -12,13 +13,13 @@ use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
 use crate::{
-    booking::{TicketStatus, students::TEST_OPENID_PREFIX},
+    booking::{TicketStatus, seats::Place, students::TEST_OPENID_PREFIX},
     error::AppError,
     local_time,
 };
 
-pub const HEADERS: [&str; 9] =
-    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次"];
+pub const HEADERS: [&str; 12] =
+    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座"];
 
 /// What the 候补位置 column says of a ticket that came from the waiting list.
 pub const FROM_WAITING_LIST: &str = "候补转正";
@@ -45,6 +46,8 @@ pub enum Entry {
         cancelled_at: Option<OffsetDateTime>,
         /// Issued to the head of the waiting list.
         from_waiting_list: bool,
+        /// Where it sits: none for standing room, a ticket not placed yet, or a cancelled one.
+        place: Option<Place>,
     },
     Waiting {
         /// In the whole line, test students included (what the student was told).
@@ -63,6 +66,9 @@ struct TicketRow {
     cancelled_at: Option<OffsetDateTime>,
     from_waiting_list: bool,
     lottery_rank: Option<i32>,
+    zone: Option<String>,
+    row_label: Option<String>,
+    seat_label: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -83,7 +89,11 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool)
          t.cancelled_at, \
          EXISTS (SELECT 1 FROM waiting_list w WHERE w.ticket_id = t.id AND w.state = 'promoted') \
              AS from_waiting_list, \
-         e.rank AS lottery_rank FROM tickets t \
+         e.rank AS lottery_rank, \
+         CASE WHEN t.status <> 'cancelled' THEN t.zone END AS zone, \
+         CASE WHEN t.status <> 'cancelled' THEN hs.row_label END AS row_label, \
+         CASE WHEN t.status <> 'cancelled' THEN hs.seat_label END AS seat_label FROM tickets t \
+         LEFT JOIN hall_seats hs ON hs.id = t.seat_id \
          LEFT JOIN students s ON s.student_id = t.student_id \
          LEFT JOIN roster r ON r.student_id = t.student_id \
          LEFT JOIN lottery_entries e ON e.activity_id = t.activity_id AND e.student_id = t.student_id \
@@ -120,6 +130,7 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool)
             checked_in_at: t.checked_in_at,
             cancelled_at: t.cancelled_at,
             from_waiting_list: t.from_waiting_list,
+            place: t.zone.map(|zone| Place { zone, row_label: t.row_label, seat_label: t.seat_label }),
         },
     });
     let waiting = waiting.into_iter().map(|w| Row {
@@ -131,21 +142,24 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool)
     Ok(tickets.chain(waiting).collect())
 }
 
-fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 9] {
+fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 12] {
     let at = |t: Option<OffsetDateTime>| t.map(|t| local_time::precise(t, tz)).unwrap_or_default();
-    let (code, status, booked, checked_in, cancelled, waiting) = match &row.entry {
-        Entry::Ticket { code, status, booked_at, checked_in_at, cancelled_at, from_waiting_list } => (
+    let (code, status, booked, checked_in, cancelled, waiting, place) = match &row.entry {
+        Entry::Ticket { code, status, booked_at, checked_in_at, cancelled_at, from_waiting_list, place } => (
             code.clone(),
             status.label(),
             at(Some(*booked_at)),
             at(*checked_in_at),
             at(*cancelled_at),
             if *from_waiting_list { FROM_WAITING_LIST.to_string() } else { String::new() },
+            place.clone(),
         ),
         Entry::Waiting { position } => {
-            (String::new(), WAITING_LABEL, String::new(), String::new(), String::new(), position.to_string())
+            (String::new(), WAITING_LABEL, String::new(), String::new(), String::new(), position.to_string(), None)
         }
     };
+    let Place { zone, row_label, seat_label } =
+        place.unwrap_or(Place { zone: String::new(), row_label: None, seat_label: None });
     [
         code,
         row.student_id.clone(),
@@ -156,6 +170,9 @@ fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 9] {
         cancelled,
         waiting,
         row.lottery_rank.map(|r| r.to_string()).unwrap_or_default(),
+        zone,
+        row_label.unwrap_or_default(),
+        seat_label.unwrap_or_default(),
     ]
 }
 
@@ -182,6 +199,9 @@ pub fn csv(rows: &[Row], tz: &time_tz::Tz) -> Result<Vec<u8>, AppError> {
 
 /// 候补位置; 抽签名次 follows it.
 const POSITION_COLUMN: u16 = 7;
+/// 抽签名次, the last column written as a number: rows and seats are labels
+/// as people write them ("A", "12"), so they stay text.
+const RANK_COLUMN: u16 = 8;
 
 pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>, AppError> {
     let fail = |e: rust_xlsxwriter::XlsxError| AppError::Internal(format!("xlsx: {e}"));
@@ -198,7 +218,9 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
             let (row, col) = (i as u32 + 1, col as u16);
             match cell.parse::<u32>() {
                 // Positions and ranks as numbers, so the sheet sorts them as numbers.
-                Ok(n) if col >= POSITION_COLUMN => sheet.write_number(row, col, n).map_err(fail)?,
+                Ok(n) if (POSITION_COLUMN..=RANK_COLUMN).contains(&col) => {
+                    sheet.write_number(row, col, n).map_err(fail)?
+                }
                 // write_string always makes a text cell: "=…" stays text, never a formula.
                 _ => sheet.write_string(row, col, cell).map_err(fail)?,
             };
@@ -211,6 +233,7 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
     for col in POSITION_COLUMN..HEADERS.len() as u16 {
         sheet.set_column_width(col, 10).map_err(fail)?;
     }
+    sheet.set_column_width(RANK_COLUMN + 1, 16).map_err(fail)?;
     book.save_to_buffer().map_err(fail)
 }
 

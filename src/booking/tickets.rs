@@ -300,7 +300,19 @@ pub async fn book(
         return Ok(sold_out());
     }
     match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
-        Taken::Issued { id, code, booked_at } => Ok(BookOutcome::Booked(check.issued(student_id, id, code, booked_at))),
+        Taken::Issued { id, code, booked_at } => {
+            let mut ticket = check.issued(student_id, id, code, booked_at);
+            // Past the seat deadline (booking may run later) nobody chooses any
+            // more: a ticket issued now gets its place at once, and says so.
+            if check.seating != Seating::None
+                && !check.choosing_open
+                && let Some(place) = super::seats::place_late_ticket(conn, id).await?
+            {
+                (ticket.zone, ticket.row_label, ticket.seat_label) =
+                    (Some(place.zone), place.row_label, place.seat_label);
+            }
+            Ok(BookOutcome::Booked(ticket))
+        }
         // The last place may have gone to this same student's other request,
         // which committed while this one waited: then that ticket is the answer.
         Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, openid).await? {

@@ -93,6 +93,9 @@ struct Locked {
     /// list is made at `book_end` by the draw) when the activity starts.
     list_closed: bool,
     lottery: bool,
+    /// A zone or seat activity past its seat deadline: a ticket issued now is
+    /// placed at once, since its holder can no longer choose.
+    places_now: bool,
 }
 
 /// When a list closes (see `Locked::list_closed`), over `activities a`.
@@ -107,7 +110,8 @@ async fn lock(conn: &mut PgConnection, activity: &ActivityRef) -> Result<Option<
     Ok(sqlx::query_as(&format!(
         "SELECT id, key, name, book_start, book_start <= now() AS open, \
          (book_end <= now() OR status = 'archived') AS closed, \
-         ({LIST_CLOSES_AT} <= now() OR status = 'archived') AS list_closed, mode = 'lottery' AS lottery \
+         ({LIST_CLOSES_AT} <= now() OR status = 'archived') AS list_closed, mode = 'lottery' AS lottery, \
+         (seating <> 'none' AND coalesce(seat_deadline, book_end) <= now()) AS places_now \
          FROM activities a WHERE {filter} AND status <> 'draft' FOR NO KEY UPDATE"
     ))
     .bind(key)
@@ -325,6 +329,10 @@ pub(crate) async fn promote(
         .execute(&mut *conn)
         .await?;
         if let Some(ticket_id) = ticket {
+            if a.places_now {
+                // Its notice (queued below, in this transaction) reads the place back.
+                super::seats::place_late_ticket(conn, ticket_id).await?;
+            }
             promoted.push(Promoted { ticket_id, student_id, activity_id });
         }
     }

@@ -1,18 +1,20 @@
-//! `serve --demo`: four sample activities, one in each state a first visitor
+//! `serve --demo`: five sample activities, one in each state a first visitor
 //! should see — booking open now, booking opening in ten minutes, sold out,
-//! and a lottery whose registration closes (and is drawn) in fifteen minutes —
-//! and an `admin` account whose password is printed once.
+//! a lottery whose registration closes (and is drawn) in fifteen minutes, and
+//! a play in a small hall whose seats are chosen after booking — and an
+//! `admin` account whose password is printed once.
 //!
 //! Running it again never duplicates anything: demo activities are known by
 //! their fixed keys and demo students by their openids. What is already there
 //! is brought back to its state as far as the booking rules allow (a published
 //! activity keeps its booking start), and whatever could not be is said so.
 //! A lottery that was drawn keeps its draw: its results are public and checkable.
+//! The play's hall is imported once, under its own name, and never changed.
 
 use crate::booking::ActivityStatus;
 use crate::notify::Notifier;
 use rand::Rng;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use time::{Duration, OffsetDateTime, macros::time};
 use time_tz::{OffsetDateTimeExt, PrimitiveDateTimeExt, Tz};
 
@@ -23,6 +25,7 @@ use crate::{
         Activity, NewActivity, activities,
         activities::EditOutcome,
         lottery::{self, Mode},
+        seats::{self, Plan, Seating, hall},
         students::{self, BindOutcome},
         tickets::{self, ActivityRef, BookOutcome},
     },
@@ -44,6 +47,33 @@ enum Shows {
     SoldOut,
     /// Registration for a lottery, closing in [`LOTTERY_CLOSES_IN`].
     LotteryOpen,
+    /// Booking open now for the seats of [`DEMO_HALL`], chosen after booking.
+    SeatsOpen,
+}
+
+/// The play's hall: a name of its own, so an organiser's hall is never used or changed.
+pub const DEMO_HALL: &str = "小剧场（演示）";
+
+/// The hall's zones: (zone, first row, last row, seats per row).
+const DEMO_HALL_ZONES: [(&str, u32, u32, u32); 2] = [("A区", 1, 4, 10), ("B区", 5, 6, 8)];
+
+/// Its seats: 40 in A区 and 16 in B区.
+const DEMO_HALL_SEATS: i32 = 56;
+
+fn demo_hall() -> Vec<hall::SeatLine> {
+    DEMO_HALL_ZONES
+        .iter()
+        .flat_map(|&(zone, first, last, per_row)| {
+            (first..=last).flat_map(move |row| {
+                (1..=per_row).map(move |seat| hall::SeatLine {
+                    zone: zone.into(),
+                    row: row.to_string(),
+                    seat: seat.to_string(),
+                    at: None,
+                })
+            })
+        })
+        .collect()
 }
 
 /// Soon enough that a visitor registers a few test students in the simulator
@@ -61,7 +91,7 @@ struct Sample {
     shows: Shows,
 }
 
-const SAMPLES: [Sample; 4] = [
+const SAMPLES: [Sample; 5] = [
     Sample {
         key: "demo-concert",
         name: "校园歌手大赛决赛",
@@ -103,6 +133,17 @@ const SAMPLES: [Sample; 4] = [
         days_ahead: 4,
         shows: Shows::LotteryOpen,
     },
+    Sample {
+        key: "demo-seats",
+        name: "话剧《雷雨》",
+        place: "小剧场",
+        description: "曹禺名作，学生话剧队年度大戏，演出约两个半小时。\n\
+                      先抢票，再在电子票上选座（A区、B区）；选座截止时还没选的同学会被随机分配一个空座。\n\n\
+                      （示例活动，由 serve --demo 生成。）",
+        capacity: DEMO_HALL_SEATS,
+        days_ahead: 6,
+        shows: Shows::SeatsOpen,
+    },
 ];
 
 impl Sample {
@@ -111,7 +152,7 @@ impl Sample {
         let start_at = evening(now, self.days_ahead, tz);
         let book_start = match self.shows {
             Shows::OpensSoon => now + Duration::minutes(10),
-            Shows::OpenNow | Shows::SoldOut | Shows::LotteryOpen => now - Duration::hours(1),
+            Shows::OpenNow | Shows::SoldOut | Shows::LotteryOpen | Shows::SeatsOpen => now - Duration::hours(1),
         };
         let (book_end, mode) = match self.shows {
             Shows::LotteryOpen => (now + LOTTERY_CLOSES_IN, Mode::Lottery),
@@ -153,7 +194,11 @@ pub async fn seed(conn: &mut PgConnection, notifier: &Notifier, tz: &Tz) -> Resu
         let note = note.map(|n| format!(" — {n}")).unwrap_or_default();
         let shows = match lottery::state(conn, activity.id).await? {
             Some(drawing) => lottery_state(&activity, &drawing, now, tz),
-            None => state(&activity, now, tz),
+            None if sample.shows == Shows::SeatsOpen => format!(
+                "{} (hall {DEMO_HALL}; seats are chosen until booking closes)",
+                state(&activity, now, tz, "seats")
+            ),
+            None => state(&activity, now, tz, "places"),
         };
         println!("  {:<14} {}: {shows}{note}", activity.key, activity.name);
     }
@@ -187,11 +232,15 @@ async fn seed_activity(
 ) -> Result<(Activity, Option<String>), AppError> {
     let fresh = sample.fresh(now, tz);
     let Some(existing) = activities::by_key(conn, sample.key).await? else {
-        let created = activities::create(conn, &fresh).await?;
+        let created = create(conn, sample, &fresh).await?;
         return fill_if_sold_out(conn, notifier, sample, created, None).await;
     };
     if existing.status == ActivityStatus::Archived {
         return Ok((existing, Some("archived by an admin, left as is".into())));
+    }
+    if sample.shows == Shows::SeatsOpen && seating(conn, existing.id).await? != Seating::Seat {
+        // Seating is fixed at creation; an activity under this key made some other way is not the demo's.
+        return Ok((existing, Some("not a seat activity, left as is".into())));
     }
     if let Some(drawing) = lottery::state(conn, existing.id).await?
         && (drawing.drawn_at.is_some() || drawing.closed)
@@ -201,7 +250,7 @@ async fn seed_activity(
         // nobody registered for is made again.
         let drawn = drawing.drawn_at.is_some();
         if drawing.entries == 0 && activities::delete_if_never_booked(conn, existing.id).await? {
-            let created = activities::create(conn, &fresh).await?;
+            let created = create(conn, sample, &fresh).await?;
             let why = if drawn { "it was drawn with nobody registered" } else { "it closed with nobody registered" };
             return Ok((created, Some(format!("{why}, so it was created again"))));
         }
@@ -217,7 +266,7 @@ async fn seed_activity(
         // nobody ever booked can be made again with a start in ten minutes;
         // one with tickets keeps them, and its state.
         if activities::delete_if_never_booked(conn, existing.id).await? {
-            let created = activities::create(conn, &fresh).await?;
+            let created = create(conn, sample, &fresh).await?;
             return Ok((created, Some("its booking had opened and nobody had booked, so it was created again".into())));
         }
         let note = "booking opened already and it has tickets, so it stays open";
@@ -225,6 +274,29 @@ async fn seed_activity(
     }
     let (refreshed, note) = refresh(conn, notifier, sample, &existing, &fresh, None).await?;
     fill_if_sold_out(conn, notifier, sample, refreshed, note).await
+}
+
+/// Creates a sample; the play in [`DEMO_HALL`] (imported first when absent),
+/// its seating set in the creation's transaction as `activity create` does.
+async fn create(conn: &mut PgConnection, sample: &Sample, fresh: &NewActivity) -> Result<Activity, AppError> {
+    if sample.shows != Shows::SeatsOpen {
+        return activities::create(conn, fresh).await;
+    }
+    let mut tx = conn.begin().await?;
+    if hall::by_name(&mut tx, DEMO_HALL).await?.is_none() {
+        hall::import(&mut tx, DEMO_HALL, &demo_hall()).await?;
+    }
+    let plan = Plan::Hall(DEMO_HALL.into());
+    // The hall decides the capacity, as for `activity create --seating seat`.
+    let new = NewActivity { capacity: seats::capacity_of(&mut tx, &plan, None).await?, ..fresh.clone() };
+    let created = activities::create(&mut tx, &new).await?;
+    seats::set_up(&mut tx, created.id, &plan, None).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+async fn seating(conn: &mut PgConnection, activity_id: i64) -> Result<Seating, AppError> {
+    Ok(sqlx::query_scalar("SELECT seating FROM activities WHERE id = $1").bind(activity_id).fetch_one(conn).await?)
 }
 
 /// Moves the demo's times forward through the same edit rules an admin meets
@@ -310,7 +382,7 @@ async fn fill_if_sold_out(
 /// A lottery's stage, as the demo's summary line says it.
 fn lottery_state(a: &Activity, drawing: &lottery::State, now: OffsetDateTime, tz: &Tz) -> String {
     if a.status != ActivityStatus::Published {
-        return state(a, now, tz);
+        return state(a, now, tz, "places");
     }
     let registered = drawing.entries;
     match drawing.drawn_at {
@@ -320,7 +392,7 @@ fn lottery_state(a: &Activity, drawing: &lottery::State, now: OffsetDateTime, tz
             drawing.winners.unwrap_or(0),
             a.id
         ),
-        _ if now < a.book_start => state(a, now, tz),
+        _ if now < a.book_start => state(a, now, tz, "places"),
         _ if now >= a.book_end => format!("lottery closed, {registered} registered, waiting for its draw"),
         _ => format!(
             "lottery open until {} (drawn then), {registered} registered for {} places",
@@ -331,7 +403,8 @@ fn lottery_state(a: &Activity, drawing: &lottery::State, now: OffsetDateTime, tz
 }
 
 /// What a student would find: the state each sample is there to show.
-fn state(a: &Activity, now: OffsetDateTime, tz: &Tz) -> String {
+/// `unit` is what a ticket gives: places, or seats.
+fn state(a: &Activity, now: OffsetDateTime, tz: &Tz, unit: &str) -> String {
     let booked = a.capacity - a.remaining;
     match a.status {
         ActivityStatus::Archived => return "archived".into(),
@@ -347,7 +420,7 @@ fn state(a: &Activity, now: OffsetDateTime, tz: &Tz) -> String {
         format!("sold out ({booked}/{})", a.capacity)
     } else {
         format!(
-            "booking open until {}, {} of {} places left",
+            "booking open until {}, {} of {} {unit} left",
             local_time::full(a.book_end, tz),
             a.remaining,
             a.capacity

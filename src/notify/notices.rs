@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     booking::{
-        Activity, ActivityStatus, students,
+        Activity, ActivityStatus, seats, students,
         waiting::{Dropped, Promoted},
     },
     error::AppError,
@@ -251,6 +251,12 @@ pub async fn waiting_promoted(
     let mut notices = Vec::new();
     for p in promoted {
         let a = named(conn, p.activity_id).await?;
+        // Promoted after the seat deadline, the ticket was placed at once: say where.
+        let seat = seats::place_of(conn, p.ticket_id).await?.map(|place| place.label());
+        let (seat_line, remark) = match &seat {
+            Some(label) => (format!("你的位置是：{label}。"), format!("你候补到票了，位置：{label}")),
+            None => (String::new(), "你候补到票了".to_string()),
+        };
         notices.push(NewNotification {
             key: format!("waiting-promoted:ticket-{}", p.ticket_id),
             kind: Kind::WaitingPromoted,
@@ -259,12 +265,12 @@ pub async fn waiting_promoted(
             activity_id: Some(p.activity_id),
             ticket_id: Some(p.ticket_id),
             body: format!(
-                "【候补成功】你候补到票了：{}（{}，{}）。不能来请提前退票，名额会给下一位同学。",
+                "【候补成功】你候补到票了：{}（{}，{}）。{seat_line}不能来请提前退票，名额会给下一位同学。",
                 a.name,
                 local_time::short(a.start_at, tz),
                 a.place
             ),
-            template_data: template_data(&a.name, &local_time::full(a.start_at, tz), &a.place, "你候补到票了"),
+            template_data: template_data(&a.name, &local_time::full(a.start_at, tz), &a.place, &remark),
         });
     }
     notifier.enqueue(conn, &notices).await

@@ -1,7 +1,7 @@
 //! `serve --demo` as an operator runs it: the real binary, three times on one
-//! database. The demo shows its four states after each run (the lottery until
+//! database. The demo shows its five states after each run (the lottery until
 //! it is drawn, and then its draw stays), the admin's password is printed once
-//! and logs in, and nothing is duplicated.
+//! and logs in, and nothing is duplicated. The play's seats can be chosen.
 
 use std::{
     io::{BufRead, BufReader},
@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use wechat_ticket::booking::{
     activities,
     lottery::{self, DrawOutcome, EntryOutcome, Mode},
+    seats::{self, Choice, ChooseOutcome},
     tickets::{self, CancelOutcome, TicketRef},
 };
 
@@ -83,7 +84,7 @@ async fn assert_demo_states(app: &TestApp) -> DemoState {
     let now = OffsetDateTime::now_utc();
     let demo: Vec<_> =
         activities::all(&mut conn).await.unwrap().into_iter().filter(|a| a.key.starts_with("demo-")).collect();
-    assert_eq!(demo.len(), 4, "exactly four demo activities: {demo:#?}");
+    assert_eq!(demo.len(), 5, "exactly five demo activities: {demo:#?}");
     assert!(demo.iter().all(|a| a.is_published()), "{demo:#?}");
     let find = |key: &str| demo.iter().find(|a| a.key == key).unwrap_or_else(|| panic!("no {key}"));
 
@@ -115,6 +116,20 @@ async fn assert_demo_states(app: &TestApp) -> DemoState {
         assert!(drawing.start_at - drawing.book_end > time::Duration::days(3), "the concert itself is days later");
     }
 
+    let play = find("demo-seats");
+    assert!(play.book_start <= now && now < play.book_end && play.remaining > 0, "open now: {play:#?}");
+    let (seating, hall, seats_in_hall): (String, String, i64) = sqlx::query_as(
+        "SELECT a.seating, h.name, (SELECT count(*) FROM hall_seats s WHERE s.hall_id = h.id) \
+         FROM activities a JOIN halls h ON h.id = a.hall_id WHERE a.id = $1",
+    )
+    .bind(play.id)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!((seating.as_str(), hall.as_str(), seats_in_hall), ("seat", "小剧场（演示）", 56));
+    assert_eq!(play.capacity, 56, "the hall decides the capacity");
+    assert_eq!(app.count("SELECT count(*) FROM halls").await, 1, "the hall is imported once");
+
     let mut ids: Vec<_> = demo.iter().map(|a| (a.key.clone(), a.id)).collect();
     ids.sort();
     DemoState {
@@ -125,7 +140,7 @@ async fn assert_demo_states(app: &TestApp) -> DemoState {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn serve_demo_three_times_shows_four_states_and_duplicates_nothing() {
+async fn serve_demo_three_times_shows_five_states_and_duplicates_nothing() {
     let app = spawn_app().await;
     // An activity of the organiser's own, which the demo must leave alone.
     app.activity("own", 50, crate::common::fixtures::Window::Open).await;
@@ -133,9 +148,13 @@ async fn serve_demo_three_times_shows_four_states_and_duplicates_nothing() {
     let first = serve_demo(&app).await;
     let printed = first.printed.join("\n");
     let password = printed_password(&first.printed).unwrap_or_else(|| panic!("a password line: {printed}"));
-    for key in ["demo-concert", "demo-lecture", "demo-workshop", "demo-lottery"] {
+    for key in ["demo-concert", "demo-lecture", "demo-workshop", "demo-lottery", "demo-seats"] {
         assert!(printed.contains(key), "the summary names {key}: {printed}");
     }
+    assert!(
+        printed.contains("话剧《雷雨》: booking open until") && printed.contains("56 of 56 seats left"),
+        "{printed}"
+    );
     assert!(printed.contains("sold out (20/20)") && printed.contains("booking opens"), "{printed}");
     assert!(printed.contains("lottery open until") && printed.contains("0 registered for 50 places"), "{printed}");
 
@@ -193,12 +212,12 @@ async fn serve_demo_three_times_shows_four_states_and_duplicates_nothing() {
     // The cancelled ticket stays as history; its place went to a fresh booking.
     assert_eq!(after_second.tickets, after_first.tickets + 1);
     let kept = |state: &DemoState, key: &str| state.ids.iter().find(|(k, _)| k == key).map(|(_, id)| *id);
-    for key in ["demo-concert", "demo-workshop", "demo-lottery"] {
+    for key in ["demo-concert", "demo-workshop", "demo-lottery", "demo-seats"] {
         assert_eq!(kept(&after_first, key), kept(&after_second, key), "{key} refreshed in place");
     }
     assert_eq!(app.count("SELECT count(*) FROM admin_users").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM activities WHERE key = 'own'").await, 1);
-    assert_eq!(app.count("SELECT count(*) FROM activities").await, 5);
+    assert_eq!(app.count("SELECT count(*) FROM activities").await, 6);
 
     // Fifteen minutes on: two demo students registered and the lottery was drawn.
     let mut conn = app.pool.acquire().await.unwrap();
@@ -286,4 +305,36 @@ async fn serve_demo_over_a_closed_lottery_leaves_its_close_where_it_was() {
     let late = app.say(&crate::common::wx::text(&students[2], "报名 demo-lottery")).await;
     assert!(late.text().contains("报名已经截止"), "{}", late.text());
     assert_eq!(app.count("SELECT count(*) FROM lottery_entries").await, 2);
+}
+
+/// The play in the demo's small hall sells seats: a student books, chooses a
+/// seat, and a second run keeps the activity, the hall and the seat.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_play_sells_seats_a_student_can_choose() {
+    let app = spawn_app().await;
+    terminate(serve_demo(&app).await.server);
+    let openid = app.bound_students(78, 1).await.remove(0);
+    let reply = app.say(&crate::common::wx::text(&openid, "抢票 demo-seats")).await;
+    assert!(matches!(reply, crate::common::wx::Reply::News { .. }), "{reply:?}");
+    let (code, play_id): (String, i64) = sqlx::query_as("SELECT code, activity_id FROM tickets WHERE openid = $1")
+        .bind(&openid)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut tx = app.pool.begin().await.unwrap();
+    let chosen = seats::choose(&mut tx, &code, "0007800000", Choice::Seat("B区-6-8")).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches!(&chosen, ChooseOutcome::Placed(p) if p.label() == "B区 6排8座"), "{chosen:?}");
+
+    let again = serve_demo(&app).await;
+    let printed = again.printed.join("\n");
+    terminate(again.server);
+    assert!(printed.contains("55 of 56 seats left"), "{printed}");
+    let mut conn = app.pool.acquire().await.unwrap();
+    assert_eq!(activities::by_key(&mut conn, "demo-seats").await.unwrap().unwrap().id, play_id);
+    let ticket_id = tickets::by_code(&mut conn, &code).await.unwrap().unwrap().id;
+    let held = seats::place_of(&mut conn, ticket_id).await.unwrap();
+    assert_eq!(held.map(|p| p.label()).as_deref(), Some("B区 6排8座"));
+    drop(conn);
+    assert_demo_states(&app).await;
 }

@@ -35,6 +35,7 @@ mod seats_admin;
 mod seats_browser;
 mod seats_chooser;
 mod seats_display;
+mod seats_door;
 mod self_contained_binary;
 mod serve_binary;
 mod simulator;

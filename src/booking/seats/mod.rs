@@ -264,6 +264,59 @@ pub async fn place_of(conn: &mut PgConnection, ticket_id: i64) -> Result<Option<
     .await?)
 }
 
+/// What a ticket holds, as the door and the lists name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketPlace {
+    /// A standing-room activity: nothing to say.
+    StandingRoom,
+    /// A zone or seat activity's ticket with no place yet (before the sweep).
+    Unplaced,
+    Placed(Place),
+}
+
+/// What the door says of a seated ticket without a place.
+pub const UNPLACED: &str = "未选座";
+
+impl TicketPlace {
+    /// `A区 3排12座`, `A区`, `未选座`, or nothing for standing room.
+    pub fn label(&self) -> Option<String> {
+        match self {
+            TicketPlace::StandingRoom => None,
+            TicketPlace::Unplaced => Some(UNPLACED.into()),
+            TicketPlace::Placed(place) => Some(place.label()),
+        }
+    }
+}
+
+#[derive(FromRow)]
+struct Held {
+    seating: Seating,
+    zone: Option<String>,
+    row_label: Option<String>,
+    seat_label: Option<String>,
+}
+
+/// What a ticket holds (a seat mode ticket with only its zone is unplaced:
+/// the sweep still gives it a seat in that zone).
+pub async fn ticket_place(conn: &mut PgConnection, ticket_id: i64) -> Result<TicketPlace, AppError> {
+    let held: Option<Held> = sqlx::query_as(
+        "SELECT a.seating, t.zone, s.row_label, s.seat_label FROM tickets t \
+         JOIN activities a ON a.id = t.activity_id LEFT JOIN hall_seats s ON s.id = t.seat_id WHERE t.id = $1",
+    )
+    .bind(ticket_id)
+    .fetch_optional(conn)
+    .await?;
+    let Some(held) = held else { return Ok(TicketPlace::StandingRoom) };
+    Ok(match (held.seating, held.zone, held.row_label, held.seat_label) {
+        (Seating::None, ..) => TicketPlace::StandingRoom,
+        (Seating::Zone, Some(zone), ..) => TicketPlace::Placed(Place { zone, row_label: None, seat_label: None }),
+        (Seating::Seat, Some(zone), Some(row), Some(seat)) => {
+            TicketPlace::Placed(Place { zone, row_label: Some(row), seat_label: Some(seat) })
+        }
+        _ => TicketPlace::Unplaced,
+    })
+}
+
 /// Splits `zone-row-seat` from the right: rows and seats hold no `-`, zones may.
 fn seat_parts(text: &str) -> Option<(&str, &str, &str)> {
     let (rest, seat) = text.rsplit_once('-')?;
@@ -427,11 +480,21 @@ pub async fn assign_due(conn: &mut PgConnection, outbox: &impl Outbox) -> Result
     .await?;
     let mut placed = 0;
     for (activity_id, seating, hall_id) in due {
-        placed += match (seating, hall_id) {
-            (Seating::Zone, _) => assign_zones(conn, outbox, activity_id).await?,
-            (Seating::Seat, Some(hall_id)) => assign_seats(conn, outbox, activity_id, hall_id).await?,
-            _ => 0,
+        // A ticket booked meanwhile past the deadline may take a drawn seat
+        // first: then this activity waits for the next tick, the others go on.
+        let mut attempt = conn.begin().await?;
+        let given = match place_at_random(&mut attempt, activity_id, seating, hall_id, None).await {
+            Ok(given) => {
+                attempt.commit().await?;
+                given
+            }
+            Err(e) if seat_was_taken(&e) => {
+                attempt.rollback().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
         };
+        placed += record(conn, outbox, activity_id, given).await?;
         sqlx::query("UPDATE activities SET seats_assigned_at = coalesce(seats_assigned_at, now()) WHERE id = $1")
             .bind(activity_id)
             .execute(&mut *conn)
@@ -440,18 +503,88 @@ pub async fn assign_due(conn: &mut PgConnection, outbox: &impl Outbox) -> Result
     Ok(placed)
 }
 
-async fn assign_zones(conn: &mut PgConnection, outbox: &impl Outbox, activity_id: i64) -> Result<usize, AppError> {
+/// A drawn seat was taken by another transaction first (the one-ticket-per-seat index).
+fn seat_was_taken(e: &AppError) -> bool {
+    matches!(e, AppError::Database(sqlx::Error::Database(e)) if e.is_unique_violation())
+}
+
+/// A ticket given a place by the sweep, or at its issue after the deadline.
+struct Given {
+    ticket_id: i64,
+    student_id: String,
+    place: Place,
+}
+
+/// Gives the activity's valid tickets still without a place (all of them, or
+/// only the ticket `only`) a random free place; the sweep's rule, and a late
+/// ticket's.
+async fn place_at_random(
+    conn: &mut PgConnection,
+    activity_id: i64,
+    seating: Seating,
+    hall_id: Option<i64>,
+    only: Option<i64>,
+) -> Result<Vec<Given>, AppError> {
+    match (seating, hall_id) {
+        (Seating::Zone, _) => assign_zones(conn, activity_id, only).await,
+        (Seating::Seat, Some(hall_id)) => assign_seats(conn, activity_id, hall_id, only).await,
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Gives one ticket issued after its activity's seat deadline (a waiting-list
+/// promotion, or a booking when the deadline is before the booking end) a
+/// random free place at once, in the caller's transaction: its holder can no
+/// longer choose, and is told the place with the ticket rather than by a
+/// later sweep. Nothing for standing room, before the deadline, for a ticket
+/// placed already, or when no place is free (the sweep tries again).
+pub async fn place_late_ticket(conn: &mut PgConnection, ticket_id: i64) -> Result<Option<Place>, AppError> {
+    let due: Option<(i64, Seating, Option<i64>)> = sqlx::query_as(
+        "SELECT a.id, a.seating, a.hall_id FROM tickets t JOIN activities a ON a.id = t.activity_id \
+         WHERE t.id = $1 AND t.status = 'valid' AND a.seating <> 'none' \
+         AND coalesce(a.seat_deadline, a.book_end) <= now()",
+    )
+    .bind(ticket_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((activity_id, seating, hall_id)) = due else { return Ok(None) };
+    // Bookings do not hold the activity row, so another late ticket (or a
+    // choice that passed its deadline check a moment before the deadline) may
+    // take the drawn seat first: draw again, in a savepoint, so the caller's
+    // transaction (a booking's, a cancel's) never fails for it. A zone's room
+    // is taken under its row lock and cannot collide.
+    for _ in 0..3 {
+        let mut attempt = conn.begin().await?;
+        match place_at_random(&mut attempt, activity_id, seating, hall_id, Some(ticket_id)).await {
+            Ok(given) => {
+                attempt.commit().await?;
+                return Ok(given.into_iter().next().map(|g| g.place));
+            }
+            Err(e) if seat_was_taken(&e) => attempt.rollback().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+async fn assign_zones(conn: &mut PgConnection, activity_id: i64, only: Option<i64>) -> Result<Vec<Given>, AppError> {
     // Locked so a choice in flight at the deadline finishes first (and is then not re-placed).
     let waiting: Vec<(i64, String)> = sqlx::query_as(
         "SELECT id, student_id FROM tickets WHERE activity_id = $1 AND status = 'valid' AND zone IS NULL \
-         ORDER BY id FOR UPDATE",
+         AND ($2::bigint IS NULL OR id = $2) ORDER BY id FOR UPDATE",
     )
     .bind(activity_id)
+    .bind(only)
     .fetch_all(&mut *conn)
     .await?;
-    let rooms: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT zone, quota - taken FROM activity_zones WHERE activity_id = $1 AND taken < quota ORDER BY position FOR UPDATE",
-    )
+    // One late ticket skips zones another transaction holds: a booking holds
+    // its slot row while it places, and a cancel holds its zone while it gives
+    // back its slot, so waiting here could deadlock with one. A ticket left
+    // without a place is the next sweep's.
+    let lock = if only.is_some() { "FOR UPDATE SKIP LOCKED" } else { "FOR UPDATE" };
+    let rooms: Vec<(String, i32)> = sqlx::query_as(&format!(
+        "SELECT zone, quota - taken FROM activity_zones WHERE activity_id = $1 AND taken < quota ORDER BY position {lock}"
+    ))
     .bind(activity_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -478,21 +611,28 @@ async fn assign_zones(conn: &mut PgConnection, outbox: &impl Outbox, activity_id
     .bind(&zones)
     .execute(&mut *conn)
     .await?;
-    record(conn, outbox, activity_id, given.into_iter().map(|((id, student), zone)| (id, student, zone)).collect())
-        .await
+    Ok(given
+        .into_iter()
+        .map(|((ticket_id, student_id), zone)| Given {
+            ticket_id,
+            student_id,
+            place: Place { zone, row_label: None, seat_label: None },
+        })
+        .collect())
 }
 
 async fn assign_seats(
     conn: &mut PgConnection,
-    outbox: &impl Outbox,
     activity_id: i64,
     hall_id: i64,
-) -> Result<usize, AppError> {
+    only: Option<i64>,
+) -> Result<Vec<Given>, AppError> {
     let waiting: Vec<(i64, String, Option<String>)> = sqlx::query_as(
         "SELECT id, student_id, zone FROM tickets WHERE activity_id = $1 AND status = 'valid' AND seat_id IS NULL \
-         ORDER BY id FOR UPDATE",
+         AND ($2::bigint IS NULL OR id = $2) ORDER BY id FOR UPDATE",
     )
     .bind(activity_id)
+    .bind(only)
     .fetch_all(&mut *conn)
     .await?;
     let free: Vec<(i64, String, String, String)> = sqlx::query_as(
@@ -541,21 +681,25 @@ async fn assign_seats(
     .bind(&zones)
     .execute(&mut *conn)
     .await?;
-    let placed = given
+    Ok(given
         .into_iter()
-        .map(|(id, student, (_, zone, row, seat))| {
-            (id, student, Place { zone, row_label: Some(row), seat_label: Some(seat) }.label())
+        .map(|(ticket_id, student_id, (_, zone, row, seat))| Given {
+            ticket_id,
+            student_id,
+            place: Place { zone, row_label: Some(row), seat_label: Some(seat) },
         })
-        .collect();
-    record(conn, outbox, activity_id, placed).await
+        .collect())
 }
 
+/// Tells each student the sweep placed where they sit.
 async fn record(
     conn: &mut PgConnection,
     outbox: &impl Outbox,
     activity_id: i64,
-    placed: Vec<(i64, String, String)>,
+    given: Vec<Given>,
 ) -> Result<usize, AppError> {
+    let placed: Vec<(i64, String, String)> =
+        given.into_iter().map(|g| (g.ticket_id, g.student_id, g.place.label())).collect();
     let count = placed.len();
     if count > 0 {
         outbox.record(conn, Event::PlacesAssigned { activity_id, placed }).await?;
@@ -589,5 +733,13 @@ mod tests {
         let seat = Place { zone: "A区".into(), row_label: Some("3".into()), seat_label: Some("12".into()) };
         assert_eq!(seat.label(), "A区 3排12座");
         assert_eq!(Place { zone: "B区".into(), row_label: None, seat_label: None }.label(), "B区");
+    }
+
+    #[test]
+    fn the_door_names_a_place_or_its_absence_and_nothing_for_standing_room() {
+        let seat = Place { zone: "A区".into(), row_label: Some("1".into()), seat_label: Some("2".into()) };
+        assert_eq!(TicketPlace::Placed(seat).label().as_deref(), Some("A区 1排2座"));
+        assert_eq!(TicketPlace::Unplaced.label().as_deref(), Some("未选座"));
+        assert_eq!(TicketPlace::StandingRoom.label(), None);
     }
 }
