@@ -4,7 +4,10 @@
 //! post changing nothing.
 
 use reqwest::StatusCode;
-use wechat_ticket::links::{self, Purpose};
+use wechat_ticket::{
+    booking::seats::Choice,
+    links::{self, Purpose},
+};
 
 use crate::common::{TestApp, fixtures::hidden_fields, spawn_app};
 use crate::seats::{booked, create, import_hall};
@@ -325,4 +328,61 @@ async fn under_m_the_session_and_its_csrf_token_choose() {
     let chosen = client.post(app.url(&format!("/m/tickets/{mine}/seat"))).form(&form).send().await.unwrap();
     assert_eq!(chosen.status(), StatusCode::SEE_OTHER);
     assert_eq!(seat_of(&app, &mine).await.as_deref(), Some("A区-1-3"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organiser_blocking_a_seat_while_students_choose_it_never_leaves_a_ticket_on_it() {
+    let app = spawn_app().await;
+    import_hall(&app, "礼堂", 3, 20);
+    assert!(create(&app, "gala", &["--seating", "seat", "--hall", "礼堂"]).status.success());
+    let activity_id: i64 =
+        sqlx::query_scalar("SELECT id FROM activities WHERE key = 'gala'").fetch_one(&app.pool).await.unwrap();
+    let tickets = booked(&app, "gala", 87, 40).await;
+    let mut blocked: Vec<String> = Vec::new();
+    let (mut refused, mut held_back) = (0, 0);
+    // Round after round, two students choose a seat at the instant the organiser blocks it.
+    for round in 0..20 {
+        let seat = format!("A区-{}-{}", round / 10 + 1, round % 10 + 1);
+        let mut wanted = blocked.clone();
+        wanted.push(seat.clone());
+        let block = async {
+            let mut tx = app.pool.begin().await.unwrap();
+            match wechat_ticket::booking::seats::admin::set_blocks(&mut tx, &app.state.notifier, activity_id, &wanted)
+                .await
+            {
+                Ok(_) => {
+                    tx.commit().await.unwrap();
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        let students = &tickets[round * 2..round * 2 + 2];
+        let (was_blocked, _, _) = tokio::join!(
+            block,
+            crate::seats::choose(&app, &students[0].0, &students[0].1, Choice::Seat(&seat)),
+            crate::seats::choose(&app, &students[1].0, &students[1].1, Choice::Seat(&seat)),
+        );
+        if was_blocked {
+            blocked.push(seat);
+            held_back += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM tickets t JOIN seat_blocks b ON b.activity_id = t.activity_id \
+             AND b.seat_id = t.seat_id WHERE t.status <> 'cancelled'"
+        )
+        .await,
+        0,
+        "no live ticket sits on a blocked seat ({held_back} blocked, {refused} refused as taken)"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM seat_blocks").await
+            + app.count("SELECT count(*) FROM tickets WHERE seat_id IS NOT NULL").await,
+        20,
+        "each contested seat ended either blocked or held by one student"
+    );
 }

@@ -257,6 +257,18 @@ pub async fn set_blocks(
     if let Some(bad) = wanted.iter().find(|k| seat_parts(k).is_none()) {
         return Err(AppError::Invalid(format!("座位 {bad} 写法不对：写成 区域-排-座，如 A区-3-12。")));
     }
+    // The wanted seats' rows held FOR UPDATE before their holders are read: a
+    // student's choice holds its seat's row (KEY SHARE) until it commits, so
+    // a choice in flight finishes first and is seen below, and one after this
+    // waits and then sees the block.
+    sqlx::query(
+        "SELECT 1 FROM hall_seats s WHERE s.hall_id = $1 \
+         AND s.zone || '-' || s.row_label || '-' || s.seat_label = ANY($2) FOR UPDATE",
+    )
+    .bind(hall_id)
+    .bind(&wanted)
+    .execute(&mut *conn)
+    .await?;
     // Rows and seats hold no `-`, so `zone-row-seat` names one seat of the hall.
     let seats: Vec<HallSeat> = sqlx::query_as(
         "SELECT s.id, s.zone || '-' || s.row_label || '-' || s.seat_label AS key, s.zone, s.row_label, \

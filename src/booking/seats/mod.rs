@@ -377,9 +377,14 @@ pub async fn choose(
 
 async fn take_seat(conn: &mut PgConnection, h: &Holding, text: &str) -> Result<ChooseOutcome, AppError> {
     let Some((zone, row, seat)) = seat_parts(text.trim()) else { return Ok(ChooseOutcome::NoSuchPlace) };
+    // The seat's row held (KEY SHARE, which choices of other seats never wait
+    // for) until the choice commits: an organiser blocking this seat takes it
+    // FOR UPDATE, so the two go one after the other, and whichever is second
+    // sees the first — never a ticket on a blocked seat.
     let found: Option<(i64, bool)> = sqlx::query_as(
         "SELECT s.id, EXISTS (SELECT 1 FROM seat_blocks b WHERE b.activity_id = $5 AND b.seat_id = s.id) \
-         FROM hall_seats s WHERE s.hall_id = $1 AND s.zone = $2 AND s.row_label = $3 AND s.seat_label = $4",
+         FROM hall_seats s WHERE s.hall_id = $1 AND s.zone = $2 AND s.row_label = $3 AND s.seat_label = $4 \
+         FOR KEY SHARE OF s",
     )
     .bind(h.hall_id)
     .bind(zone)
@@ -392,13 +397,16 @@ async fn take_seat(conn: &mut PgConnection, h: &Holding, text: &str) -> Result<C
     if blocked {
         return Ok(ChooseOutcome::Blocked);
     }
+    // A new statement sees a block committed while the lock above waited.
     let done = sqlx::query(
         "UPDATE tickets SET seat_id = $2, zone = $3, placed_at = now(), placed_by = 'student' \
-         WHERE id = $1 AND seat_id IS NULL AND status = 'valid'",
+         WHERE id = $1 AND seat_id IS NULL AND status = 'valid' \
+         AND NOT EXISTS (SELECT 1 FROM seat_blocks b WHERE b.activity_id = $4 AND b.seat_id = $2)",
     )
     .bind(h.ticket_id)
     .bind(seat_id)
     .bind(zone)
+    .bind(h.activity_id)
     .execute(&mut *conn)
     .await;
     Ok(match done {
@@ -407,10 +415,20 @@ async fn take_seat(conn: &mut PgConnection, h: &Holding, text: &str) -> Result<C
             row_label: Some(row.to_string()),
             seat_label: Some(seat.to_string()),
         }),
+        Ok(_) if is_blocked(conn, h.activity_id, seat_id).await? => ChooseOutcome::Blocked,
         Ok(_) => ChooseOutcome::AlreadyPlaced(Place { zone: String::new(), row_label: None, seat_label: None }),
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => ChooseOutcome::SeatTaken,
         Err(e) => return Err(e.into()),
     })
+}
+
+/// The seat is held back for the activity.
+pub(crate) async fn is_blocked(conn: &mut PgConnection, activity_id: i64, seat_id: i64) -> Result<bool, AppError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM seat_blocks WHERE activity_id = $1 AND seat_id = $2)")
+        .bind(activity_id)
+        .bind(seat_id)
+        .fetch_one(conn)
+        .await?)
 }
 
 async fn take_zone(conn: &mut PgConnection, h: &Holding, zone: &str) -> Result<ChooseOutcome, AppError> {
@@ -453,6 +471,16 @@ async fn take_zone(conn: &mut PgConnection, h: &Holding, zone: &str) -> Result<C
 /// A cancelled ticket's zone has room again (seat mode needs nothing: a
 /// cancelled ticket no longer counts for the seat's unique index).
 pub(crate) async fn place_freed(conn: &mut PgConnection, ticket_id: i64) -> Result<(), AppError> {
+    // A zone activity's row first, as the sweep and the waiting list's
+    // promotion (which follows a cancel) lock it before any zone: a cancel
+    // holding its zone while waiting for the activity could deadlock with the sweep.
+    sqlx::query(
+        "SELECT 1 FROM activities a JOIN tickets t ON t.activity_id = a.id \
+         WHERE t.id = $1 AND a.seating = 'zone' AND t.zone IS NOT NULL FOR NO KEY UPDATE OF a",
+    )
+    .bind(ticket_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE activity_zones z SET taken = z.taken - 1 FROM tickets t \
          WHERE t.id = $1 AND z.activity_id = t.activity_id AND z.zone = t.zone",
@@ -539,10 +567,15 @@ async fn place_at_random(
 /// later sweep. Nothing for standing room, before the deadline, for a ticket
 /// placed already, or when no place is free (the sweep tries again).
 pub async fn place_late_ticket(conn: &mut PgConnection, ticket_id: i64) -> Result<Option<Place>, AppError> {
+    // The activity row shared (a promotion holds it already): an organiser
+    // blocking seats holds it exclusively, so the seats drawn below are read
+    // after their block commits. A block in progress is skipped rather than
+    // waited for (it may be waiting for this booking's slot): the ticket is
+    // then the next sweep's.
     let due: Option<(i64, Seating, Option<i64>)> = sqlx::query_as(
         "SELECT a.id, a.seating, a.hall_id FROM tickets t JOIN activities a ON a.id = t.activity_id \
          WHERE t.id = $1 AND t.status = 'valid' AND a.seating <> 'none' \
-         AND coalesce(a.seat_deadline, a.book_end) <= now()",
+         AND coalesce(a.seat_deadline, a.book_end) <= now() FOR SHARE OF a SKIP LOCKED",
     )
     .bind(ticket_id)
     .fetch_optional(&mut *conn)

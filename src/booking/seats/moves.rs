@@ -103,7 +103,8 @@ async fn to_seat(conn: &mut PgConnection, h: &Held, hall_id: i64, to: &str, by: 
     let Some((zone, row, seat)) = seat_parts(to) else { return Ok(MoveOutcome::NoSuchPlace) };
     let found: Option<(i64, bool)> = sqlx::query_as(
         "SELECT s.id, EXISTS (SELECT 1 FROM seat_blocks b WHERE b.activity_id = $5 AND b.seat_id = s.id) \
-         FROM hall_seats s WHERE s.hall_id = $1 AND s.zone = $2 AND s.row_label = $3 AND s.seat_label = $4",
+         FROM hall_seats s WHERE s.hall_id = $1 AND s.zone = $2 AND s.row_label = $3 AND s.seat_label = $4 \
+         FOR KEY SHARE OF s",
     )
     .bind(hall_id)
     .bind(zone)
@@ -122,15 +123,24 @@ async fn to_seat(conn: &mut PgConnection, h: &Held, hall_id: i64, to: &str, by: 
     }
     // A savepoint: a taken seat fails this statement, not the caller's transaction.
     let mut attempt = conn.begin().await?;
-    let done =
-        sqlx::query("UPDATE tickets SET seat_id = $2, zone = $3, placed_at = now(), placed_by = $4 WHERE id = $1")
-            .bind(h.id)
-            .bind(seat_id)
-            .bind(zone)
-            .bind(by)
-            .execute(&mut *attempt)
-            .await;
+    // As a student's choice (seats::take_seat): the seat's row held above, and
+    // a block committed meanwhile seen by this new statement.
+    let done = sqlx::query(
+        "UPDATE tickets SET seat_id = $2, zone = $3, placed_at = now(), placed_by = $4 WHERE id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM seat_blocks b WHERE b.activity_id = $5 AND b.seat_id = $2)",
+    )
+    .bind(h.id)
+    .bind(seat_id)
+    .bind(zone)
+    .bind(by)
+    .bind(h.activity_id)
+    .execute(&mut *attempt)
+    .await;
     match done {
+        Ok(d) if d.rows_affected() == 0 => {
+            attempt.rollback().await?;
+            Ok(MoveOutcome::Blocked)
+        }
         Ok(_) => {
             attempt.commit().await?;
             Ok(MoveOutcome::Moved { student_id: h.student_id.clone(), from: None, to: place })
