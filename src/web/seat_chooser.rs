@@ -53,9 +53,23 @@ enum Stage {
     Closed,
     /// Zone mode: each zone with the places it has left.
     Zones(Vec<(String, i64)>),
-    /// Seat mode: the drawn map and the counts per zone.
-    Seats { map: String, zones: Vec<map::ZoneCount> },
+    /// Seat mode: the drawn map and the counts per zone; a large hall is
+    /// drawn one zone at a time, with a tab per zone.
+    Seats { map: String, zones: Vec<map::ZoneCount>, tabs: Vec<ZoneTab> },
 }
+
+/// A zone of a large hall, as a link to its part of the map.
+struct ZoneTab {
+    zone: String,
+    free: i64,
+    href: String,
+    current: bool,
+}
+
+/// A hall with more seats than this (and more than one zone) is drawn zone
+/// by zone: a phone shows a zone's rows, not two thousand seats at once,
+/// and a redraw after "刚被选走" costs a zone, not the hall.
+const WHOLE_MAP_SEATS: i64 = 400;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "student/seat_chooser.html")]
@@ -95,6 +109,44 @@ struct PageQuery {
     /// Back from a successful choice.
     #[serde(default)]
     done: Option<String>,
+    /// The zone of a large hall to draw.
+    #[serde(default)]
+    zone: Option<String>,
+}
+
+/// Where the chooser's pages live: the signed link's path and query, or `/m/`.
+struct Paths {
+    /// The form's action.
+    action: String,
+    /// A zone tab's link, the zone appended.
+    zone_prefix: String,
+    /// Back to the ticket (signed for the holder), or 我的票.
+    ticket: String,
+}
+
+impl Paths {
+    fn linked(code: &str, link: &LinkParts) -> Paths {
+        let query = format!("o={}&e={}&s={}", link.o, link.e, link.s);
+        Paths {
+            action: format!("/tickets/{code}/seat"),
+            zone_prefix: format!("/tickets/{code}/seat?{query}&zone="),
+            ticket: format!("/tickets/{code}?{query}"),
+        }
+    }
+
+    fn session(code: &str) -> Paths {
+        Paths {
+            action: format!("/m/tickets/{code}/seat"),
+            zone_prefix: format!("/m/tickets/{code}/seat?zone="),
+            ticket: "/m/tickets".into(),
+        }
+    }
+}
+
+/// The zone part of a posted `zone-row-seat` (rows and seats hold no `-`).
+fn zone_of(seat: &str) -> Option<&str> {
+    let mut parts = seat.trim().rsplitn(3, '-');
+    parts.nth(2).filter(|z| !z.is_empty())
 }
 
 /// The student an openid is bound to, if that student holds ticket `code`.
@@ -122,9 +174,9 @@ async fn linked_page(
     };
     let Some(student_id) = holder(&state, &code, &openid).await? else { return Ok(not_yours()) };
     let proof = FormProof::Link(LinkParts::signed(&state, Purpose::ChooseSeat, &openid, &code));
-    let ticket_path = format!("/tickets/{code}?o={}&e={}&s={}", q.link.o, q.link.e, q.link.s);
     let notice = q.done.map(|_| ("选座成功！入场时请按座位就座。".to_string(), true));
-    page(&state, &code, &student_id, proof, ticket_path, notice, StatusCode::OK).await
+    let paths = Paths::linked(&code, &q.link);
+    page(&state, &code, &student_id, proof, &paths, q.zone.as_deref(), notice, StatusCode::OK).await
 }
 
 async fn linked_choose(
@@ -141,9 +193,8 @@ async fn linked_choose(
     let Some(student_id) = holder(&state, &code, &openid).await? else { return Ok(not_yours()) };
     let back = LinkParts::signed(&state, Purpose::Ticket, &openid, &code);
     let done = format!("/tickets/{code}/seat?o={}&e={}&s={}&done=1", back.o, back.e, back.s);
-    let ticket_path = format!("/tickets/{code}?o={}&e={}&s={}", back.o, back.e, back.s);
     let proof = FormProof::Link(LinkParts::signed(&state, Purpose::ChooseSeat, &openid, &code));
-    choose(&state, &code, &student_id, &posted, proof, ticket_path, done).await
+    choose(&state, &code, &student_id, &posted, proof, &Paths::linked(&code, &back), done).await
 }
 
 async fn session_page(
@@ -161,7 +212,8 @@ async fn session_page(
     let Some(student_id) = holder(&state, &code, &me.openid).await? else { return Ok(not_yours()) };
     let proof = FormProof::Session(session::csrf_token(&state.secret_key, &me.session));
     let notice = q.done.map(|_| ("选座成功！入场时请按座位就座。".to_string(), true));
-    let response = page(&state, &code, &student_id, proof, "/m/tickets".into(), notice, StatusCode::OK).await?;
+    let paths = Paths::session(&code);
+    let response = page(&state, &code, &student_id, proof, &paths, q.zone.as_deref(), notice, StatusCode::OK).await?;
     Ok(m::no_store(response))
 }
 
@@ -179,7 +231,7 @@ async fn session_choose(
     let Some(student_id) = holder(&state, &code, &me.openid).await? else { return Ok(not_yours()) };
     let proof = FormProof::Session(session::csrf_token(&state.secret_key, &me.session));
     let done = format!("/m/tickets/{code}/seat?done=1");
-    let response = choose(&state, &code, &student_id, &posted, proof, "/m/tickets".into(), done).await?;
+    let response = choose(&state, &code, &student_id, &posted, proof, &Paths::session(&code), done).await?;
     Ok(m::no_store(response))
 }
 
@@ -191,7 +243,7 @@ async fn choose(
     student_id: &str,
     posted: &Posted,
     proof: FormProof,
-    ticket_path: String,
+    paths: &Paths,
     done: String,
 ) -> Result<Response, AppError> {
     let choice = match (posted.seat.trim(), posted.zone.trim()) {
@@ -201,7 +253,7 @@ async fn choose(
     };
     let Some(choice) = choice else {
         let notice = Some(("请先在图上选一个座位（或一个区域）。".to_string(), false));
-        return page(state, code, student_id, proof, ticket_path, notice, StatusCode::BAD_REQUEST).await;
+        return page(state, code, student_id, proof, paths, None, notice, StatusCode::BAD_REQUEST).await;
     };
     // A plain connection: `choose` opens the one short transaction it needs.
     let outcome = {
@@ -225,16 +277,20 @@ async fn choose(
             return Ok(message_page(StatusCode::BAD_REQUEST, "不用选座", "这个活动不设座位，凭票入场即可。", true));
         }
     };
-    page(state, code, student_id, proof, ticket_path, Some((why, false)), status).await
+    // Redrawn where the student was looking: the posted seat's zone.
+    page(state, code, student_id, proof, paths, zone_of(&posted.seat), Some((why, false)), status).await
 }
 
-/// The chooser as it stands now.
+/// The chooser as it stands now; a large hall at zone `zone` (or the first
+/// with seats left).
+#[allow(clippy::too_many_arguments)]
 async fn page(
     state: &AppState,
     code: &str,
     student_id: &str,
     proof: FormProof,
-    ticket_path: String,
+    paths: &Paths,
+    zone: Option<&str>,
     notice: Option<(String, bool)>,
     status: StatusCode,
 ) -> Result<Response, AppError> {
@@ -248,11 +304,37 @@ async fn page(
         (_, Some(place), _) => Stage::Placed(place.label()),
         (_, None, false) => Stage::Closed,
         (Seating::Zone, None, true) => Stage::Zones(
-            map::of_activity(&mut conn, activity_id).await?.zones.into_iter().map(|z| (z.zone, z.free)).collect(),
+            map::zone_counts(&mut conn, activity_id).await?.into_iter().map(|z| (z.zone, z.free)).collect(),
         ),
         (Seating::Seat, None, true) => {
-            let seat_map = map::of_activity(&mut conn, activity_id).await?;
-            Stage::Seats { map: seat_map::draw(&seat_map.seats, Pick::One), zones: seat_map.zones }
+            let zones = map::zone_counts(&mut conn, activity_id).await?;
+            let whole = zones.len() < 2 || zones.iter().map(|z| z.total).sum::<i64>() <= WHOLE_MAP_SEATS;
+            let shown = match whole {
+                true => None,
+                false => zone
+                    .and_then(|wanted| zones.iter().find(|z| z.zone == wanted))
+                    .or_else(|| zones.iter().find(|z| z.free > 0))
+                    .or(zones.first())
+                    .map(|z| z.zone.clone()),
+            };
+            let seats = map::seats_of(&mut conn, activity_id, shown.as_deref()).await?;
+            let tabs = match &shown {
+                None => Vec::new(),
+                Some(shown) => zones
+                    .iter()
+                    .map(|z| ZoneTab {
+                        zone: z.zone.clone(),
+                        free: z.free,
+                        href: format!(
+                            "{}{}",
+                            paths.zone_prefix,
+                            form_urlencoded::byte_serialize(z.zone.as_bytes()).collect::<String>()
+                        ),
+                        current: &z.zone == shown,
+                    })
+                    .collect(),
+            };
+            Stage::Seats { map: seat_map::draw(&seats, Pick::One), zones, tabs }
         }
     };
     let page = ChooserPage {
@@ -262,12 +344,19 @@ async fn page(
         notice,
         stage,
         proof,
-        action: if ticket_path.starts_with("/m/") {
-            format!("/m/tickets/{code}/seat")
-        } else {
-            format!("/tickets/{code}/seat")
-        },
-        ticket_path,
+        action: paths.action.clone(),
+        ticket_path: paths.ticket.clone(),
     };
     Ok((status, page).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_posted_seat_names_its_zone() {
+        assert_eq!(super::zone_of("楼座-B-2-7"), Some("楼座-B"));
+        assert_eq!(super::zone_of("A区-3-12"), Some("A区"));
+        assert_eq!(super::zone_of("3-12"), None);
+        assert_eq!(super::zone_of(""), None);
+    }
 }

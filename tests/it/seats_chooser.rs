@@ -386,3 +386,35 @@ async fn an_organiser_blocking_a_seat_while_students_choose_it_never_leaves_a_ti
         "each contested seat ended either blocked or held by one student"
     );
 }
+
+#[tokio::test]
+async fn a_large_hall_is_chosen_zone_by_zone_and_a_redraw_stays_in_the_zone() {
+    let app = spawn_app().await;
+    // Ten rows of forty in A区, one of forty in B区: 440 seats, more than a phone shows at once.
+    import_hall(&app, "体育馆", 11, 40);
+    assert!(create(&app, "gala", &["--seating", "seat", "--hall", "体育馆"]).status.success());
+    let tickets = booked(&app, "gala", 88, 2).await;
+    let (code, id) = &tickets[0];
+    let me = openid_of(&app, id).await;
+
+    let (page, fields) = open_chooser(&app, &me, code).await;
+    assert!(page.contains("class=\"zone-tabs\""), "{page}");
+    assert_eq!(page.matches("type=\"radio\" name=\"seat\"").count(), 400, "A区 first, drawn alone");
+    let b_tab = page
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().replace("&#38;", "&").replace("&amp;", "&"))
+        .find(|href| href.ends_with("zone=B%E5%8C%BA"))
+        .expect("a tab for B区");
+    let b = app.http.get(app.url(&b_tab)).send().await.unwrap().text().await.unwrap();
+    assert_eq!(b.matches("type=\"radio\" name=\"seat\"").count(), 40, "B区's row");
+    assert!(b.contains("value=\"B区-11-5\""));
+
+    // Someone takes B区 11排5座 first: the redraw shows B区 again, without it.
+    crate::seats::choose(&app, &tickets[1].0, &tickets[1].1, Choice::Seat("B区-11-5")).await;
+    let (status, _, body) = post_choice(&app, code, &fields, ("seat", "B区-11-5")).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("这个座位刚被选走"));
+    assert_eq!(body.matches("type=\"radio\" name=\"seat\"").count(), 39, "B区 redrawn, less the taken seat");
+    assert!(body.contains("class=\"current\" aria-current=\"page\">B区"), "{body}");
+}

@@ -111,37 +111,54 @@ pub async fn of_activity(conn: &mut PgConnection, activity_id: i64) -> Result<Se
         .await?;
     match seating {
         Some(Seating::Seat) => {
-            let rows: Vec<SeatRow> = sqlx::query_as(
-                "SELECT s.id, s.zone, s.row_label, s.seat_label, s.x, s.y, \
-                 CASE WHEN t.status = 'used' THEN 'checked_in' WHEN t.id IS NOT NULL THEN 'taken' \
-                      WHEN b.seat_id IS NOT NULL THEN 'blocked' ELSE 'free' END AS state \
-                 FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
-                 LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
-                 LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
-                 WHERE a.id = $1 ORDER BY s.position",
-            )
-            .bind(activity_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            let seats = laid_out(rows);
+            let seats = seats_of(conn, activity_id, None).await?;
             let zones = count_seats(&seats);
             Ok(SeatMap { seats, zones })
         }
-        Some(Seating::Zone) => {
-            let zones = sqlx::query_as(
-                "SELECT z.zone, z.quota::bigint AS total, (z.quota - z.taken)::bigint AS free, \
-                 z.taken::bigint AS taken, 0::bigint AS blocked, \
-                 (SELECT count(*) FROM tickets t WHERE t.activity_id = z.activity_id AND t.zone = z.zone \
-                  AND t.status = 'used') AS checked_in \
-                 FROM activity_zones z WHERE z.activity_id = $1 ORDER BY z.position",
-            )
-            .bind(activity_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            Ok(SeatMap { seats: Vec::new(), zones })
-        }
+        Some(Seating::Zone) => Ok(SeatMap { seats: Vec::new(), zones: zone_counts(conn, activity_id).await? }),
         Some(Seating::None) | None => Ok(SeatMap::default()),
     }
+}
+
+/// A seat activity's seats with their states, drawn — all of them, or one zone's.
+pub async fn seats_of(conn: &mut PgConnection, activity_id: i64, zone: Option<&str>) -> Result<Vec<MapSeat>, AppError> {
+    let rows: Vec<SeatRow> = sqlx::query_as(
+        "SELECT s.id, s.zone, s.row_label, s.seat_label, s.x, s.y, \
+         CASE WHEN t.status = 'used' THEN 'checked_in' WHEN t.id IS NOT NULL THEN 'taken' \
+              WHEN b.seat_id IS NOT NULL THEN 'blocked' ELSE 'free' END AS state \
+         FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
+         LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
+         LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
+         WHERE a.id = $1 AND ($2::text IS NULL OR s.zone = $2) ORDER BY s.position",
+    )
+    .bind(activity_id)
+    .bind(zone)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(laid_out(rows))
+}
+
+/// The counts per zone alone, without drawing a seat: a zone activity's
+/// zones, or a seat activity's seats counted by zone in the database.
+pub async fn zone_counts(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<ZoneCount>, AppError> {
+    Ok(sqlx::query_as(
+        "(SELECT z.zone, z.quota::bigint AS total, (z.quota - z.taken)::bigint AS free, \
+         z.taken::bigint AS taken, 0::bigint AS blocked, \
+         (SELECT count(*) FROM tickets t WHERE t.activity_id = z.activity_id AND t.zone = z.zone \
+          AND t.status = 'used') AS checked_in \
+         FROM activity_zones z JOIN activities a ON a.id = z.activity_id AND a.seating = 'zone' \
+         WHERE z.activity_id = $1 ORDER BY z.position) \
+         UNION ALL \
+         (SELECT s.zone, count(*), count(*) FILTER (WHERE t.id IS NULL AND b.seat_id IS NULL), count(t.id), \
+          count(*) FILTER (WHERE t.id IS NULL AND b.seat_id IS NOT NULL), count(*) FILTER (WHERE t.status = 'used') \
+          FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
+          LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
+          LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
+          WHERE a.id = $1 AND a.seating = 'seat' GROUP BY s.zone ORDER BY min(s.position))",
+    )
+    .bind(activity_id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// A hall's seats as its preview draws them (every seat free).
