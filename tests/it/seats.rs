@@ -57,14 +57,20 @@ pub(crate) fn create(app: &TestApp, key: &str, extra: &[&str]) -> Output {
     app.cli(&args)
 }
 
-/// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) and one of zone B.
-pub(crate) fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
+/// A hall's CSV: `rows` rows of `per_row` seats, zone A but the last row B.
+pub(crate) fn hall_csv(rows: usize, per_row: usize) -> String {
     let mut body = String::from("zone,row,seat\n");
     for r in 1..=rows {
         for s in 1..=per_row {
             body.push_str(&format!("{},{r},{s}\n", if r == rows { "B区" } else { "A区" }));
         }
     }
+    body
+}
+
+/// A hall of `rows` rows of `per_row` seats in zone A (rows 1…) but the last, zone B.
+pub(crate) fn import_hall(app: &TestApp, name: &str, rows: usize, per_row: usize) {
+    let body = hall_csv(rows, per_row);
     let out = app.cli(&["hall", "import", name, csv_file("hall.csv", body.as_bytes()).to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }

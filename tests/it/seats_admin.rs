@@ -3,30 +3,13 @@
 //! moving a student, and the per-zone counts on the activity page — over
 //! real HTTP as a logged-in admin with the session's CSRF token.
 
-use std::process::Output;
-
-use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 use wechat_ticket::booking::seats::{self, Choice, ChooseOutcome};
 
 use crate::{
     admin_console::activity_form,
-    common::{TestApp, spawn_app, wx},
+    common::{TestApp, spawn_app},
+    seats::{booked, hall_csv, text},
 };
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-/// A hall's CSV: `rows` rows of `per_row` seats, zone A but the last row B.
-fn hall_csv(rows: usize, per_row: usize) -> String {
-    let mut body = String::from("zone,row,seat\n");
-    for r in 1..=rows {
-        for s in 1..=per_row {
-            body.push_str(&format!("{},{r},{s}\n", if r == rows { "B区" } else { "A区" }));
-        }
-    }
-    body
-}
 
 /// Uploads a hall through the page; returns (status, Location or body).
 async fn upload_hall(app: &TestApp, csrf: &str, name: &str, body: Vec<u8>) -> (u16, String) {
@@ -40,63 +23,15 @@ async fn upload_hall(app: &TestApp, csrf: &str, name: &str, body: Vec<u8>) -> (u
     (status, location.unwrap_or(resp.text().await.unwrap()))
 }
 
-fn at(offset: Duration) -> String {
-    (OffsetDateTime::now_utc() + offset).format(&Rfc3339).unwrap()
-}
-
-/// A published activity open for booking now, made through the shell.
+/// A published activity open for booking now, made through the shell; its id.
 fn create(app: &TestApp, key: &str, extra: &[&str]) -> i64 {
-    let (bs, be, s, e) = (
-        at(-Duration::hours(1)),
-        at(Duration::hours(1)),
-        at(Duration::days(1)),
-        at(Duration::days(1) + Duration::hours(2)),
-    );
-    let mut args = vec![
-        "activity",
-        "create",
-        key,
-        "--name",
-        "晚会",
-        "--place",
-        "综体",
-        "--book-start",
-        &bs,
-        "--book-end",
-        &be,
-        "--start",
-        &s,
-        "--end",
-        &e,
-        "--publish",
-    ];
-    args.extend_from_slice(extra);
-    let out = app.cli(&args);
+    let out = crate::seats::create(app, key, extra);
     assert!(out.status.success(), "{}", text(&out));
     text(&out).split('\t').next().unwrap().trim().parse().unwrap()
 }
 
-/// `n` students each book `key` over signed WeChat XML; returns (code, student ID) per ticket.
-async fn booked(app: &TestApp, key: &str, group: u32, n: usize) -> Vec<(String, String)> {
-    for openid in app.bound_students(group, n).await {
-        let reply = app.say(&wx::text(&openid, &format!("抢票 {key}"))).await;
-        assert!(matches!(reply, wx::Reply::News { .. }), "{reply:?}");
-    }
-    sqlx::query_as(
-        "SELECT t.code, t.student_id FROM tickets t JOIN activities a ON a.id = t.activity_id \
-         WHERE a.key = $1 AND t.status = 'valid' ORDER BY t.id",
-    )
-    .bind(key)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap()
-}
-
 async fn choose(app: &TestApp, code: &str, student_id: &str, seat: &str) -> ChooseOutcome {
-    let mut tx = app.pool.begin().await.unwrap();
-    let outcome = seats::choose(&mut tx, code, student_id, Choice::Seat(seat)).await.unwrap();
-    tx.commit().await.unwrap();
-    outcome
+    crate::seats::choose(app, code, student_id, Choice::Seat(seat)).await
 }
 
 /// The seat a student's live ticket holds, as `zone-row-seat`.
