@@ -304,10 +304,11 @@ async fn page(
         (_, Some(place), _) => Stage::Placed(place.label()),
         (_, None, false) => Stage::Closed,
         (Seating::Zone, None, true) => Stage::Zones(
-            map::zone_counts(&mut conn, activity_id).await?.into_iter().map(|z| (z.zone, z.free)).collect(),
+            map::of_activity(&mut conn, activity_id).await?.zones.into_iter().map(|z| (z.zone, z.free)).collect(),
         ),
         (Seating::Seat, None, true) => {
-            let zones = map::zone_counts(&mut conn, activity_id).await?;
+            // One query for the whole hall (the counts need every seat); only the shown zone is drawn.
+            let map::SeatMap { seats, zones } = map::of_activity(&mut conn, activity_id).await?;
             let whole = zones.len() < 2 || zones.iter().map(|z| z.total).sum::<i64>() <= WHOLE_MAP_SEATS;
             let shown = match whole {
                 true => None,
@@ -317,7 +318,10 @@ async fn page(
                     .or(zones.first())
                     .map(|z| z.zone.clone()),
             };
-            let seats = map::seats_of(&mut conn, activity_id, shown.as_deref()).await?;
+            let seats = match &shown {
+                Some(zone) => map::zone_only(seats, zone),
+                None => seats,
+            };
             let tabs = match &shown {
                 None => Vec::new(),
                 Some(shown) => zones

@@ -111,54 +111,48 @@ pub async fn of_activity(conn: &mut PgConnection, activity_id: i64) -> Result<Se
         .await?;
     match seating {
         Some(Seating::Seat) => {
-            let seats = seats_of(conn, activity_id, None).await?;
+            let rows: Vec<SeatRow> = sqlx::query_as(
+                "SELECT s.id, s.zone, s.row_label, s.seat_label, s.x, s.y, \
+                 CASE WHEN t.status = 'used' THEN 'checked_in' WHEN t.id IS NOT NULL THEN 'taken' \
+                      WHEN b.seat_id IS NOT NULL THEN 'blocked' ELSE 'free' END AS state \
+                 FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
+                 LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
+                 LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
+                 WHERE a.id = $1 ORDER BY s.position",
+            )
+            .bind(activity_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            let seats = laid_out(rows);
             let zones = count_seats(&seats);
             Ok(SeatMap { seats, zones })
         }
-        Some(Seating::Zone) => Ok(SeatMap { seats: Vec::new(), zones: zone_counts(conn, activity_id).await? }),
+        Some(Seating::Zone) => {
+            let zones = sqlx::query_as(
+                "SELECT z.zone, z.quota::bigint AS total, (z.quota - z.taken)::bigint AS free, \
+                 z.taken::bigint AS taken, 0::bigint AS blocked, \
+                 (SELECT count(*) FROM tickets t WHERE t.activity_id = z.activity_id AND t.zone = z.zone \
+                  AND t.status = 'used') AS checked_in \
+                 FROM activity_zones z WHERE z.activity_id = $1 ORDER BY z.position",
+            )
+            .bind(activity_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            Ok(SeatMap { seats: Vec::new(), zones })
+        }
         Some(Seating::None) | None => Ok(SeatMap::default()),
     }
 }
 
-/// A seat activity's seats with their states, drawn — all of them, or one zone's.
-pub async fn seats_of(conn: &mut PgConnection, activity_id: i64, zone: Option<&str>) -> Result<Vec<MapSeat>, AppError> {
-    let rows: Vec<SeatRow> = sqlx::query_as(
-        "SELECT s.id, s.zone, s.row_label, s.seat_label, s.x, s.y, \
-         CASE WHEN t.status = 'used' THEN 'checked_in' WHEN t.id IS NOT NULL THEN 'taken' \
-              WHEN b.seat_id IS NOT NULL THEN 'blocked' ELSE 'free' END AS state \
-         FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
-         LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
-         LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
-         WHERE a.id = $1 AND ($2::text IS NULL OR s.zone = $2) ORDER BY s.position",
-    )
-    .bind(activity_id)
-    .bind(zone)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(laid_out(rows))
-}
-
-/// The counts per zone alone, without drawing a seat: a zone activity's
-/// zones, or a seat activity's seats counted by zone in the database.
-pub async fn zone_counts(conn: &mut PgConnection, activity_id: i64) -> Result<Vec<ZoneCount>, AppError> {
-    Ok(sqlx::query_as(
-        "(SELECT z.zone, z.quota::bigint AS total, (z.quota - z.taken)::bigint AS free, \
-         z.taken::bigint AS taken, 0::bigint AS blocked, \
-         (SELECT count(*) FROM tickets t WHERE t.activity_id = z.activity_id AND t.zone = z.zone \
-          AND t.status = 'used') AS checked_in \
-         FROM activity_zones z JOIN activities a ON a.id = z.activity_id AND a.seating = 'zone' \
-         WHERE z.activity_id = $1 ORDER BY z.position) \
-         UNION ALL \
-         (SELECT s.zone, count(*), count(*) FILTER (WHERE t.id IS NULL AND b.seat_id IS NULL), count(t.id), \
-          count(*) FILTER (WHERE t.id IS NULL AND b.seat_id IS NOT NULL), count(*) FILTER (WHERE t.status = 'used') \
-          FROM activities a JOIN hall_seats s ON s.hall_id = a.hall_id \
-          LEFT JOIN tickets t ON t.activity_id = a.id AND t.seat_id = s.id AND t.status <> 'cancelled' \
-          LEFT JOIN seat_blocks b ON b.activity_id = a.id AND b.seat_id = s.id \
-          WHERE a.id = $1 AND a.seating = 'seat' GROUP BY s.zone ORDER BY min(s.position))",
-    )
-    .bind(activity_id)
-    .fetch_all(conn)
-    .await?)
+/// One zone's seats of a map, drawn from its own first column (so a zone
+/// on the right of the hall is not drawn after an empty stretch).
+pub fn zone_only(seats: Vec<MapSeat>, zone: &str) -> Vec<MapSeat> {
+    let mut kept: Vec<MapSeat> = seats.into_iter().filter(|s| s.zone == zone).collect();
+    let first = kept.iter().map(|s| s.col).min().unwrap_or(0);
+    for seat in &mut kept {
+        seat.col -= first;
+    }
+    kept
 }
 
 /// A hall's seats as its preview draws them (every seat free).
@@ -289,6 +283,17 @@ mod tests {
         ]);
         let at: Vec<(u32, u32)> = seats.iter().map(|s| (s.line, s.col)).collect();
         assert_eq!(at, [(0, 0), (0, 2), (1, 0), (1, 1)]);
+    }
+
+    #[test]
+    fn a_zone_alone_starts_at_its_own_first_column() {
+        let seats = laid_out(vec![
+            row("左", "1", "1", Some((0.0, 0.0))),
+            row("右", "1", "1", Some((5.0, 0.0))),
+            row("右", "1", "2", Some((7.0, 0.0))),
+        ]);
+        let right: Vec<(String, u32)> = zone_only(seats, "右").into_iter().map(|s| (s.seat_label, s.col)).collect();
+        assert_eq!(right, [("1".to_string(), 0), ("2".to_string(), 1)]);
     }
 
     #[test]
