@@ -243,6 +243,7 @@ mod tests {
             remaining: 10,
             live_qr: false,
             mode: Default::default(),
+            team_id: crate::auth::teams::DEFAULT_TEAM,
         }
     }
 

@@ -6,7 +6,10 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
-use crate::{auth::accounts::Admin, error::AppError};
+use crate::{
+    auth::accounts::{Admin, Role},
+    error::AppError,
+};
 
 /// How long a login lasts.
 pub const LIFETIME_HOURS: i32 = 12;
@@ -46,15 +49,17 @@ pub async fn start(conn: &mut PgConnection, admin_id: i64) -> Result<String, App
     Ok(cookie)
 }
 
+/// The session of this cookie. A disabled account has none: disabling deletes
+/// its sessions, and this reads the flag too, so no request in between slips by.
 pub async fn find(conn: &mut PgConnection, cookie: &str) -> Result<Option<Session>, AppError> {
-    let row: Option<(i64, String, String)> = sqlx::query_as(
-        "SELECT u.id, u.username, s.csrf_token FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id \
-         WHERE s.id = $1 AND s.expires_at > now()",
+    let row: Option<(i64, String, Role, String)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.role, s.csrf_token FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id \
+         WHERE s.id = $1 AND s.expires_at > now() AND u.disabled_at IS NULL",
     )
     .bind(digest(cookie))
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(id, username, csrf_token)| Session { admin: Admin { id, username }, csrf_token }))
+    Ok(row.map(|(id, username, role, csrf_token)| Session { admin: Admin { id, username, role }, csrf_token }))
 }
 
 pub async fn end(conn: &mut PgConnection, cookie: &str) -> Result<(), AppError> {

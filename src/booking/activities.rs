@@ -35,6 +35,8 @@ pub struct Activity {
     /// takes only a current one.
     pub live_qr: bool,
     pub mode: Mode,
+    /// The team (社团/部门) it belongs to: its organizers manage it.
+    pub team_id: i64,
 }
 
 impl Activity {
@@ -61,7 +63,7 @@ pub struct NewActivity {
 
 /// The columns of `Activity`, for `SELECT … FROM activities a`.
 pub(crate) const COLUMNS: &str = "a.id, a.key, a.name, a.place, a.description, a.poster_id, a.book_start, a.book_end, \
-     a.start_at, a.end_at, a.capacity, a.status, a.live_qr, a.mode, \
+     a.start_at, a.end_at, a.capacity, a.status, a.live_qr, a.mode, a.team_id, \
      (SELECT coalesce(sum(s.remaining), 0) FROM activity_slots s WHERE s.activity_id = a.id)::int AS remaining";
 
 /// Checks what the database also checks, to say which rule was broken in words.
@@ -137,6 +139,22 @@ pub async fn by_key(conn: &mut PgConnection, key: &str) -> Result<Option<Activit
         .await?)
 }
 
+/// The team an activity belongs to; None when there is no such activity.
+/// (The admin console's access check reads this before any handler runs.)
+pub async fn team_of(conn: &mut PgConnection, id: i64) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar("SELECT team_id FROM activities WHERE id = $1").bind(id).fetch_optional(conn).await?)
+}
+
+/// Puts an activity in a team (at creation: the column's default is the default team).
+pub async fn set_team(conn: &mut PgConnection, id: i64, team_id: i64) -> Result<(), AppError> {
+    sqlx::query("UPDATE activities SET team_id = $2, updated_at = now() WHERE id = $1 AND team_id <> $2")
+        .bind(id)
+        .bind(team_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Turns the live QR on or off; tickets already booked follow at once.
 pub async fn set_live_qr(conn: &mut PgConnection, id: i64, live_qr: bool) -> Result<(), AppError> {
     sqlx::query("UPDATE activities SET live_qr = $2, updated_at = now() WHERE id = $1 AND live_qr <> $2")
@@ -203,19 +221,30 @@ pub struct Summary {
     pub booked: i64,
     pub checked_in: i64,
     pub simulated: i64,
+    /// The name of its team.
+    pub team: String,
 }
 
-pub async fn summaries(conn: &mut PgConnection, include_test: bool) -> Result<Vec<Summary>, AppError> {
+/// The activities `teams` covers (None: every team), with their counts: an
+/// organizer's list and counts never include another team's activities.
+pub async fn summaries(
+    conn: &mut PgConnection,
+    include_test: bool,
+    teams: Option<&[i64]>,
+) -> Result<Vec<Summary>, AppError> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, c.booked, c.checked_in, c.simulated FROM activities a \
+        "SELECT {COLUMNS}, c.booked, c.checked_in, c.simulated, tm.name AS team FROM activities a \
+         JOIN teams tm ON tm.id = a.team_id \
          CROSS JOIN LATERAL (SELECT \
              count(*) FILTER (WHERE t.status <> 'cancelled' AND ($1 OR NOT t.simulated)) AS booked, \
              count(*) FILTER (WHERE t.status = 'used' AND ($1 OR NOT t.simulated)) AS checked_in, \
              count(*) FILTER (WHERE t.status <> 'cancelled' AND t.simulated) AS simulated \
              FROM tickets t WHERE t.activity_id = a.id) c \
+         WHERE $2::bigint[] IS NULL OR a.team_id = ANY($2) \
          ORDER BY (a.status = 'archived'), a.start_at DESC, a.id DESC"
     ))
     .bind(include_test)
+    .bind(teams)
     .fetch_all(conn)
     .await?)
 }

@@ -82,6 +82,17 @@ pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<CheckinLin
     .await?)
 }
 
+/// The team of a link's activity; None when there is no such link. (The
+/// admin console's access check reads this before any handler runs.)
+pub async fn team_of(conn: &mut PgConnection, id: i64) -> Result<Option<i64>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT a.team_id FROM checkin_links l JOIN activities a ON a.id = l.activity_id WHERE l.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Links newest first: one activity's, or every activity's.
 pub async fn list(conn: &mut PgConnection, activity_id: Option<i64>) -> Result<Vec<CheckinLink>, AppError> {
     Ok(sqlx::query_as(&format!(

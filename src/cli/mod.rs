@@ -38,9 +38,12 @@ pub enum Command {
     /// Create, list and publish activities.
     #[command(subcommand)]
     Activity(ActivityCommand),
-    /// Manage admin accounts.
+    /// Manage admin and organizer accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Teams (clubs, departments): every activity belongs to one; organizers manage their teams' activities.
+    #[command(subcommand)]
+    Team(TeamCommand),
     /// Halls: reusable seat maps for seat-map activities.
     #[command(subcommand)]
     Hall(hall::HallCommand),
@@ -139,6 +142,9 @@ pub enum ActivityCommand {
         /// Choices close here (default: at --book-end); then the sweep places the rest.
         #[arg(long)]
         seat_deadline: Option<String>,
+        /// The team it belongs to (default: the default team).
+        #[arg(long)]
+        team: Option<String>,
     },
     /// One line per activity: id, key, status, booked/capacity, name.
     List,
@@ -180,8 +186,31 @@ pub enum ExportFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Add an admin (or set a new password); the password is read from stdin or a prompt.
-    Add { username: String },
+    /// Add an account (or set a new password); the password is read from stdin or a prompt.
+    Add {
+        username: String,
+        /// `admin` (everything) or `organizer` (their teams' activities only). Default: a new
+        /// account is an admin; an existing one keeps its role.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        /// A team the account belongs to (repeat for several); replaces its teams. An organizer needs one.
+        #[arg(long = "team")]
+        teams: Vec<String>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    Admin,
+    Organizer,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TeamCommand {
+    /// Add a team.
+    Add { name: String },
+    /// One line per team: id, name, activities, members.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -214,18 +243,29 @@ pub async fn run() -> Result<(), AppError> {
             let tz = config.timezone;
             with_database(&config, move |conn| Box::pin(activity(tz, conn, command))).await
         }
-        Command::Admin(AdminCommand::Add { username }) => {
+        Command::Admin(AdminCommand::Add { username, role, teams }) => {
             let password = read_password()?;
+            let role = role.map(|r| match r {
+                RoleArg::Admin => accounts::Role::Admin,
+                RoleArg::Organizer => accounts::Role::Organizer,
+            });
             with_database(&config, move |conn| {
                 Box::pin(async move {
-                    let admin = accounts::add(conn, &username, &password).await?;
-                    audit::record(conn, "shell", "添加管理员", &admin.username).await?;
-                    println!("admin `{}` can now log in at /admin", admin.username);
+                    let team_ids = crate::auth::teams::ids_of(conn, &teams).await?;
+                    let admin = accounts::add_with(conn, &username, &password, role, &team_ids).await?;
+                    let detail = if teams.is_empty() {
+                        admin.username.clone()
+                    } else {
+                        format!("{} {} {}", admin.username, admin.role.as_str(), teams.join(","))
+                    };
+                    audit::record(conn, "shell", "添加管理员", &detail).await?;
+                    println!("{} `{}` can now log in at /admin", admin.role.as_str(), admin.username);
                     Ok(())
                 })
             })
             .await
         }
+        Command::Team(command) => with_database(&config, move |conn| Box::pin(team(conn, command))).await,
         Command::Export { key, format, output, include_test } => {
             let tz = config.timezone;
             with_database(&config, move |conn| {
@@ -378,8 +418,13 @@ async fn activity(
             zones,
             hall,
             seat_deadline,
+            team,
         } => {
             use crate::booking::seats::{self, Plan};
+            let team = match team {
+                Some(name) => crate::auth::teams::ids_of(conn, &[name]).await?[0],
+                None => crate::auth::teams::DEFAULT_TEAM,
+            };
             let plan = match (seating, zones.is_empty(), &hall) {
                 (SeatingArg::None, true, None) => Plan::None,
                 (SeatingArg::Zone, _, None) => Plan::Zones(zones),
@@ -438,6 +483,7 @@ async fn activity(
             new.capacity = seats::capacity_of(&mut tx, &plan, capacity).await?;
             let a = activities::create(&mut tx, &new).await?;
             activities::set_live_qr(&mut tx, a.id, live_qr).await?;
+            activities::set_team(&mut tx, a.id, team).await?;
             seats::set_up(&mut tx, a.id, &plan, deadline).await?;
             tx.commit().await?;
             let mode = if a.mode == crate::booking::lottery::Mode::Lottery { "\tlottery" } else { "" };
@@ -445,7 +491,7 @@ async fn activity(
         }
         ActivityCommand::List => {
             // Booked as the admin list counts it: the simulator's test tickets left out.
-            for s in activities::summaries(conn, false).await? {
+            for s in activities::summaries(conn, false, None).await? {
                 let a = &s.activity;
                 println!(
                     "{}\t{}\t{}\t{}/{}\t{}\t{}",
@@ -467,6 +513,23 @@ async fn activity(
             let found = found.ok_or_else(|| AppError::Invalid(format!("no activity with key `{key}`")))?;
             let a = activities::publish(conn, found.id).await?;
             println!("{}\t{}\t{}", a.id, a.key, a.status);
+        }
+    }
+    Ok(())
+}
+
+async fn team(conn: &mut sqlx::PgConnection, command: TeamCommand) -> Result<(), AppError> {
+    use crate::auth::teams;
+    match command {
+        TeamCommand::Add { name } => {
+            let team = teams::add(conn, &name).await?;
+            audit::record(conn, "shell", "添加团队", &team.name).await?;
+            println!("{}\t{}\tadded", team.id, team.name);
+        }
+        TeamCommand::List => {
+            for (id, name, activities, members) in teams::with_counts(conn).await? {
+                println!("{id}\t{name}\t{activities} activities\t{members} members");
+            }
         }
     }
     Ok(())

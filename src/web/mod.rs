@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(lottery::router())
         .merge(m::router())
         .merge(seat_chooser::router())
-        .merge(admin::router())
+        .merge(admin::router(&state))
         .route("/static/{*path}", get(static_files::serve))
         .merge(headers::with_wechat_jssdk(door::router()))
         .fallback(|| async { crate::AppError::NotFound })

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::{AdminSession, CsrfForm};
 use crate::{
     AppState, audit,
+    auth::teams::{self, Team},
     booking::{
         Activity, NewActivity,
         activities::{self, EditErrors, EditOutcome, Summary},
@@ -105,7 +106,8 @@ async fn list(
 ) -> Result<ListPage, AppError> {
     let tz = state.config.timezone;
     let include_test = asked.included();
-    let rows = activities::summaries(&mut *state.pool.acquire().await?, include_test)
+    let teams = session.scope.team_filter();
+    let rows = activities::summaries(&mut *state.pool.acquire().await?, include_test, teams)
         .await?
         .into_iter()
         .map(|s| Row {
@@ -158,6 +160,9 @@ pub struct ActivityForm {
     /// Empty: choices close at the booking end.
     #[serde(default)]
     seat_deadline: String,
+    /// The team's id; read at creation only (empty: the first offered).
+    #[serde(default)]
+    team: String,
 }
 
 /// A form read: the activity (its capacity still to be decided), the capacity
@@ -197,6 +202,7 @@ impl ActivityForm {
             zones,
             hall,
             seat_deadline: setup.deadline.map(|at| local_time::input(at, tz)).unwrap_or_default(),
+            team: a.team_id.to_string(),
         }
     }
 
@@ -360,6 +366,10 @@ struct FormPage {
     halls: Vec<String>,
     /// A zone or seat activity's places (an existing activity only).
     seats: Option<super::seats::SeatsView>,
+    /// The teams a new activity may be made for (an organizer: only theirs).
+    teams: Vec<Team>,
+    /// An existing activity's team.
+    team_name: String,
 }
 
 /// The activity page's door section.
@@ -438,8 +448,41 @@ async fn new_activity_page(
 ) -> Result<FormPage, AppError> {
     let timezone = zone(state);
     let halls = hall_names(state).await?;
-    let (door, waiting, lottery, seats) = (None, None, None, None);
-    Ok(FormPage { session, activity: None, form, errors, notice: None, timezone, door, waiting, lottery, halls, seats })
+    let teams = offered_teams(state, &session).await?;
+    let (door, waiting, lottery, seats, team_name) = (None, None, None, None, String::new());
+    let activity = None;
+    Ok(FormPage {
+        session,
+        activity,
+        form,
+        errors,
+        notice: None,
+        timezone,
+        door,
+        waiting,
+        lottery,
+        halls,
+        seats,
+        teams,
+        team_name,
+    })
+}
+
+/// The teams a new activity may be made for: an admin, any; an organizer, their own.
+async fn offered_teams(state: &AppState, session: &AdminSession) -> Result<Vec<Team>, AppError> {
+    let mut conn = state.pool.acquire().await?;
+    match session.scope.team_filter() {
+        None => teams::list(&mut conn).await,
+        Some(ids) => teams::by_ids(&mut conn, ids).await,
+    }
+}
+
+/// The team picked on the form, if it is one this account may make an activity for.
+fn picked_team(offered: &[Team], typed: &str) -> Option<i64> {
+    match typed.trim() {
+        "" => offered.first().map(|t| t.id),
+        typed => typed.parse::<i64>().ok().filter(|id| offered.iter().any(|t| t.id == *id)),
+    }
 }
 
 async fn hall_names(state: &AppState) -> Result<Vec<String>, AppError> {
@@ -461,11 +504,27 @@ async fn activity_page(
     let waiting = Some(waiting(&mut conn, &activity, tz).await?);
     let lottery = crate::web::lottery::view(&mut conn, &activity, tz).await?;
     let seats = super::seats::view(&mut conn, &activity).await?;
+    let team_name = teams::by_ids(&mut conn, &[activity.team_id]).await?.pop().map(|t| t.name).unwrap_or_default();
     drop(conn);
     let timezone = zone(state);
     let halls = hall_names(state).await?;
     let activity = Some(activity);
-    Ok(FormPage { session, activity, form, errors, notice, timezone, door, waiting, lottery, halls, seats })
+    let teams = Vec::new();
+    Ok(FormPage {
+        session,
+        activity,
+        form,
+        errors,
+        notice,
+        timezone,
+        door,
+        waiting,
+        lottery,
+        halls,
+        seats,
+        teams,
+        team_name,
+    })
 }
 
 /// An existing activity's page with what its seat section was refused.
@@ -500,6 +559,10 @@ async fn create(
     let refuse = async |session, form, errors| {
         Ok((StatusCode::BAD_REQUEST, new_activity_page(&state, session, form, errors).await?).into_response())
     };
+    // Only a team this account may make activities for: an organizer, one of theirs.
+    let Some(team) = picked_team(&offered_teams(&state, &session).await?, &form.team) else {
+        return refuse(session, form, EditErrors(vec![("team", "请选择你所在的团队".into())])).await;
+    };
     let parsed = match form.parse(state.config.timezone) {
         Ok(parsed) => parsed,
         Err(errors) => return refuse(session, form, errors).await,
@@ -515,6 +578,7 @@ async fn create(
         Err(e) => return Err(e),
     };
     activities::set_live_qr(&mut tx, activity.id, form.live_qr()).await?;
+    activities::set_team(&mut tx, activity.id, team).await?;
     seats::set_up(&mut tx, activity.id, &plan, deadline).await?;
     audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
     tx.commit().await?;

@@ -2,6 +2,8 @@
 //! Every state-changing request needs the session's CSRF token in its form, and
 //! the router-wide CSRF layer also refuses cross-origin browser POSTs.
 
+pub mod access;
+mod accounts;
 mod activities;
 mod checkin;
 mod door_chart;
@@ -21,13 +23,17 @@ use axum::{
     Router,
     extract::{FromRequestParts, OptionalFromRequestParts},
     http::{HeaderMap, header, request::Parts},
+    middleware,
     response::{IntoResponse, Redirect, Response},
 };
 use subtle::ConstantTimeEq;
 
 use crate::{
     AppState, Config,
-    auth::{accounts::Admin, sessions},
+    auth::{
+        accounts::{Admin, Scope, scope_of},
+        sessions,
+    },
     error::AppError,
 };
 
@@ -39,9 +45,10 @@ pub fn cookie_name(config: &Config) -> &'static str {
     if config.public_url.starts_with("https://") { "__Host-wt_admin" } else { "wt_admin" }
 }
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(login::router())
+        .merge(accounts::router())
         .merge(activities::router())
         .merge(crate::web::headers::with_wechat_jssdk(checkin::router()))
         .merge(wechat_scan::router())
@@ -54,6 +61,8 @@ pub fn router() -> Router<AppState> {
         .merge(seats::router())
         .merge(simulator::router())
         .merge(students::router())
+        // Last, so it wraps every route above: who may open what (see `access`).
+        .layer(middleware::from_fn_with_state(state.clone(), access::check))
 }
 
 /// A form whose only field is the CSRF token (buttons that change state).
@@ -63,10 +72,27 @@ pub struct CsrfForm {
     pub csrf: String,
 }
 
-/// A logged-in admin. Pages that take it redirect anonymous visitors to the login page.
+/// A logged-in account (an admin or an organizer). Pages that take it
+/// redirect anonymous visitors to the login page.
+#[derive(Clone)]
 pub struct AdminSession {
     pub admin: Admin,
     pub csrf_token: String,
+    /// Which activities it sees.
+    pub scope: Scope,
+}
+
+/// The session as the access layer resolved it, for the handlers behind it.
+#[derive(Clone)]
+struct Resolved(Option<AdminSession>);
+
+/// The session of the request's cookie, its account's role and teams read now.
+async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Option<AdminSession>, AppError> {
+    let Some(cookie) = session_cookie(headers, &state.config) else { return Ok(None) };
+    let mut conn = state.pool.acquire().await?;
+    let Some(session) = sessions::find(&mut conn, &cookie).await? else { return Ok(None) };
+    let scope = scope_of(&mut conn, &session.admin).await?;
+    Ok(Some(AdminSession { admin: session.admin, csrf_token: session.csrf_token, scope }))
 }
 
 impl AdminSession {
@@ -96,9 +122,12 @@ impl OptionalFromRequestParts<AppState> for AdminSession {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, AppError> {
-        let Some(cookie) = session_cookie(&parts.headers, &state.config) else { return Ok(None) };
-        let session = sessions::find(&mut *state.pool.acquire().await?, &cookie).await?;
-        Ok(session.map(|s| AdminSession { admin: s.admin, csrf_token: s.csrf_token }))
+        // Behind the access layer the session is already read; elsewhere (the
+        // landing page) it is read here.
+        match parts.extensions.get::<Resolved>() {
+            Some(Resolved(session)) => Ok(session.clone()),
+            None => resolve(state, &parts.headers).await,
+        }
     }
 }
 
