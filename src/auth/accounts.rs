@@ -179,13 +179,12 @@ pub async fn set_role_and_teams(
     teams: &[i64],
 ) -> Result<Admin, AppError> {
     let mut tx = conn.begin().await?;
-    let admin: Admin =
-        sqlx::query_as("UPDATE admin_users SET role = $2 WHERE id = $1 RETURNING id, username, role")
-            .bind(admin_id)
-            .bind(role)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(AppError::NotFound)?;
+    let admin: Admin = sqlx::query_as("UPDATE admin_users SET role = $2 WHERE id = $1 RETURNING id, username, role")
+        .bind(admin_id)
+        .bind(role)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(AppError::NotFound)?;
     set_teams(&mut tx, admin.id, teams).await?;
     check_organizer_has_team(&mut tx, &admin).await?;
     tx.commit().await?;

@@ -23,16 +23,14 @@ pub async fn add(conn: &mut PgConnection, name: &str) -> Result<Team, AppError> 
     if !(1..=MAX_NAME_CHARS).contains(&name.chars().count()) {
         return Err(AppError::Invalid(format!("team name: 1 to {MAX_NAME_CHARS} characters")));
     }
-    sqlx::query_as("INSERT INTO teams (name) VALUES ($1) RETURNING id, name")
-        .bind(name)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| match &e {
+    sqlx::query_as("INSERT INTO teams (name) VALUES ($1) RETURNING id, name").bind(name).fetch_one(conn).await.map_err(
+        |e| match &e {
             sqlx::Error::Database(d) if d.is_unique_violation() => {
                 AppError::Invalid(format!("team `{name}` already exists"))
             }
             _ => e.into(),
-        })
+        },
+    )
 }
 
 /// Every team, the default first (then in the order they were made).

@@ -18,6 +18,9 @@ use crate::error::AppError;
 /// A fact the rules record. Each carries what the rules knew at the moment,
 /// so whoever words it need not guess what changed.
 #[derive(Debug, Clone)]
+// One event per change, handed over and dropped: never held in bulk, so the
+// size of the activity variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// An edit was saved: the activity as it was and as it is now.
     ActivityChanged { before: Activity, after: Activity },

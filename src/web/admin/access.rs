@@ -34,7 +34,11 @@ pub enum Access {
 /// The access of a route, by its path template as the router has it.
 pub fn access(route: &str) -> Access {
     match route {
-        "/admin/login" | "/admin/logout" | "/admin" | "/admin/activities/new" | "/admin/activities"
+        "/admin/login"
+        | "/admin/logout"
+        | "/admin"
+        | "/admin/activities/new"
+        | "/admin/activities"
         | "/checkin/wechat-config" => Access::Organizer,
         "/admin/checkin-links/{id}/revoke" => Access::CheckinLink,
         // Everything under an activity (its page, door, exports, seats, lottery,

@@ -92,11 +92,11 @@ async fn add(
         let admin = accounts::add_with(&mut tx, &username, fields.one("password"), Some(role), &fields.teams())
             .await
             .map_err(|e| match e {
-                AppError::Invalid(_) if role == Role::Organizer && fields.teams().is_empty() => {
-                    AppError::Invalid("组织者至少要属于一个团队。".into())
-                }
-                e => e,
-            })?;
+            AppError::Invalid(_) if role == Role::Organizer && fields.teams().is_empty() => {
+                AppError::Invalid("组织者至少要属于一个团队。".into())
+            }
+            e => e,
+        })?;
         let detail = format!("{} {}", admin.username, admin.role.as_str());
         audit::record(&mut tx, &session.admin.username, "添加账号", &detail).await?;
         tx.commit().await?;
