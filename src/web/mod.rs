@@ -83,7 +83,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The landing page: what this server is, and what to paste into the WeChat
 /// console. The Token and EncodingAESKey are secrets, so only a logged-in
-/// admin sees their values; anyone else learns where they are configured.
+/// admin (not an organizer) sees their values; anyone else learns where they are configured.
 #[derive(Template, WebTemplate)]
 #[template(path = "landing.html")]
 struct Landing {
@@ -116,7 +116,9 @@ async fn landing(State(state): State<AppState>, session: Option<admin::AdminSess
         encrypted: state.cipher.is_some(),
         mode: state.config.message_mode.name(),
         mode_console: state.config.message_mode.console_name(),
+        // An admin's only: an organizer manages activities, not the account's secrets.
         secrets: session
+            .filter(|s| s.admin.is_admin())
             .map(|_| Secrets { token: state.wechat_token.clone(), aes_key: state.config.wechat_aes_key.clone() }),
     };
     // The page varies with the login and may carry secrets: no cache keeps it.

@@ -190,6 +190,10 @@ async fn every_admin_route_refuses_an_organizer_of_another_team_and_changes_noth
     let list = http.get(app.url("/admin")).send().await.unwrap().text().await.unwrap();
     assert!(list.contains("hamlet") && !list.contains("symphony"), "{list}");
     assert!(!list.contains("/admin/menu") && !list.contains("/admin/accounts"), "no admin-only links");
+    // The landing page shows the account's secrets to admins only.
+    let landing = http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    assert!(!landing.contains(crate::common::TOKEN), "no WeChat token for an organizer");
+    assert!(app.get("/").await.text().await.unwrap().contains(crate::common::TOKEN), "the admin's page has it");
     let new_form = http.get(app.url("/admin/activities/new")).send().await.unwrap().text().await.unwrap();
     assert!(new_form.contains("话剧社") && !new_form.contains("交响乐团"), "the form offers only their teams");
 }
