@@ -154,7 +154,8 @@ pub async fn add_with(
 
 async fn set_teams(conn: &mut PgConnection, admin_id: i64, teams: &[i64]) -> Result<(), AppError> {
     sqlx::query("DELETE FROM team_members WHERE admin_id = $1").bind(admin_id).execute(&mut *conn).await?;
-    sqlx::query("INSERT INTO team_members (admin_id, team_id) SELECT $1, unnest($2::bigint[]) ON CONFLICT DO NOTHING")
+    // Ids of no team (a stale or crafted form) are dropped, not an error page.
+    sqlx::query("INSERT INTO team_members (admin_id, team_id) SELECT $1, id FROM teams WHERE id = ANY($2)")
         .bind(admin_id)
         .bind(teams)
         .execute(&mut *conn)

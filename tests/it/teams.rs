@@ -306,6 +306,10 @@ async fn the_accounts_page_adds_changes_and_disables_accounts_and_a_disabled_ses
     let (status, body) = app.admin_post("/admin/accounts", &pairs(&add(None))).await;
     assert_eq!(status, 400);
     assert!(body.contains("至少要属于一个团队"), "{body}");
+    let mut crafted = add(None);
+    crafted.push(("team", "999999".to_string()));
+    let (status, body) = app.admin_post("/admin/accounts", &pairs(&crafted)).await;
+    assert_eq!(status, 400, "a team that does not exist is no team: {body}");
     assert_eq!(app.count("SELECT count(*) FROM admin_users WHERE username = 'ophelia'").await, 0);
     let mut form = add(None);
     form.push(("team", drama.clone()));

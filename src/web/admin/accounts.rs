@@ -61,8 +61,15 @@ impl Fields {
     fn teams(&self) -> Vec<i64> {
         self.0.iter().filter(|(k, _)| k == "team").filter_map(|(_, v)| v.parse().ok()).collect()
     }
+    /// The role picked; an organizer must be given a team (said here in the page's words).
     fn role(&self) -> Result<Role, AppError> {
-        Role::parse(self.one("role")).ok_or_else(|| AppError::Invalid("请选择管理员或组织者。".into()))
+        match Role::parse(self.one("role")) {
+            None => Err(AppError::Invalid("请选择管理员或组织者。".into())),
+            Some(Role::Organizer) if self.teams().is_empty() => {
+                Err(AppError::Invalid("组织者至少要属于一个团队。".into()))
+            }
+            Some(role) => Ok(role),
+        }
     }
 }
 
@@ -89,14 +96,7 @@ async fn add(
         if accounts::exists(&mut tx, &username).await? {
             return Err(AppError::Invalid(format!("账号 {username} 已存在。")));
         }
-        let admin = accounts::add_with(&mut tx, &username, fields.one("password"), Some(role), &fields.teams())
-            .await
-            .map_err(|e| match e {
-            AppError::Invalid(_) if role == Role::Organizer && fields.teams().is_empty() => {
-                AppError::Invalid("组织者至少要属于一个团队。".into())
-            }
-            e => e,
-        })?;
+        let admin = accounts::add_with(&mut tx, &username, fields.one("password"), Some(role), &fields.teams()).await?;
         let detail = format!("{} {}", admin.username, admin.role.as_str());
         audit::record(&mut tx, &session.admin.username, "添加账号", &detail).await?;
         tx.commit().await?;
@@ -125,10 +125,7 @@ async fn change(
             return Err(AppError::Invalid("不能改变自己的角色，请让另一位管理员操作。".into()));
         }
         let mut tx = state.pool.begin().await?;
-        let admin = accounts::set_role_and_teams(&mut tx, id, role, &fields.teams()).await.map_err(|e| match e {
-            AppError::Invalid(_) => AppError::Invalid("组织者至少要属于一个团队。".into()),
-            e => e,
-        })?;
+        let admin = accounts::set_role_and_teams(&mut tx, id, role, &fields.teams()).await?;
         let names: Vec<String> = teams::by_ids(&mut tx, &fields.teams()).await?.into_iter().map(|t| t.name).collect();
         let detail = format!("{} {} {}", admin.username, admin.role.as_str(), names.join(","));
         audit::record(&mut tx, &session.admin.username, "修改账号", detail.trim_end()).await?;
