@@ -6,20 +6,28 @@
 //! who is next. A cell a spreadsheet would run as a formula is made inert:
 //! prefixed with `'` in CSV, written as a string cell in XLSX. Ticket codes
 //! never start like a formula, so they are written unchanged and a code read
-//! from a list always finds its ticket.
+//! from a list always finds its ticket. Last, 类型 (嘉宾 for a guest ticket,
+//! 学生 otherwise) and a guest ticket's 备注; a guest without a student ID
+//! has an empty 学号 and their name under 姓名.
 
 use rust_xlsxwriter::Workbook;
 use sqlx::{FromRow, PgConnection};
 use time::OffsetDateTime;
 
 use crate::{
-    booking::{TicketStatus, seats::Place, students::TEST_OPENID_PREFIX},
+    booking::{TicketStatus, seats::Place, students::TEST_OPENID_PREFIX, tickets::is_guest_id},
     error::AppError,
     local_time,
 };
 
-pub const HEADERS: [&str; 12] =
-    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座"];
+pub const HEADERS: [&str; 14] = [
+    "票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座", "类型",
+    "备注",
+];
+
+/// The 类型 of a guest ticket, and of everything else (a booking, a student waiting).
+pub const GUEST_LABEL: &str = "嘉宾";
+pub const STUDENT_LABEL: &str = "学生";
 
 /// What the 候补位置 column says of a ticket that came from the waiting list.
 pub const FROM_WAITING_LIST: &str = "候补转正";
@@ -33,6 +41,13 @@ pub struct Row {
     pub entry: Entry,
     /// 1-based, once the activity's lottery was drawn.
     pub lottery_rank: Option<i32>,
+    /// A guest ticket (booking/guests.rs), with its note.
+    pub guest: Option<GuestMark>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GuestMark {
+    pub note: Option<String>,
 }
 
 /// A row is a ticket or a place in the waiting list, never both.
@@ -69,6 +84,8 @@ struct TicketRow {
     zone: Option<String>,
     row_label: Option<String>,
     seat_label: Option<String>,
+    guest: bool,
+    guest_note: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -85,14 +102,15 @@ struct WaitingRow {
 /// tickets and entries are left out unless `include_test`.
 pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool) -> Result<Vec<Row>, AppError> {
     let tickets: Vec<TicketRow> = sqlx::query_as(
-        "SELECT t.code, t.student_id, coalesce(s.name, r.name) AS name, t.status, t.booked_at, t.checked_in_at, \
+        "SELECT t.code, t.student_id, coalesce(t.guest_name, s.name, r.name) AS name, t.status, t.booked_at, t.checked_in_at, \
          t.cancelled_at, \
          EXISTS (SELECT 1 FROM waiting_list w WHERE w.ticket_id = t.id AND w.state = 'promoted') \
              AS from_waiting_list, \
          e.rank AS lottery_rank, \
          CASE WHEN t.status <> 'cancelled' THEN t.zone END AS zone, \
          CASE WHEN t.status <> 'cancelled' THEN hs.row_label END AS row_label, \
-         CASE WHEN t.status <> 'cancelled' THEN hs.seat_label END AS seat_label FROM tickets t \
+         CASE WHEN t.status <> 'cancelled' THEN hs.seat_label END AS seat_label, \
+         t.guest_name IS NOT NULL AS guest, t.guest_note FROM tickets t \
          LEFT JOIN hall_seats hs ON hs.id = t.seat_id \
          LEFT JOIN students s ON s.student_id = t.student_id \
          LEFT JOIN roster r ON r.student_id = t.student_id \
@@ -120,9 +138,11 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool)
     .fetch_all(conn)
     .await?;
     let tickets = tickets.into_iter().map(|t| Row {
-        student_id: t.student_id,
+        // A guest without a student ID has only a synthetic one, which means nothing to a reader.
+        student_id: if is_guest_id(&t.student_id) { String::new() } else { t.student_id },
         name: t.name,
         lottery_rank: t.lottery_rank,
+        guest: t.guest.then_some(GuestMark { note: t.guest_note }),
         entry: Entry::Ticket {
             code: t.code,
             status: t.status,
@@ -137,12 +157,13 @@ pub async fn rows(conn: &mut PgConnection, activity_id: i64, include_test: bool)
         student_id: w.student_id,
         name: w.name,
         lottery_rank: w.lottery_rank,
+        guest: None,
         entry: Entry::Waiting { position: w.position },
     });
     Ok(tickets.chain(waiting).collect())
 }
 
-fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 12] {
+fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 14] {
     let at = |t: Option<OffsetDateTime>| t.map(|t| local_time::precise(t, tz)).unwrap_or_default();
     let (code, status, booked, checked_in, cancelled, waiting, place) = match &row.entry {
         Entry::Ticket { code, status, booked_at, checked_in_at, cancelled_at, from_waiting_list, place } => (
@@ -173,6 +194,8 @@ fn cells(row: &Row, tz: &time_tz::Tz) -> [String; 12] {
         zone,
         row_label.unwrap_or_default(),
         seat_label.unwrap_or_default(),
+        if row.guest.is_some() { GUEST_LABEL } else { STUDENT_LABEL }.to_string(),
+        row.guest.as_ref().and_then(|g| g.note.clone()).unwrap_or_default(),
     ]
 }
 
@@ -234,6 +257,8 @@ pub fn xlsx(rows: &[Row], tz: &time_tz::Tz, sheet_name: &str) -> Result<Vec<u8>,
         sheet.set_column_width(col, 10).map_err(fail)?;
     }
     sheet.set_column_width(RANK_COLUMN + 1, 16).map_err(fail)?;
+    // 备注, the guest note.
+    sheet.set_column_width(HEADERS.len() as u16 - 1, 30).map_err(fail)?;
     book.save_to_buffer().map_err(fail)
 }
 

@@ -7,6 +7,7 @@ pub mod checkin;
 pub mod checkin_links;
 pub mod door;
 pub mod export;
+pub mod guests;
 pub mod images;
 pub mod lottery;
 pub mod no_show;

@@ -48,9 +48,35 @@ pub struct Ticket {
     pub seat_deadline: OffsetDateTime,
     /// The seat deadline has not passed: a ticket without a place may still choose one.
     pub choosing_open: bool,
+    /// A guest ticket's guest (booking/guests.rs); `None` for a booked ticket.
+    pub guest_name: Option<String>,
+}
+
+/// How a guest ticket without a student ID's synthetic `student_id` starts
+/// (migrations/0018): never a student's, so pages show the guest's name instead.
+pub const GUEST_ID_PREFIX: &str = "guest:";
+
+/// Whether a ticket's `student_id` is a guest's synthetic one rather than a student's.
+pub fn is_guest_id(student_id: &str) -> bool {
+    student_id.starts_with(GUEST_ID_PREFIX)
 }
 
 impl Ticket {
+    /// The student ID to show: none for a guest who has none (its
+    /// `student_id` is synthetic and means nothing to a reader).
+    pub fn real_student_id(&self) -> Option<&str> {
+        (!is_guest_id(&self.student_id)).then_some(self.student_id.as_str())
+    }
+
+    /// Who holds the ticket, as the door and the pages name them.
+    pub fn holder(&self) -> String {
+        match (self.real_student_id(), self.guest_name.as_deref()) {
+            (Some(id), None) => format!("学号 {id}"),
+            (Some(id), Some(name)) => format!("嘉宾 {name}（学号 {id}）"),
+            (None, name) => format!("嘉宾 {}", name.unwrap_or_default()),
+        }
+    }
+
     /// The place the ticket holds: its zone in zone mode, its seat in seat
     /// mode (a zone alone is not a place there: the sweep still gives a seat).
     pub fn held_place(&self) -> Option<Place> {
@@ -82,7 +108,7 @@ const COLUMNS: &str = "t.id, t.code, t.student_id, t.status, t.booked_at, t.chec
      a.id AS activity_id, a.key AS activity_key, a.name AS activity_name, a.place, a.start_at, a.end_at, a.poster_id, \
      (t.status = 'valid' AND now() < a.start_at) AS cancellable, \
      a.seating, t.zone, hs.row_label, hs.seat_label, coalesce(a.seat_deadline, a.book_end) AS seat_deadline, \
-     coalesce(a.seat_deadline, a.book_end) > now() AS choosing_open";
+     coalesce(a.seat_deadline, a.book_end) > now() AS choosing_open, t.guest_name";
 
 /// What `COLUMNS` reads from: a ticket, its activity, and its seat's labels.
 const FROM: &str = "tickets t JOIN activities a ON a.id = t.activity_id LEFT JOIN hall_seats hs ON hs.id = t.seat_id";
@@ -209,6 +235,8 @@ impl BookingCheck {
             seat_label: None,
             seat_deadline: self.seat_deadline,
             choosing_open: self.choosing_open,
+            // A booking is a student's own; a held guest ticket is found by `held` instead.
+            guest_name: None,
         }
     }
 }
@@ -299,7 +327,9 @@ pub async fn book(
     if !check.has_places {
         return Ok(sold_out());
     }
-    match take_place_and_issue(conn, check.activity_id, student_id, openid).await? {
+    let code = new_code();
+    let new = NewTicket { code: &code, student_id, openid: Some(openid), guest: None };
+    match take_place_and_issue(conn, check.activity_id, &new).await? {
         Taken::Issued { id, code, booked_at } => {
             let mut ticket = check.issued(student_id, id, code, booked_at);
             // Past the seat deadline (booking may run later) nobody chooses any
@@ -315,7 +345,7 @@ pub async fn book(
         }
         // The last place may have gone to this same student's other request,
         // which committed while this one waited: then that ticket is the answer.
-        Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, openid).await? {
+        Taken::SoldOut => Ok(match held(conn, check.activity_id, student_id, Some(openid)).await? {
             Some(ticket) => BookOutcome::AlreadyHolds(ticket),
             None => sold_out(),
         }),
@@ -326,13 +356,13 @@ pub async fn book(
         Taken::AlreadyHeld { slot } => {
             // A concurrent booking by the same student or WeChat account won; give the place back.
             give_back(conn, check.activity_id, slot).await?;
-            let held = held(conn, check.activity_id, student_id, openid).await?;
+            let held = held(conn, check.activity_id, student_id, Some(openid)).await?;
             Ok(held.map_or_else(sold_out, BookOutcome::AlreadyHolds))
         }
     }
 }
 
-enum Taken {
+pub(super) enum Taken {
     Issued {
         id: i64,
         code: String,
@@ -353,13 +383,13 @@ enum Taken {
 /// waits while holding a row it locked and found emptied can deadlock with
 /// another doing the same. When every slot with places is held by bookings in
 /// flight, it backs off briefly and tries again, since those may roll back.
-async fn take_place_and_issue(
+pub(super) async fn take_place_and_issue(
     conn: &mut PgConnection,
     activity_id: i64,
-    student_id: &str,
-    openid: &str,
+    new: &NewTicket<'_>,
 ) -> Result<Taken, AppError> {
-    let simulated = super::students::is_test(openid);
+    let simulated = new.openid.is_some_and(super::students::is_test);
+    let guest = new.guest.as_ref();
     for attempt in 0..TAKE_ATTEMPTS {
         let (slot, id, code, booked_at, any_left): Issue = sqlx::query_as(
             "WITH taken AS ( \
@@ -368,8 +398,9 @@ async fn take_place_and_issue(
                          WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
                      RETURNING slot), \
                  issued AS ( \
-                     INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid) \
-                     SELECT $2, $1, $3, slot, $4, $5 FROM taken \
+                     INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid, \
+                         guest_name, guest_note, issued_by) \
+                     SELECT $2, $1, $3, slot, $4, $5, $6, $7, $8 FROM taken \
                      ON CONFLICT DO NOTHING \
                      RETURNING id, code, booked_at) \
                  SELECT (SELECT slot FROM taken), (SELECT id FROM issued), (SELECT code FROM issued), \
@@ -377,10 +408,13 @@ async fn take_place_and_issue(
                      EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)",
         )
         .bind(activity_id)
-        .bind(new_code())
-        .bind(student_id)
+        .bind(new.code)
+        .bind(new.student_id)
         .bind(simulated)
-        .bind(openid)
+        .bind(new.openid)
+        .bind(guest.map(|g| g.name))
+        .bind(guest.and_then(|g| g.note))
+        .bind(guest.map(|g| g.issued_by))
         .fetch_one(&mut *conn)
         .await?;
         match (slot, id, code, booked_at) {
@@ -398,13 +432,30 @@ async fn take_place_and_issue(
     Ok(Taken::Busy)
 }
 
+/// What a new ticket is issued as: a student's booking (with the WeChat
+/// account that booked) or an organizer's guest ticket.
+pub(super) struct NewTicket<'a> {
+    /// Kept across the take's retries: a guest's synthetic student ID is made from it.
+    pub code: &'a str,
+    pub student_id: &'a str,
+    pub openid: Option<&'a str>,
+    pub guest: Option<Guest<'a>>,
+}
+
+/// A guest ticket's own columns.
+pub(super) struct Guest<'a> {
+    pub name: &'a str,
+    pub note: Option<&'a str>,
+    pub issued_by: &'a str,
+}
+
 /// The slot taken, the ticket issued (id, code, time), and whether any place was left.
 type Issue = (Option<i16>, Option<i64>, Option<String>, Option<OffsetDateTime>, bool);
 
 /// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).
 const TAKE_ATTEMPTS: u64 = 30;
 
-async fn give_back(conn: &mut PgConnection, activity_id: i64, slot: i16) -> Result<(), AppError> {
+pub(super) async fn give_back(conn: &mut PgConnection, activity_id: i64, slot: i16) -> Result<(), AppError> {
     sqlx::query("UPDATE activity_slots SET remaining = remaining + 1 WHERE activity_id = $1 AND slot = $2")
         .bind(activity_id)
         .bind(slot)
@@ -442,11 +493,12 @@ pub async fn by_id(conn: &mut PgConnection, id: i64) -> Result<Option<Ticket>, A
     Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM {FROM} WHERE t.id = $1")).bind(id).fetch_optional(conn).await?)
 }
 
-async fn held(
+/// The live ticket held by the student ID, or by the WeChat account if one is given.
+pub(super) async fn held(
     conn: &mut PgConnection,
     activity_id: i64,
     student_id: &str,
-    openid: &str,
+    openid: Option<&str>,
 ) -> Result<Option<Ticket>, AppError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM {FROM} \
@@ -601,6 +653,7 @@ mod tests {
             seat_label: seat.map(|s| s.1.to_string()),
             seat_deadline: now,
             choosing_open: true,
+            guest_name: None,
         }
     }
 

@@ -6,6 +6,7 @@ mod hall;
 mod lottery;
 mod menu;
 mod seats;
+mod ticket;
 
 use clap::{Parser, Subcommand};
 
@@ -78,6 +79,9 @@ pub enum Command {
     /// Lotteries (抽签): check a draw.
     #[command(subcommand)]
     Lottery(lottery::LotteryCommand),
+    /// Guest tickets (嘉宾票): issue one outside the booking window, or revoke one.
+    #[command(subcommand)]
+    Ticket(ticket::TicketCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -297,6 +301,7 @@ pub async fn run() -> Result<(), AppError> {
         Command::Menu(command) => menu::run(&config, command).await,
         Command::CheckinLink(command) => checkin_link::run(&config, command).await,
         Command::Lottery(command) => lottery::run(&config, command).await,
+        Command::Ticket(command) => ticket::run(&config, command).await,
         Command::Hall(command) => hall::run(&config, command).await,
         Command::Notify(NotifyCommand::Status { limit }) => {
             let (pool, cluster) = db::open(&config).await?;

@@ -124,7 +124,9 @@ async fn exports_read_back_match_the_tickets_and_formulas_are_inert() {
             "抽签名次",
             "区域",
             "排",
-            "座"
+            "座",
+            "类型",
+            "备注"
         ]
     );
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();

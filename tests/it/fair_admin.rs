@@ -11,8 +11,10 @@ use wechat_ticket::local_time;
 
 use crate::common::{Settings, TestApp, fixtures::Window, spawn_app, spawn_app_with, wx};
 
-const HEADERS: [&str; 12] =
-    ["票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座"];
+const HEADERS: [&str; 14] = [
+    "票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座", "类型",
+    "备注",
+];
 
 async fn say(app: &TestApp, openid: &str, text: &str) -> String {
     app.say(&wx::text(openid, text)).await.text().to_string()
@@ -127,7 +129,7 @@ async fn the_admin_sees_the_line_and_the_export_says_how_each_place_was_got() {
     let sheet = book.worksheet_range_at(0).unwrap().unwrap();
     let cell = |r: usize, c: usize| sheet.get((r, c)).cloned().unwrap_or(Data::Empty);
     assert_eq!(sheet.height(), 15);
-    assert_eq!((0..12).map(|c| cell(0, c)).collect::<Vec<_>>(), HEADERS.map(|h| Data::String(h.into())));
+    assert_eq!((0..14).map(|c| cell(0, c)).collect::<Vec<_>>(), HEADERS.map(|h| Data::String(h.into())));
     assert_eq!(cell(3, 1), Data::String("=1+1".into()), "a text cell");
     assert_eq!(cell(3, 7), Data::String("候补转正".into()));
     for p in 1..=11 {

@@ -347,7 +347,7 @@ type Settled = (NewActivity, Plan, Option<time::OffsetDateTime>);
 
 #[derive(Template, WebTemplate)]
 #[template(path = "admin/activity_form.html")]
-struct FormPage {
+pub(super) struct FormPage {
     session: AdminSession,
     /// None while creating.
     activity: Option<Activity>,
@@ -370,6 +370,8 @@ struct FormPage {
     teams: Vec<Team>,
     /// An existing activity's team.
     team_name: String,
+    /// Its guest tickets (an existing activity only).
+    pub(super) guests: Option<super::guests::GuestsView>,
 }
 
 /// The activity page's door section.
@@ -449,7 +451,7 @@ async fn new_activity_page(
     let timezone = zone(state);
     let halls = hall_names(state).await?;
     let teams = offered_teams(state, &session).await?;
-    let (door, waiting, lottery, seats, team_name) = (None, None, None, None, String::new());
+    let (door, waiting, lottery, seats, team_name, guests) = (None, None, None, None, String::new(), None);
     let activity = None;
     Ok(FormPage {
         session,
@@ -465,6 +467,7 @@ async fn new_activity_page(
         seats,
         teams,
         team_name,
+        guests,
     })
 }
 
@@ -505,6 +508,7 @@ async fn activity_page(
     let lottery = crate::web::lottery::view(&mut conn, &activity, tz).await?;
     let seats = super::seats::view(&mut conn, &activity).await?;
     let team_name = teams::by_ids(&mut conn, &[activity.team_id]).await?.pop().map(|t| t.name).unwrap_or_default();
+    let guests = Some(super::guests::GuestsView::of(&mut conn, &activity).await?);
     drop(conn);
     let timezone = zone(state);
     let halls = hall_names(state).await?;
@@ -524,7 +528,15 @@ async fn activity_page(
         seats,
         teams,
         team_name,
+        guests,
     })
+}
+
+/// An existing activity's page as saved, for a section's refusal to fill in.
+pub(super) async fn page_of(state: &AppState, session: AdminSession, activity: Activity) -> Result<FormPage, AppError> {
+    let setup = seat_admin::setup_of(&mut *state.pool.acquire().await?, activity.id).await?;
+    let form = ActivityForm::from_activity(&activity, &setup, state.config.timezone);
+    activity_page(state, session, activity, form, EditErrors::default(), None).await
 }
 
 /// An existing activity's page with what its seat section was refused.

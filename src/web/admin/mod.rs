@@ -8,6 +8,7 @@ mod activities;
 mod checkin;
 mod door_chart;
 mod export;
+mod guests;
 mod halls;
 mod login;
 mod lottery;
@@ -59,6 +60,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(notifications::router())
         .merge(roster::router())
         .merge(seats::router())
+        .merge(guests::router())
         .merge(simulator::router())
         .merge(students::router())
         // Last, so it wraps every route above: who may open what (see `access`).
