@@ -249,24 +249,19 @@ impl Verdict {
             None => text,
         };
         match outcome {
-            CheckinOutcome::CheckedIn(t) => Verdict {
-                good: true,
-                headline: with_place("检票成功".into()),
-                detail: t.holder(),
-            },
-            CheckinOutcome::AlreadyUsed(t, at, by) => bad(
-                with_place(format!("已检票 {}（{by}）", local_time::clock(*at, tz))),
-                t.holder(),
-            ),
+            CheckinOutcome::CheckedIn(t) => {
+                Verdict { good: true, headline: with_place("检票成功".into()), detail: t.holder() }
+            }
+            CheckinOutcome::AlreadyUsed(t, at, by) => {
+                bad(with_place(format!("已检票 {}（{by}）", local_time::clock(*at, tz))), t.holder())
+            }
             CheckinOutcome::Cancelled(t) => bad("票已退".into(), format!("{} 的这张票已经退掉了", t.holder())),
             CheckinOutcome::OtherActivity(t) => {
                 bad("不是本活动的票".into(), format!("这是「{}」的票", t.activity_name))
             }
             CheckinOutcome::UnknownTicket => bad("没有这张票".into(), "票号无效，请让同学重新打开电子票".into()),
             CheckinOutcome::NoTicketForStudent(id) => bad("没有票".into(), format!("学号 {id} 没有本活动的票")),
-            CheckinOutcome::QrExpired(t) => {
-                bad("二维码已过期".into(), format!("{QR_EXPIRED}（{}）", t.holder()))
-            }
+            CheckinOutcome::QrExpired(t) => bad("二维码已过期".into(), format!("{QR_EXPIRED}（{}）", t.holder())),
             CheckinOutcome::StudentIdNeedsAdmin => bad("请扫动态二维码".into(), STUDENT_ID_NEEDS_ADMIN.into()),
         }
     }

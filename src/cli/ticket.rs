@@ -64,8 +64,13 @@ pub async fn run(config: &Config, command: TicketCommand) -> Result<(), AppError
                     IssueOutcome::Issued(ticket) => ticket,
                     refused => return Err(AppError::Invalid(refused.refusal().unwrap_or_default())),
                 };
-                audit::record(&mut tx, SHELL, "嘉宾票", &format!("{} {} {}", activity.key, ticket.holder(), ticket.code))
-                    .await?;
+                audit::record(
+                    &mut tx,
+                    SHELL,
+                    "嘉宾票",
+                    &format!("{} {} {}", activity.key, ticket.holder(), ticket.code),
+                )
+                .await?;
                 eprintln!("guest ticket {} for `{}`: {}", ticket.code, activity.key, ticket.holder());
                 println!("{}/tickets/{}", config.public_url, ticket.code);
             }

@@ -12,7 +12,19 @@ use wechat_ticket::local_time;
 use crate::common::{Settings, TestApp, fixtures::Window, spawn_app, spawn_app_with, wx};
 
 const HEADERS: [&str; 14] = [
-    "票号", "学号", "姓名", "状态", "抢票时间", "检票时间", "退票时间", "候补位置", "抽签名次", "区域", "排", "座", "类型",
+    "票号",
+    "学号",
+    "姓名",
+    "状态",
+    "抢票时间",
+    "检票时间",
+    "退票时间",
+    "候补位置",
+    "抽签名次",
+    "区域",
+    "排",
+    "座",
+    "类型",
     "备注",
 ];
 

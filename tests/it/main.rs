@@ -15,6 +15,7 @@ mod door;
 mod door_browser;
 mod door_chart;
 mod fair_admin;
+mod guests;
 mod hardening;
 mod hostile_inputs;
 mod housekeeping;
