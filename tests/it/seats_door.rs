@@ -104,9 +104,9 @@ async fn the_exports_say_where_each_ticket_sits() {
     let bytes = app.get(&format!("/admin/activities/{id}/export.csv")).await.bytes().await.unwrap();
     let mut reader = csv::Reader::from_reader(&bytes[3..]);
     let headers: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(headers[9..], ["区域", "排", "座"]);
+    assert_eq!(headers[9..12], ["区域", "排", "座"]);
     let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(String::from).collect()).collect();
-    let place = |row: &Vec<String>| row[9..].to_vec();
+    let place = |row: &Vec<String>| row[9..12].to_vec();
     assert_eq!(rows[0][0], play[0].0);
     assert_eq!(place(&rows[0]), ["A区", "1", "2"]);
     assert_eq!(place(&rows[1]), ["", "", ""], "not chosen yet");
@@ -125,9 +125,9 @@ async fn the_exports_say_where_each_ticket_sits() {
     booked(&app, "talk", 85, 1).await;
     let bytes = app.get(&format!("/admin/activities/{}/export.csv", own.id)).await.bytes().await.unwrap();
     let mut reader = csv::Reader::from_reader(&bytes[3..]);
-    assert_eq!(reader.headers().unwrap().len(), 12);
+    assert_eq!(reader.headers().unwrap().len(), 14, "then 类型 and 备注");
     let row = reader.records().next().unwrap().unwrap();
-    assert_eq!((&row[9], &row[10], &row[11]), ("", "", ""));
+    assert_eq!((&row[9], &row[10], &row[11], &row[12]), ("", "", "", "学生"));
 }
 
 #[tokio::test]
