@@ -15,7 +15,9 @@ pub struct NoShowRule {
     pub pause_days: u32,
 }
 
-/// Until when `student_id` may not book, if the rule pauses them now.
+/// Until when `student_id` may not book, if the rule pauses them now. A
+/// guest ticket left unused does not count: the student did not book it, an
+/// organizer gave it (booking/guests.rs).
 pub async fn paused_until(
     conn: &mut PgConnection,
     rule: &NoShowRule,
@@ -24,7 +26,7 @@ pub async fn paused_until(
     let until: Option<OffsetDateTime> = sqlx::query_scalar(
         "SELECT CASE WHEN count(*) >= $2 THEN max(a.end_at) + make_interval(days => $4) END \
          FROM tickets t JOIN activities a ON a.id = t.activity_id \
-         WHERE t.student_id = $1 AND t.status = 'valid' AND a.end_at <= now() \
+         WHERE t.student_id = $1 AND t.status = 'valid' AND t.guest_name IS NULL AND a.end_at <= now() \
          AND a.end_at > now() - make_interval(days => $3) \
          AND a.end_at > coalesce((SELECT forgiven_at FROM no_show_forgiven WHERE student_id = $1), '-infinity')",
     )

@@ -14,10 +14,10 @@ use wechat_ticket::{
 };
 
 use crate::common::{
-    TestApp,
+    Settings, TestApp,
     admin::{PASSWORD, csrf_in},
     fixtures::Window,
-    spawn_app,
+    spawn_app, spawn_app_with,
     wx::{self, Reply},
 };
 
@@ -305,4 +305,48 @@ async fn an_organizer_of_another_team_cannot_issue_or_revoke_for_the_activity() 
         .await
         .unwrap();
     assert_eq!(issued_by, "otto");
+}
+
+#[tokio::test]
+async fn an_unused_guest_ticket_is_no_no_show_of_the_student() {
+    let app = spawn_app_with(Settings::default().set("NO_SHOW_LIMIT", "1")).await;
+    let me = app.bound_students(5, 1).await.remove(0);
+    let a = app.activity("past", 5, Window::NotYetOpen).await;
+    let out = app.cli(&["ticket", "issue", "past", "--name", "学生嘉宾", "--student-id", "0000500000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The activity ends with the guest ticket unused.
+    sqlx::query(
+        "UPDATE activities SET book_start = now() - interval '3 days', book_end = now() - interval '2 days', \
+         start_at = now() - interval '2 hours', end_at = now() - interval '1 hour' WHERE id = $1",
+    )
+    .bind(a.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.activity("next", 5, Window::Open).await;
+    assert!(matches!(app.say(&wx::text(&me, "抢票 next")).await, Reply::News { .. }), "not paused");
+    // And an ended activity takes no more guests.
+    let out = app.cli(&["ticket", "issue", "past", "--name", "迟到的嘉宾"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("已经结束"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn a_lottery_takes_guests_only_after_its_draw_and_a_draft_none() {
+    let app = spawn_app().await;
+    let create = |key: &str, extra: &[&str]| {
+        let mut args = vec!["activity", "create", key, "--name", "讲座", "--place", "报告厅", "--capacity", "30"];
+        args.extend(["--book-start", "2030-01-01 10:00", "--book-end", "2030-01-02 10:00"]);
+        args.extend(["--start", "2030-01-03 10:00", "--end", "2030-01-03 12:00"]);
+        args.extend_from_slice(extra);
+        let out = app.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    create("draw", &["--mode", "lottery", "--publish"]);
+    create("draft", &[]);
+    // The draw gives out the whole capacity: a guest before it would be a place sold twice.
+    let out = app.cli(&["ticket", "issue", "draw", "--name", "嘉宾"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("抽签之后"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = app.cli(&["ticket", "issue", "draft", "--name", "嘉宾"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("草稿"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
 }
