@@ -351,7 +351,7 @@ pub async fn scan(
             Scanner::Admin(username) => username.clone(),
             Scanner::Gate { gate, .. } => format!("入口 {gate}"),
         };
-        audit::record(conn, &actor, "检票", &format!("{} {}", activity.key, t.student_id)).await?;
+        audit::record_for(conn, activity.id, &actor, "检票", &format!("{} {}", activity.key, t.student_id)).await?;
     }
     Ok(verdict)
 }
