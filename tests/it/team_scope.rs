@@ -1,7 +1,7 @@
 //! Nothing leaks to an organizer through pages or exports (issue 22, point 4):
-//! the audit log shows them only the entries about their teams' activities, a
-//! student ID typed at their door reveals only that activity's ticket, and
-//! their export holds their activity's tickets only.
+//! the audit log and the notifications page show them only what concerns their
+//! teams' activities, a student ID typed at their door reveals only that
+//! activity's ticket, and their export holds their activity's tickets only.
 
 use std::io::Cursor;
 
@@ -52,9 +52,8 @@ async fn an_organizer_reads_only_their_teams_audit_entries_and_an_admin_reads_al
     // The console links her to it; the account-wide pages stay closed.
     let (_, list) = text_of(&ophelia, &app, "/admin").await;
     assert!(list.contains("href=\"/admin/audit\"") && !list.contains("href=\"/admin/students\""), "{list}");
-    for path in ["/admin/students?student_id=0003000000", "/admin/notifications"] {
-        assert_eq!(text_of(&ophelia, &app, path).await.0, 403, "{path}");
-    }
+    let (status, page) = text_of(&ophelia, &app, "/admin/students?student_id=0003000000").await;
+    assert_eq!(status, 403, "releasing and reading a student ID is account-wide: {page}");
 
     // The admin reads everything, as before.
     let page = app.get("/admin/audit").await.text().await.unwrap();
@@ -68,6 +67,44 @@ async fn an_organizer_reads_only_their_teams_audit_entries_and_an_admin_reads_al
         )
         .await;
     assert_eq!(unattributed, 0);
+}
+
+#[tokio::test]
+async fn an_organizer_reads_only_their_teams_notifications_and_none_of_the_account_wide_parts() {
+    let app = spawn_app().await;
+    app.login_admin("root").await;
+    let (symphony, hamlet) = two_teams(&app).await;
+    // A reminder for each activity's ticket holder and a simulator test message.
+    sqlx::query(
+        "INSERT INTO notifications (idempotency_key, kind, student_id, openid, activity_id, body) VALUES \
+         ('reminder:s', 'reminder', '0009900001', NULL, $1, '快开始了'), \
+         ('reminder:h', 'reminder', '0009900002', NULL, $2, '快开始了'), \
+         ('test:1', 'test', NULL, 'sim-tester', NULL, '测试')",
+    )
+    .bind(symphony.id)
+    .bind(hamlet.id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let (ophelia, her_csrf) = organizer(&app, "ophelia", &["话剧社"]).await;
+
+    let (status, page) = text_of(&ophelia, &app, "/admin/notifications").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("0009900002"), "her activity's notification: {page}");
+    assert!(!page.contains("0009900001") && !page.contains("sim-tester"), "nothing else: {page}");
+    assert!(!page.contains("排队待发") && !page.contains("给测试同学"), "no queue, no test form: {page}");
+    let (_, list) = text_of(&ophelia, &app, "/admin").await;
+    assert!(list.contains("href=\"/admin/notifications\""), "{list}");
+    // The test message is refused to her even with a valid form.
+    let form = [("csrf", her_csrf.as_str()), ("openid", "sim-tester"), ("text", "hi")];
+    let resp = ophelia.post(app.url("/admin/notifications/test")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+
+    // The admin's page is as before: everything, the queue and the test form.
+    let page = app.get("/admin/notifications").await.text().await.unwrap();
+    for seen in ["0009900001", "0009900002", "sim-tester", "排队待发", "给测试同学发一条测试消息"] {
+        assert!(page.contains(seen), "{seen}: {page}");
+    }
 }
 
 #[tokio::test]

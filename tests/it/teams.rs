@@ -102,10 +102,17 @@ fn admin_routes() -> Vec<String> {
 }
 
 /// Routes an organizer may open whoever owns what (the handler keeps them to
-/// their teams; the audit log's query to their teams' activities' entries,
-/// tested in `team_scope`).
-const ORGANIZER_ROUTES: [&str; 6] =
-    ["/admin/login", "/admin/logout", "/admin", "/admin/activities/new", "/admin/activities", "/admin/audit"];
+/// their teams; the audit log's and the notifications' queries to their teams'
+/// activities, tested in `team_scope`).
+const ORGANIZER_ROUTES: [&str; 7] = [
+    "/admin/login",
+    "/admin/logout",
+    "/admin",
+    "/admin/activities/new",
+    "/admin/activities",
+    "/admin/audit",
+    "/admin/notifications",
+];
 
 #[tokio::test]
 async fn every_admin_route_refuses_an_organizer_of_another_team_and_changes_nothing() {
