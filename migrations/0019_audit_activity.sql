@@ -1,7 +1,8 @@
 -- The activity an audit entry is about (README "Teams and roles"): an
 -- organizer's audit page shows only the entries about their teams'
 -- activities, filtered on this column. NULL: an account-wide entry (a login,
--- a menu push, an account change), which only admins see.
+-- a menu push, an account change), which only admins see. Deleting an
+-- activity (only one without tickets can be) keeps its entries, for admins.
 ALTER TABLE audit_log ADD COLUMN activity_id bigint REFERENCES activities (id) ON DELETE SET NULL;
 CREATE INDEX audit_log_activity ON audit_log (activity_id, at DESC) WHERE activity_id IS NOT NULL;
 
