@@ -348,7 +348,7 @@ pub async fn scan(
         };
         // A guest by name: their synthetic student ID means nothing in the log.
         let who = if t.guest_name.is_some() { t.holder() } else { t.student_id.clone() };
-        audit::record(conn, &actor, "检票", &format!("{} {}", activity.key, who)).await?;
+        audit::record_for(conn, activity.id, &actor, "检票", &format!("{} {}", activity.key, who)).await?;
     }
     Ok(verdict)
 }

@@ -69,7 +69,8 @@ pub async fn create(
     .bind(hours as i32)
     .fetch_one(&mut *conn)
     .await?;
-    audit::record(conn, by, "创建检票链接", &format!("{} #{id} {gate} {hours}小时", activity.key)).await?;
+    audit::record_for(conn, activity.id, by, "创建检票链接", &format!("{} #{id} {gate} {hours}小时", activity.key))
+        .await?;
     by_id(conn, id).await?.ok_or(AppError::NotFound)
 }
 
@@ -112,7 +113,14 @@ pub async fn revoke(conn: &mut PgConnection, id: i64, by: &str) -> Result<Option
         .await?;
     let Some(link) = by_id(conn, id).await? else { return Ok(None) };
     if revoked.rows_affected() == 1 {
-        audit::record(conn, by, "吊销检票链接", &format!("{} #{id} {}", link.activity_key, link.gate)).await?;
+        audit::record_for(
+            conn,
+            link.activity_id,
+            by,
+            "吊销检票链接",
+            &format!("{} #{id} {}", link.activity_key, link.gate),
+        )
+        .await?;
     }
     Ok(Some(link))
 }

@@ -545,7 +545,7 @@ async fn notify_status(pool: &sqlx::PgPool, tz: &'static time_tz::Tz, limit: i64
     let (queued, jobs) = notifications::depth(pool).await?;
     println!("queued notifications: {queued}");
     println!("jobs waiting or running: {jobs}");
-    for n in notifications::recent(pool, limit.clamp(1, 1000)).await? {
+    for n in notifications::recent(pool, limit.clamp(1, 1000), None).await? {
         println!(
             "{}\t{}\t{}\t{}\t{}",
             local_time::precise(n.updated_at, tz),

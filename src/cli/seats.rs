@@ -28,7 +28,7 @@ pub async fn change_blocks(config: &Config, key: &str, seats: &[String], change:
             Change::Block => seat_admin::block(&mut tx, &state.notifier, activity.id, seats).await?,
             Change::Unblock => seat_admin::unblock(&mut tx, &state.notifier, activity.id, seats).await?,
         };
-        audit::record(&mut tx, "shell", "预留座位", &done.describe(&activity.key)).await?;
+        audit::record_for(&mut tx, activity.id, "shell", "预留座位", &done.describe(&activity.key)).await?;
         tx.commit().await?;
         println!(
             "{}\tblocked {}\tunblocked {}\tcapacity {}",

@@ -64,8 +64,9 @@ pub async fn run(config: &Config, command: TicketCommand) -> Result<(), AppError
                     IssueOutcome::Issued(ticket) => ticket,
                     refused => return Err(AppError::Invalid(refused.refusal().unwrap_or_default())),
                 };
-                audit::record(
+                audit::record_for(
                     &mut tx,
+                    activity.id,
                     SHELL,
                     "嘉宾票",
                     &format!("{} {} {}", activity.key, ticket.holder(), ticket.code),
@@ -77,7 +78,7 @@ pub async fn run(config: &Config, command: TicketCommand) -> Result<(), AppError
             TicketCommand::Revoke { code } => match guests::revoke(&mut tx, &notifier, code.trim(), None).await? {
                 RevokeOutcome::Revoked(ticket) => {
                     let detail = format!("撤销 {} {} {}", ticket.activity_key, ticket.holder(), ticket.code);
-                    audit::record(&mut tx, SHELL, "嘉宾票", &detail).await?;
+                    audit::record_for(&mut tx, ticket.activity_id, SHELL, "嘉宾票", &detail).await?;
                     println!("guest ticket {} revoked; its place is free again", ticket.code);
                 }
                 RevokeOutcome::TooLate(_) => {

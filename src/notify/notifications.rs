@@ -223,12 +223,19 @@ impl Recent {
     }
 }
 
-pub async fn recent(pool: &PgPool, limit: i64) -> Result<Vec<Recent>, AppError> {
+/// The newest notifications. `teams`: None, every one (an admin, the shell);
+/// Some, only those about these teams' activities (an organizer) — filtered
+/// here, in the query, so no caller can forget it. Test messages are about no
+/// activity, so an organizer never sees them.
+pub async fn recent(pool: &PgPool, limit: i64, teams: Option<&[i64]>) -> Result<Vec<Recent>, AppError> {
     Ok(sqlx::query_as(
         "SELECT id, kind, coalesce(student_id, openid) AS recipient, channel, state, reason, attempts, updated_at \
-         FROM notifications ORDER BY created_at DESC, id DESC LIMIT $1",
+         FROM notifications \
+         WHERE $2::bigint[] IS NULL OR activity_id IN (SELECT a.id FROM activities a WHERE a.team_id = ANY($2)) \
+         ORDER BY created_at DESC, id DESC LIMIT $1",
     )
     .bind(limit)
+    .bind(teams)
     .fetch_all(pool)
     .await?)
 }

@@ -7,7 +7,7 @@ use calamine::{Data, Reader, Xlsx};
 use crate::common::{TestApp, fixtures::Window, spawn_app, wx};
 
 /// Books a ticket over WeChat for each student; returns their ticket codes.
-async fn book_all(app: &TestApp, openids: &[String], activity_id: i64) -> Vec<String> {
+pub(crate) async fn book_all(app: &TestApp, openids: &[String], activity_id: i64) -> Vec<String> {
     let mut codes = Vec::new();
     for openid in openids {
         match app.say(&wx::click(openid, &format!("BOOK_{activity_id}"))).await {
@@ -18,7 +18,7 @@ async fn book_all(app: &TestApp, openids: &[String], activity_id: i64) -> Vec<St
     codes
 }
 
-fn verdict(page: &str) -> (bool, String) {
+pub(crate) fn verdict(page: &str) -> (bool, String) {
     let good = page.contains("class=\"result good\"");
     let bad = page.contains("class=\"result bad\"");
     assert!(good ^ bad, "exactly one verdict: {page}");

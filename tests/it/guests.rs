@@ -143,8 +143,9 @@ async fn an_admin_issues_guest_tickets_on_the_page_before_booking_opens_within_t
     assert!(door.contains("检票成功") && door.contains("嘉宾 王老师") && !door.contains("guest:"), "{door}");
     let logged = app.count("SELECT count(*) FROM audit_log WHERE action = '检票' AND detail LIKE '%王老师%'").await;
     assert_eq!(logged, 1);
-    let audit = app.count("SELECT count(*) FROM audit_log WHERE action = '嘉宾票' AND actor = 'root'").await;
-    assert_eq!(audit, 3, "each issue audited");
+    let audit =
+        format!("SELECT count(*) FROM audit_log WHERE action = '嘉宾票' AND actor = 'root' AND activity_id = {}", a.id);
+    assert_eq!(app.count(&audit).await, 3, "each issue audited, about its activity (its organizers see it)");
 }
 
 #[tokio::test]
@@ -171,7 +172,11 @@ async fn the_shell_issues_and_revokes_guest_tickets() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!((app.live_tickets(a.id).await, places_left(&app, a.id).await), (0, 1), "the place is free again");
     assert!(!app.cli(&["ticket", "revoke", code]).status.success(), "revoked already");
-    let audit = app.count("SELECT count(*) FROM audit_log WHERE action = '嘉宾票' AND actor = 'shell'").await;
+    let audit = format!(
+        "SELECT count(*) FROM audit_log WHERE action = '嘉宾票' AND actor = 'shell' AND activity_id = {}",
+        a.id
+    );
+    let audit = app.count(&audit).await;
     assert_eq!(audit, 2);
 
     // A student's own booking is not a guest ticket: the shell does not revoke it.

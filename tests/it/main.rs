@@ -41,6 +41,7 @@ mod self_contained_binary;
 mod serve_binary;
 mod simulator;
 mod student_journey;
+mod team_scope;
 mod teams;
 mod trust;
 mod waiting_list;

@@ -23,7 +23,7 @@ use crate::{
 
 /// A browser of its own (its own cookies), logged in as `username`; returns it
 /// with the session's CSRF token.
-async fn browser_of(app: &TestApp, username: &str) -> (reqwest::Client, String) {
+pub(crate) async fn browser_of(app: &TestApp, username: &str) -> (reqwest::Client, String) {
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     let resp = http
@@ -39,7 +39,7 @@ async fn browser_of(app: &TestApp, username: &str) -> (reqwest::Client, String) 
 }
 
 /// An organizer of these teams (made if missing), logged in.
-async fn organizer(app: &TestApp, username: &str, team_names: &[&str]) -> (reqwest::Client, String) {
+pub(crate) async fn organizer(app: &TestApp, username: &str, team_names: &[&str]) -> (reqwest::Client, String) {
     let mut conn = app.pool.acquire().await.unwrap();
     let names: Vec<String> = team_names.iter().map(|n| n.to_string()).collect();
     let ids = teams::ids_of(&mut conn, &names).await.unwrap();
@@ -48,11 +48,11 @@ async fn organizer(app: &TestApp, username: &str, team_names: &[&str]) -> (reqwe
     browser_of(app, username).await
 }
 
-async fn team(app: &TestApp, name: &str) -> i64 {
+pub(crate) async fn team(app: &TestApp, name: &str) -> i64 {
     teams::add(&mut app.pool.acquire().await.unwrap(), name).await.unwrap().id
 }
 
-async fn activity_in(app: &TestApp, key: &str, team_id: i64) -> wechat_ticket::booking::Activity {
+pub(crate) async fn activity_in(app: &TestApp, key: &str, team_id: i64) -> wechat_ticket::booking::Activity {
     let a = app.activity(key, 10, Window::Open).await;
     activities::set_team(&mut app.pool.acquire().await.unwrap(), a.id, team_id).await.unwrap();
     a
@@ -101,9 +101,18 @@ fn admin_routes() -> Vec<String> {
     found
 }
 
-/// Routes an organizer may open whoever owns what (the handler keeps them to their teams).
-const ORGANIZER_ROUTES: [&str; 5] =
-    ["/admin/login", "/admin/logout", "/admin", "/admin/activities/new", "/admin/activities"];
+/// Routes an organizer may open whoever owns what (the handler keeps them to
+/// their teams; the audit log's and the notifications' queries to their teams'
+/// activities, tested in `team_scope`).
+const ORGANIZER_ROUTES: [&str; 7] = [
+    "/admin/login",
+    "/admin/logout",
+    "/admin",
+    "/admin/activities/new",
+    "/admin/activities",
+    "/admin/audit",
+    "/admin/notifications",
+];
 
 #[tokio::test]
 async fn every_admin_route_refuses_an_organizer_of_another_team_and_changes_nothing() {

@@ -549,7 +549,7 @@ pub async fn seal(conn: &mut PgConnection, activity_id: i64) -> Result<Option<Se
             .rows_affected();
         if left_out > 0 {
             let detail = format!("活动 {activity_id}：{left_out} 个测试学生的报名不进真实同学的报名池");
-            crate::audit::record(conn, "系统", "封存抽签报名池", &detail).await?;
+            crate::audit::record_for(conn, activity_id, "系统", "封存抽签报名池", &detail).await?;
         }
     }
     let eids: Vec<String> = sqlx::query_scalar("SELECT eid FROM lottery_entries WHERE activity_id = $1")

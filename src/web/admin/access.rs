@@ -21,7 +21,8 @@ use crate::{
 pub enum Access {
     /// Login, logout, the (filtered) activity list, a new activity's form and
     /// its creation (the handler keeps the team to one of theirs), the
-    /// scanner's `wx.config` for their own check-in page.
+    /// scanner's `wx.config` for their own check-in page, the audit log and
+    /// the notifications (their queries show them their teams' activities' only).
     Organizer,
     /// Names an activity by its `{id}`: theirs only.
     Activity,
@@ -39,7 +40,12 @@ pub fn access(route: &str) -> Access {
         | "/admin"
         | "/admin/activities/new"
         | "/admin/activities"
-        | "/checkin/wechat-config" => Access::Organizer,
+        | "/checkin/wechat-config"
+        // The audit log and the notifications: their queries keep an organizer
+        // to what concerns their teams' activities (`audit::recent`,
+        // `notifications::recent`). The test message stays an admin's.
+        | "/admin/audit"
+        | "/admin/notifications" => Access::Organizer,
         "/admin/checkin-links/{id}/revoke" => Access::CheckinLink,
         // Everything under an activity (its page, door, exports, seats, lottery,
         // volunteer links, and what is added there later) is that activity's.
@@ -109,7 +115,11 @@ mod tests {
         assert_eq!(access("/admin/checkin-links/{id}/revoke"), Access::CheckinLink);
         assert_eq!(access("/admin"), Access::Organizer);
         assert_eq!(access("/admin/activities"), Access::Organizer);
+        assert_eq!(access("/admin/audit"), Access::Organizer);
         assert_eq!(access("/admin/menu"), Access::AdminOnly);
+        assert_eq!(access("/admin/students"), Access::AdminOnly);
+        assert_eq!(access("/admin/notifications"), Access::Organizer);
+        assert_eq!(access("/admin/notifications/test"), Access::AdminOnly);
         assert_eq!(access("/admin/halls/{id}"), Access::AdminOnly);
         assert_eq!(access("/admin/something-new"), Access::AdminOnly);
         assert_eq!(access("/admin/activities/{activity_id}"), Access::AdminOnly, "another name is not guessed at");

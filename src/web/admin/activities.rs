@@ -592,7 +592,14 @@ async fn create(
     activities::set_live_qr(&mut tx, activity.id, form.live_qr()).await?;
     activities::set_team(&mut tx, activity.id, team).await?;
     seats::set_up(&mut tx, activity.id, &plan, deadline).await?;
-    audit::record(&mut tx, &session.admin.username, "创建活动", &format!("{} {}", activity.key, activity.name)).await?;
+    audit::record_for(
+        &mut tx,
+        activity.id,
+        &session.admin.username,
+        "创建活动",
+        &format!("{} {}", activity.key, activity.name),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{}", activity.id)).into_response())
 }
@@ -647,8 +654,14 @@ async fn update(
             saved.live_qr = form.live_qr();
             // Holders hear of a new time or place (recorded by the edit) only if it commits.
             let tz = state.config.timezone;
-            audit::record(&mut tx, &session.admin.username, "修改活动", &format!("{} {}", saved.key, saved.name))
-                .await?;
+            audit::record_for(
+                &mut tx,
+                saved.id,
+                &session.admin.username,
+                "修改活动",
+                &format!("{} {}", saved.key, saved.name),
+            )
+            .await?;
             tx.commit().await?;
             let setup = seat_admin::setup_of(&mut *state.pool.acquire().await?, saved.id).await?;
             let form = ActivityForm::from_activity(&saved, &setup, tz);
@@ -684,7 +697,7 @@ async fn change_status(
         StatusChange::Publish => ("发布活动", activities::publish(&mut tx, id).await?),
         StatusChange::Archive => ("归档活动", activities::archive(&mut tx, &state.notifier, id).await?),
     };
-    audit::record(&mut tx, &session.admin.username, action, &activity.key).await?;
+    audit::record_for(&mut tx, activity.id, &session.admin.username, action, &activity.key).await?;
     tx.commit().await?;
     Ok(Redirect::to("/admin").into_response())
 }
@@ -726,7 +739,7 @@ async fn upload_poster(
     let activity = activities::by_id(&mut tx, id).await?.ok_or(AppError::NotFound)?;
     let image = images::store(&mut tx, content_type, &bytes).await?;
     activities::set_poster(&mut tx, id, image).await?;
-    audit::record(&mut tx, &session.admin.username, "上传海报", &activity.key).await?;
+    audit::record_for(&mut tx, activity.id, &session.admin.username, "上传海报", &activity.key).await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{id}")).into_response())
 }

@@ -37,7 +37,14 @@ async fn download(
     let rows = export::rows(&mut conn, activity.id, asked.included()).await?;
     let tz = state.config.timezone;
     let bytes = if extension == "csv" { export::csv(&rows, tz)? } else { export::xlsx(&rows, tz, &activity.name)? };
-    audit::record(&mut conn, &session.admin.username, "导出票务名单", &format!("{} {extension}", activity.key)).await?;
+    audit::record_for(
+        &mut conn,
+        activity.id,
+        &session.admin.username,
+        "导出票务名单",
+        &format!("{} {extension}", activity.key),
+    )
+    .await?;
     let disposition = format!("attachment; filename=\"{}-tickets.{extension}\"", activity.key);
     Ok((
         [

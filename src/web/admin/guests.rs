@@ -79,7 +79,7 @@ async fn issue(
     match guests::issue(&mut tx, &request, &state.config.student_id_pattern).await? {
         IssueOutcome::Issued(ticket) => {
             let detail = format!("{} {} {}", activity.key, ticket.holder(), ticket.code);
-            audit::record(&mut tx, &session.admin.username, "嘉宾票", &detail).await?;
+            audit::record_for(&mut tx, id, &session.admin.username, "嘉宾票", &detail).await?;
             tx.commit().await?;
             Ok(Redirect::to(&format!("/admin/activities/{id}#guests")).into_response())
         }
@@ -107,7 +107,7 @@ async fn revoke(
     let why = match guests::revoke(&mut tx, &state.notifier, &code, Some(id)).await? {
         RevokeOutcome::Revoked(ticket) => {
             let detail = format!("撤销 {} {} {}", activity.key, ticket.holder(), ticket.code);
-            audit::record(&mut tx, &session.admin.username, "嘉宾票", &detail).await?;
+            audit::record_for(&mut tx, id, &session.admin.username, "嘉宾票", &detail).await?;
             tx.commit().await?;
             return Ok(Redirect::to(&format!("/admin/activities/{id}#guests")).into_response());
         }

@@ -51,7 +51,7 @@ async fn announce(
     let value = Some(form.public_value.as_str()).filter(|v| !v.trim().is_empty());
     lottery::announce_public_value(&mut tx, id, value).await?;
     let what = format!("{} {}", activity.key, value.unwrap_or("（不用公开值）"));
-    audit::record(&mut tx, &session.admin.username, "公布抽签公开值", &what).await?;
+    audit::record_for(&mut tx, activity.id, &session.admin.username, "公布抽签公开值", &what).await?;
     tx.commit().await?;
     Ok(back_to(id))
 }
@@ -70,9 +70,16 @@ async fn confirm(
     let who = &session.admin.username;
     let outcome = lottery::confirm_public_value(&mut tx, &state.notifier, id, &form.public_value, who).await?;
     let what = format!("{} {}", activity.key, form.public_value.trim());
-    audit::record(&mut tx, who, "确认抽签公开值", &what).await?;
+    audit::record_for(&mut tx, activity.id, who, "确认抽签公开值", &what).await?;
     if let DrawOutcome::Drawn { entries, winners } = outcome {
-        audit::record(&mut tx, who, "抽签", &format!("{}：{entries} 人报名，{winners} 人中签", activity.key)).await?;
+        audit::record_for(
+            &mut tx,
+            activity.id,
+            who,
+            "抽签",
+            &format!("{}：{entries} 人报名，{winners} 人中签", activity.key),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(back_to(id))

@@ -1,5 +1,8 @@
 //! "通知": what was pushed to students and how it went, the queue's depth, and
-//! a test message to one of the simulator's test students.
+//! a test message to one of the simulator's test students. An organizer sees
+//! the notifications about their teams' activities only (the query filters);
+//! the queue's depth, the settings and test messages are account-wide, for
+//! admins (not rendered for an organizer, and the test route refuses them).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -39,6 +42,8 @@ struct Line {
 struct NotificationsPage {
     session: AdminSession,
     lines: Vec<Line>,
+    /// The queue, the settings and the test form: an admin's only.
+    account_wide: bool,
     queued: i64,
     jobs: i64,
     reminder_hours: u32,
@@ -55,8 +60,11 @@ async fn render(
     error: Option<String>,
 ) -> Result<NotificationsPage, AppError> {
     let tz = state.config.timezone;
-    let (queued, jobs) = notifications::depth(state.notifier.background_pool()).await?;
-    let lines = notifications::recent(&state.pool, 200)
+    let teams = session.scope.team_filter();
+    let account_wide = teams.is_none();
+    let (queued, jobs) =
+        if account_wide { notifications::depth(state.notifier.background_pool()).await? } else { (0, 0) };
+    let lines = notifications::recent(&state.pool, 200, teams)
         .await?
         .into_iter()
         .map(|n| Line {
@@ -72,8 +80,8 @@ async fn render(
             recipient: n.recipient,
         })
         .collect();
-    let test_students = transcripts::test_students(&state.pool)
-        .await?
+    let simulated = if account_wide { transcripts::test_students(&state.pool).await? } else { Vec::new() };
+    let test_students = simulated
         .into_iter()
         .map(|s| {
             let label = match &s.student_id {
@@ -86,6 +94,7 @@ async fn render(
     Ok(NotificationsPage {
         session,
         lines,
+        account_wide,
         queued,
         jobs,
         reminder_hours: state.config.reminder_hours,

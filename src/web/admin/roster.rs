@@ -90,7 +90,8 @@ struct AuditPage {
 
 async fn audit_page(State(state): State<AppState>, session: AdminSession) -> Result<AuditPage, AppError> {
     let tz = state.config.timezone;
-    let lines = audit::recent(&mut *state.pool.acquire().await?, 200)
+    // An organizer's entries are their teams' activities' only; the query filters.
+    let lines = audit::recent(&mut *state.pool.acquire().await?, 200, session.scope.team_filter())
         .await?
         .into_iter()
         .map(|e| AuditLine { at: local_time::precise(e.at, tz), actor: e.actor, action: e.action, detail: e.detail })

@@ -88,7 +88,8 @@ async fn set_blocks(
         }
         Err(e) => return Err(e),
     };
-    audit::record(&mut tx, &session.admin.username, "预留座位", &change.describe(&activity.key)).await?;
+    audit::record_for(&mut tx, activity.id, &session.admin.username, "预留座位", &change.describe(&activity.key))
+        .await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{id}#seats")).into_response())
 }
@@ -121,7 +122,14 @@ async fn move_student(
         tx.rollback().await?;
         return page_with_seat_error(&state, session, id, sentence).await;
     }
-    audit::record(&mut tx, &session.admin.username, "调换位置", &format!("{}：{sentence}", activity.key)).await?;
+    audit::record_for(
+        &mut tx,
+        activity.id,
+        &session.admin.username,
+        "调换位置",
+        &format!("{}：{sentence}", activity.key),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Redirect::to(&format!("/admin/activities/{id}#seats")).into_response())
 }
