@@ -43,6 +43,7 @@ mod simulator;
 mod student_journey;
 mod team_scope;
 mod teams;
+mod teams_browser;
 mod trust;
 mod waiting_list;
 mod wechat_api;
