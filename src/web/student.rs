@@ -438,6 +438,13 @@ async fn ticket_page(
             let refresh = format!("/tickets/{}/live-qr?o={}&e={}&s={}", ticket.code, q.link.o, q.link.e, q.link.s);
             (qr_svg(&state, &live_credential_now(&state, ticket.id))?, Some(refresh))
         }
+        // A guest without a student ID has no WeChat link to prove them: the
+        // link the organizer forwarded (its 128-bit code) is theirs, so it
+        // shows the live code, which still keeps a screenshot from getting in.
+        (true, None) if tickets::is_guest_id(&ticket.student_id) => {
+            let refresh = format!("/tickets/{}/live-qr", ticket.code);
+            (qr_svg(&state, &live_credential_now(&state, ticket.id))?, Some(refresh))
+        }
         (true, None) => (String::new(), None),
     };
     let notice = q.cancelled.map(|_| "已退票，名额已经释放。".to_string());
@@ -492,7 +499,10 @@ async fn live_qr(
 ) -> Result<Response, AppError> {
     let mut conn = state.pool.acquire().await?;
     let ticket = tickets::by_code(&mut conn, &code).await?.ok_or(AppError::NotFound)?;
-    if holder_of(&state, &mut conn, Purpose::Ticket, &link, &ticket).await?.is_none() {
+    // A guest without a student ID holds the forwarded link itself (see the ticket page).
+    if !tickets::is_guest_id(&ticket.student_id)
+        && holder_of(&state, &mut conn, Purpose::Ticket, &link, &ticket).await?.is_none()
+    {
         return Err(AppError::Forbidden("请从公众号发给你的链接打开电子票。".into()));
     }
     let live = activities::by_id(&mut conn, ticket.activity_id).await?.is_some_and(|a| a.live_qr);

@@ -355,3 +355,30 @@ async fn a_lottery_takes_guests_only_after_its_draw_and_a_draft_none() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("草稿"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
 }
+
+#[tokio::test]
+async fn a_guest_without_a_student_id_gets_the_live_code_at_a_live_qr_activity() {
+    let app = spawn_app().await;
+    let a = app.activity("gala", 3, Window::Open).await;
+    sqlx::query("UPDATE activities SET live_qr = true WHERE id = $1").bind(a.id).execute(&app.pool).await.unwrap();
+    let out = app.cli(&["ticket", "issue", "gala", "--name", "李导演"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let page = app.http.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("李导演") && page.contains("data-live-qr"), "the forwarded link shows the live code: {page}");
+    let refresh = app.http.get(format!("{url}/live-qr")).send().await.unwrap();
+    assert_eq!(refresh.status(), 200);
+    assert_eq!(refresh.headers()["content-type"], "image/svg+xml");
+
+    // A student's ticket there opened by its code alone still shows no code (the rule is for guests only).
+    app.bind("oStudent", "2020010009").await;
+    say(&app, "oStudent", "抢票 gala").await;
+    let code: String = sqlx::query_scalar("SELECT code FROM tickets WHERE student_id = '2020010009'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let bare = app.http.get(app.url(&format!("/tickets/{code}"))).send().await.unwrap().text().await.unwrap();
+    assert!(!bare.contains("data-live-qr"), "{bare}");
+    let refresh = app.http.get(app.url(&format!("/tickets/{code}/live-qr"))).send().await.unwrap();
+    assert_eq!(refresh.status(), 403);
+}
