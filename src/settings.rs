@@ -5,6 +5,16 @@ use sqlx::PgPool;
 
 use crate::error::AppError;
 
+/// The key links, credentials and door tokens are signed with: `SECRET_KEY`,
+/// or one generated once and shared by every instance (and by the shell's
+/// commands, so a URL they print opens on `serve`).
+pub async fn secret_key(config: &crate::Config, pool: &PgPool) -> Result<Vec<u8>, AppError> {
+    Ok(match &config.secret_key {
+        Some(key) => key.as_bytes().to_vec(),
+        None => get_or_generate(pool, "secret_key").await?.into_bytes(),
+    })
+}
+
 /// Returns the stored value of `name`, generating and storing a random one
 /// first if there is none. Safe when several instances start at once.
 pub async fn get_or_generate(pool: &PgPool, name: &str) -> Result<String, AppError> {

@@ -41,10 +41,7 @@ impl AppState {
             Some(token) => token.clone(),
             None => crate::settings::get_or_generate(&pool, "dev_wechat_token").await?,
         };
-        let secret_key = match &config.secret_key {
-            Some(key) => key.as_bytes().to_vec(),
-            None => crate::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
-        };
+        let secret_key = crate::settings::secret_key(&config, &pool).await?;
         let cipher = match &config.wechat_aes_key {
             Some(key) => {
                 let appid = config

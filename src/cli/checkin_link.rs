@@ -38,10 +38,7 @@ pub async fn run(config: &Config, command: CheckinLinkCommand) -> Result<(), App
     let result = async {
         db::migrate(&pool).await?;
         // The same key `serve` signs with, so the printed URL opens there.
-        let secret = match &config.secret_key {
-            Some(key) => key.as_bytes().to_vec(),
-            None => crate::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
-        };
+        let secret = crate::settings::secret_key(config, &pool).await?;
         let url = |id: i64| format!("{}/door/{}", config.public_url, links::door_token(&secret, id));
         let tz = config.timezone;
         let mut tx = pool.begin().await?;

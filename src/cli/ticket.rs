@@ -42,10 +42,7 @@ pub async fn run(config: &Config, command: TicketCommand) -> Result<(), AppError
         db::migrate(&pool).await?;
         // A revoke may promote the waiting list's head, who is told through
         // the queue; `serve` sends what is queued here.
-        let secret = match &config.secret_key {
-            Some(key) => key.as_bytes().to_vec(),
-            None => crate::settings::get_or_generate(&pool, "secret_key").await?.into_bytes(),
-        };
+        let secret = crate::settings::secret_key(config, &pool).await?;
         let notifier = Notifier::new(pool.clone(), config.clone(), secret).await?;
         let mut tx = pool.begin().await?;
         match command {

@@ -187,26 +187,9 @@ async fn an_organizers_export_holds_their_activity_only_and_another_teams_is_not
 
 #[tokio::test]
 async fn older_audit_entries_are_attributed_to_the_activity_their_detail_names() {
-    use sqlx::{ConnectOptions, Connection};
     let app = spawn_app().await;
     // A database migrated up to the migration before this one, with entries in it.
-    let name = format!("{}_before_audit_activity", app.db.get_database().unwrap());
-    let mut server = app.db.connect().await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut server).await.unwrap();
-    server.close().await.unwrap();
-    let old = std::env::temp_dir().join(format!("{name}_migrations"));
-    std::fs::create_dir_all(&old).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        if file.as_str() < "0019" {
-            std::fs::copy(&path, old.join(&file)).unwrap();
-        }
-    }
-    let pool = sqlx::PgPool::connect_with(app.db.clone().database(&name)).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    std::fs::remove_dir_all(&old).unwrap();
+    let pool = app.database_migrated_before("0019").await;
     // Two keys, one the other's prefix: each entry must land on its own.
     let ids: Vec<i64> = sqlx::query_scalar(
         "INSERT INTO activities (key, name, place, book_start, book_end, start_at, end_at, capacity, status) \

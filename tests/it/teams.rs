@@ -452,26 +452,9 @@ async fn the_shell_adds_teams_organizers_and_activities_in_a_team() {
 
 #[tokio::test]
 async fn an_existing_database_moves_to_the_default_team_and_its_accounts_stay_admins() {
-    use sqlx::{ConnectOptions, Connection};
     let app = spawn_app().await;
     // A database migrated up to the migration before teams, with data in it.
-    let name = format!("{}_before_teams", app.db.get_database().unwrap());
-    let mut server = app.db.connect().await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut server).await.unwrap();
-    server.close().await.unwrap();
-    let old = std::env::temp_dir().join(format!("{name}_migrations"));
-    std::fs::create_dir_all(&old).unwrap();
-    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for entry in std::fs::read_dir(&all).unwrap() {
-        let path = entry.unwrap().path();
-        let file = path.file_name().unwrap().to_string_lossy().to_string();
-        if file.as_str() < "0017" {
-            std::fs::copy(&path, old.join(&file)).unwrap();
-        }
-    }
-    let pool = sqlx::PgPool::connect_with(app.db.clone().database(&name)).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
-    std::fs::remove_dir_all(&old).unwrap();
+    let pool = app.database_migrated_before("0017").await;
     sqlx::query(
         "INSERT INTO activities (key, name, place, book_start, book_end, start_at, end_at, capacity, status) \
          VALUES ('old', '旧活动', '礼堂', now(), now() + interval '1 hour', now() + interval '2 hours', \

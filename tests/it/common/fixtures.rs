@@ -15,6 +15,31 @@ pub enum Window {
 }
 
 impl TestApp {
+    /// A database beside the test's own, migrated up to just before migration
+    /// `before` (e.g. `"0017"`): a deployment from before that change, to put
+    /// data into and then migrate the rest of the way.
+    pub async fn database_migrated_before(&self, before: &str) -> sqlx::PgPool {
+        use sqlx::{ConnectOptions, Connection};
+        let name = format!("{}_before_{before}", self.db.get_database().unwrap());
+        let mut server = self.db.connect().await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut server).await.unwrap();
+        server.close().await.unwrap();
+        let old = std::env::temp_dir().join(format!("{name}_migrations"));
+        std::fs::create_dir_all(&old).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for entry in std::fs::read_dir(&all).unwrap() {
+            let path = entry.unwrap().path();
+            let file = path.file_name().unwrap().to_string_lossy().to_string();
+            if file.as_str() < before {
+                std::fs::copy(&path, old.join(&file)).unwrap();
+            }
+        }
+        let pool = sqlx::PgPool::connect_with(self.db.clone().database(&name)).await.unwrap();
+        sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&pool).await.unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
+        pool
+    }
+
     pub async fn activity(&self, key: &str, capacity: i32, window: Window) -> Activity {
         let now = OffsetDateTime::now_utc();
         let h = Duration::hours(1);
