@@ -54,6 +54,8 @@ pub struct Config {
     pub database_url: Option<String>,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// `METRICS_LISTEN`: where `/metrics` is served, apart from `LISTEN`; unset is off.
+    pub metrics_listen: Option<SocketAddr>,
     pub public_url: String,
     /// `None` means: use the development token stored in the database.
     pub wechat_token: Option<String>,
@@ -98,6 +100,7 @@ impl fmt::Debug for Config {
             .field("database_url", &set(&self.database_url))
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("public_url", &self.public_url)
             .field("wechat_token", &set(&self.wechat_token))
             .field("wechat_appid", &self.wechat_appid)
@@ -139,6 +142,13 @@ impl Config {
             .unwrap_or_else(|| "127.0.0.1:8000".into())
             .parse()
             .map_err(|e| bad("LISTEN", format!("not an address:port ({e})")))?;
+        let metrics_listen: Option<SocketAddr> = get("METRICS_LISTEN")
+            .map(|v| v.parse().map_err(|e| bad("METRICS_LISTEN", format!("not an address:port ({e})"))))
+            .transpose()?;
+        // On the public listener the metrics would be public: never, whatever the port's number.
+        if metrics_listen.is_some_and(|m| m.port() == listen.port() && m.port() != 0) {
+            return Err(bad("METRICS_LISTEN", format!("must be another port than LISTEN ({listen})")));
+        }
         let public_url =
             get("PUBLIC_URL").unwrap_or_else(|| format!("http://{listen}")).trim_end_matches('/').to_string();
         if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
@@ -225,6 +235,7 @@ impl Config {
             database_url: get("DATABASE_URL"),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
             listen,
+            metrics_listen,
             public_url,
             wechat_token: get("WECHAT_TOKEN"),
             wechat_appid: get("WECHAT_APPID"),
@@ -291,6 +302,16 @@ mod tests {
         assert_eq!((c.reminder_hours, c.reminder_check_seconds), (2, 60));
         assert!(c.template_change.is_none() && c.template_reminder.is_none());
         assert!(c.no_show.is_none(), "the no-show rule is off by default");
+        assert!(c.metrics_listen.is_none(), "/metrics is off unless METRICS_LISTEN names an address");
+    }
+
+    #[test]
+    fn metrics_listen_is_apart_from_the_public_listener() {
+        let c = config(&[("METRICS_LISTEN", "127.0.0.1:9100")]).unwrap();
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "127.0.0.1:9100");
+        // The same port on another address would still be the public port.
+        let err = config(&[("LISTEN", "0.0.0.0:8000"), ("METRICS_LISTEN", "127.0.0.1:8000")]).unwrap_err();
+        assert!(err.to_string().contains("another port than LISTEN"), "{err}");
     }
 
     #[test]
@@ -320,6 +341,7 @@ mod tests {
             ("CAS_BASE_URL", "cas.example.edu"),
             ("WECHAT_OAUTH", "yes"),
             ("WECHAT_OAUTH", "on"),
+            ("METRICS_LISTEN", "9100"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod links;
 pub mod local_time;
 pub mod menu;
+pub mod meters;
 pub mod notify;
 pub mod roster;
 pub mod schedule;

@@ -30,6 +30,28 @@ pub enum Command {
     Unknown,
 }
 
+impl Command {
+    /// The command's name in the operator's counts (`/metrics`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::Bind => "bind",
+            Command::Unbind => "unbind",
+            Command::ListActivities => "list",
+            Command::Book(_) => "book",
+            Command::MyTickets(_) => "tickets",
+            Command::Cancel(_) => "cancel",
+            Command::Wait(_) => "wait",
+            Command::LeaveWaiting(_) => "leave_waiting",
+            Command::Withdraw(_) => "withdraw",
+            Command::ChooseSeat(_) => "seat",
+            Command::Welcome => "welcome",
+            Command::Silent => "silent",
+            Command::Unknown => "unknown",
+        }
+    }
+}
+
 /// Text commands: every word that starts a command, and what it means.
 const WORDS: &[(&str, Word)] = &[
     ("帮助", Word::Help),

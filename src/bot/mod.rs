@@ -2,6 +2,7 @@
 //! and the reply. Adding a command is a row in `commands` and an arm here.
 
 pub mod commands;
+mod outcomes;
 pub mod replies;
 pub mod reply_size;
 
@@ -34,18 +35,45 @@ use commands::Command;
 /// would not fit in WeChat's 2,048 bytes.
 const LIST_LIMIT: usize = 6;
 
-/// Answers one message, using `conn` (the caller's transaction) for every read and write.
-pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Reply, AppError> {
-    Ok(match answer(state, conn, msg).await? {
-        Reply::Text(text) => Reply::Text(reply_size::cut(text)),
-        other => other,
-    })
+/// A message's answer, and what it was for the operator's counts: the
+/// command and its outcome (`booked`, `sold_out`, `not_bound`, …).
+pub struct Handled {
+    pub reply: Reply,
+    pub command: &'static str,
+    pub outcome: &'static str,
 }
 
-async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Reply, AppError> {
+/// The message's command as the operator's counts name it.
+pub fn command_name(msg: &Message) -> &'static str {
+    commands::parse(msg).name()
+}
+
+/// Answers one message, using `conn` (the caller's transaction) for every read and write.
+pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Result<Handled, AppError> {
+    let command = commands::parse(msg);
+    let name = command.name();
+    let mut outcome = outcomes::ANSWERED;
+    let reply = match answer(state, conn, msg, command, &mut outcome).await? {
+        Reply::Text(text) => Reply::Text(reply_size::cut(text)),
+        other => other,
+    };
+    Ok(Handled { reply, command: name, outcome })
+}
+
+async fn answer(
+    state: &AppState,
+    conn: &mut PgConnection,
+    msg: &Message,
+    command: Command,
+    outcome: &mut &'static str,
+) -> Result<Reply, AppError> {
     let openid = msg.from_user.as_str();
     let text = |s: String| Ok(Reply::Text(s));
-    match commands::parse(msg) {
+    let not_bound = |outcome: &mut &'static str| {
+        *outcome = outcomes::NOT_BOUND;
+        text(replies::not_bound(&bind_url(state, openid)))
+    };
+    match command {
         Command::Help => text(replies::HELP.into()),
         Command::Unknown => text(replies::UNKNOWN.into()),
         Command::Silent => Ok(Reply::Success),
@@ -61,40 +89,38 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
         Command::ListActivities => list_activities(state, conn).await,
         Command::Book(None) => text(replies::BOOK_NEEDS_KEY.into()),
         // The booking's own read finds the student too: one statement fewer in a rush.
-        Command::Book(Some(activity)) => book(state, conn, activity, openid).await,
+        Command::Book(Some(activity)) => book(state, conn, activity, openid, outcome).await,
         Command::MyTickets(key) => {
             let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
+                return not_bound(outcome);
             };
             my_tickets(state, conn, openid, &student.student_id, key).await
         }
         Command::Wait(None) => text(replies::WAIT_NEEDS_KEY.into()),
         Command::Wait(Some(key)) => {
             let tz = state.config.timezone;
-            text(
-                match waiting::join(conn, &ActivityRef::Key(key.clone()), openid, state.config.no_show.as_ref()).await?
-                {
-                    JoinOutcome::Joined { activity_name, position } => {
-                        replies::waiting_joined(&activity_name, position)
-                    }
-                    JoinOutcome::AlreadyWaiting { activity_name, position } => {
-                        replies::already_waiting(&activity_name, position)
-                    }
-                    JoinOutcome::HoldsTicket => replies::WAIT_HOLDS_TICKET.into(),
-                    JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
-                    JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
-                    JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
-                    JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
-                    JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
-                    JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
-                    JoinOutcome::Lottery { key } => replies::waiting_lottery(&key),
-                },
-            )
+            let joined =
+                waiting::join(conn, &ActivityRef::Key(key.clone()), openid, state.config.no_show.as_ref()).await?;
+            *outcome = outcomes::waiting(&joined);
+            text(match joined {
+                JoinOutcome::Joined { activity_name, position } => replies::waiting_joined(&activity_name, position),
+                JoinOutcome::AlreadyWaiting { activity_name, position } => {
+                    replies::already_waiting(&activity_name, position)
+                }
+                JoinOutcome::HoldsTicket => replies::WAIT_HOLDS_TICKET.into(),
+                JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
+                JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
+                JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
+                JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
+                JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
+                JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
+                JoinOutcome::Lottery { key } => replies::waiting_lottery(&key),
+            })
         }
         Command::LeaveWaiting(None) => text(replies::LEAVE_NEEDS_KEY.into()),
         Command::LeaveWaiting(Some(key)) => {
             let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
+                return not_bound(outcome);
             };
             text(match waiting::leave(conn, &key, &student.student_id, openid).await? {
                 LeaveOutcome::Left { activity_name } => replies::waiting_left(&activity_name),
@@ -105,7 +131,7 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
         Command::Withdraw(None) => text(replies::WITHDRAW_NEEDS_KEY.into()),
         Command::Withdraw(Some(key)) => {
             let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
+                return not_bound(outcome);
             };
             text(match lottery::withdraw(conn, &key, &student.student_id, openid).await? {
                 WithdrawOutcome::Withdrawn { activity_name } => replies::lottery_withdrawn(&activity_name),
@@ -116,17 +142,19 @@ async fn answer(state: &AppState, conn: &mut PgConnection, msg: &Message) -> Res
         }
         Command::ChooseSeat(key) => {
             let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
+                return not_bound(outcome);
             };
             choose_seat(state, conn, openid, &student.student_id, key).await
         }
         Command::Cancel(None) => text(replies::CANCEL_NEEDS_KEY.into()),
         Command::Cancel(Some(key)) => {
             let Some(student) = students::bound(conn, openid).await? else {
-                return text(replies::not_bound(&bind_url(state, openid)));
+                return not_bound(outcome);
             };
             let which = TicketRef::StudentAndKey { student_id: &student.student_id, key: &key };
-            Ok(Reply::Text(match tickets::cancel(conn, &state.notifier, which).await? {
+            let cancelled = tickets::cancel(conn, &state.notifier, which).await?;
+            *outcome = outcomes::cancel(&cancelled);
+            Ok(Reply::Text(match cancelled {
                 CancelOutcome::Cancelled(ticket) => replies::cancelled(&ticket.activity_name),
                 CancelOutcome::NoSuchActivity => replies::no_such_activity(&key),
                 CancelOutcome::NothingToCancel => replies::NOTHING_TO_CANCEL.into(),
@@ -142,9 +170,11 @@ async fn book(
     conn: &mut PgConnection,
     activity: ActivityRef,
     openid: &str,
+    counted: &mut &'static str,
 ) -> Result<Reply, AppError> {
     let tz = state.config.timezone;
     let outcome = tickets::book(conn, &activity, openid, state.config.no_show.as_ref()).await?;
+    *counted = outcomes::book(&outcome);
     Ok(match outcome {
         BookOutcome::Booked(ticket) => {
             ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))

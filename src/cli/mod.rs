@@ -572,6 +572,12 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     let supervisor = cluster.as_ref().map(|c| db::supervisor::spawn(c, pool.clone(), state.database.clone()));
     let notify_workers = state.notifier.start().await?;
     let clock = crate::schedule::start(&state.notifier).await?;
+    let metrics = tokio_util::sync::CancellationToken::new();
+    if let Some(listen) = state.config.metrics_listen {
+        let handle = crate::meters::install()?;
+        let bound = crate::web::metrics_listener::serve(listen, handle, pool.clone(), metrics.clone()).await?;
+        println!("metrics on http://{bound}/metrics");
+    }
     let addr = app.local_addr();
     let mode = state.config.message_mode.name();
     if state.config.wechat_token.is_none() {
@@ -581,6 +587,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), AppError> {
     println!("wechat-ticket listening on http://{addr}");
     println!("WeChat server URL: {}/wechat  (message mode: {mode})", state.config.public_url);
     let result = app.run_until(crate::app::shutdown_signal()).await;
+    metrics.cancel();
     clock.stop().await;
     notify_workers.stop().await;
     // Before the cluster stops, or the supervisor would start it again.

@@ -138,6 +138,9 @@ async fn watch(cluster: LocalCluster, pool: PgPool, health: DatabaseHealth, mut 
                         "the local PostgreSQL is back"
                     );
                     health.set(Status::Up);
+                    if started == Started::Now {
+                        crate::meters::database_restarted();
+                    }
                     break;
                 }
                 Ok(Err(e)) => tracing::warn!(attempt, error = %e, "could not start the local PostgreSQL"),

@@ -32,7 +32,7 @@ use crate::{
     error::AppError,
 };
 use channels::{Delivered, Transient};
-pub use notifications::{Channel, Kind, State};
+pub use notifications::{Channel, Kind, QueueDepths, State, queue_depths};
 
 /// The job queue of single notifications to send.
 pub const SEND_QUEUE: &str = "notify-send";
@@ -156,7 +156,12 @@ impl Outbox for Notifier {
                 notices::activity_changed(conn, self, &before, &after, tz).await?
             }
             Event::ActivityArchived { before } => notices::activity_archived(conn, self, &before, tz).await?,
-            Event::WaitingPromoted(promoted) => notices::waiting_promoted(conn, self, &promoted).await?,
+            Event::WaitingPromoted(promoted) => {
+                // Counted as recorded: the change and this fact commit together, and
+                // only a WeChat retry racing its own first delivery ever rolls one back.
+                crate::meters::promoted(promoted.len());
+                notices::waiting_promoted(conn, self, &promoted).await?
+            }
             Event::WaitingClosed(dropped) => notices::waiting_closed(conn, self, &dropped).await?,
             Event::LotteryDrawn { activity_id, won, queued } => {
                 notices::lottery_drawn(conn, self, activity_id, &won, &queued).await?
@@ -187,27 +192,28 @@ impl Task for SendNotification {
         };
         let attempt = pending.attempts + 1;
         let outcome = channels::deliver(&self.ctx, &mut tx, &pending).await;
-        let retry = match outcome {
+        let (retry, counted) = match outcome {
             Ok(Delivered::Sent(channel)) => {
                 notifications::mark_sent(&mut tx, id, attempt, channel).await.map_err(failed)?;
-                None
+                (None, ("sent", channel.name()))
             }
             Ok(Delivered::Undelivered(reason)) => {
                 notifications::mark_undelivered(&mut tx, id, attempt, &reason).await.map_err(failed)?;
-                None
+                (None, ("undelivered", "none"))
             }
             Err(Transient(why)) if attempt >= MAX_ATTEMPTS => {
                 let reason = format!("试了 {attempt} 次都没有成功，最后一次：{why}");
                 notifications::mark_undelivered(&mut tx, id, attempt, &reason).await.map_err(failed)?;
-                None
+                (None, ("undelivered", "none"))
             }
             Err(Transient(why)) => {
                 notifications::mark_retrying(&mut tx, id, attempt, &why).await.map_err(failed)?;
-                Some(why)
+                (Some(why), ("retrying", "none"))
             }
         };
         // The attempt is recorded even when the job is to be retried.
         tx.commit().await?;
+        crate::meters::notification(counted.0, counted.1);
         match retry {
             Some(why) => Err(TaskError::Retryable(why)),
             None => Ok(()),

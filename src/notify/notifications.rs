@@ -74,6 +74,15 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// As the operator's counts (`/metrics`) name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::CustomerService => "customer_service",
+            Channel::Template => "template",
+            Channel::Simulator => "simulator",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Channel::CustomerService => "客服消息",
@@ -249,6 +258,32 @@ pub async fn depth(pool: &PgPool) -> Result<(i64, i64), AppError> {
     )
     .fetch_one(pool)
     .await?)
+}
+
+/// The queue as `/metrics` shows it: notifications not yet sent (a first
+/// try still to come, or a retry after a failed one), and the job queue's
+/// waiting jobs per queue (sends, the clock's sweeps).
+pub struct QueueDepths {
+    pub queued: i64,
+    pub retrying: i64,
+    pub jobs: Vec<(String, i64)>,
+}
+
+pub async fn queue_depths(pool: &PgPool) -> Result<QueueDepths, AppError> {
+    let (queued, retrying): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE attempts = 0), count(*) FILTER (WHERE attempts > 0) \
+         FROM notifications WHERE state = 'queued'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let jobs = sqlx::query_as(
+        "SELECT q.name, count(t.id) FROM underway.task_queue q \
+         LEFT JOIN underway.task t ON t.task_queue_name = q.name AND t.state = 'pending' \
+         GROUP BY q.name ORDER BY q.name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(QueueDepths { queued, retrying, jobs })
 }
 
 /// How long the record of a notification is kept: long enough to answer "did

@@ -161,6 +161,16 @@ pub async fn scan_in(
     checkin::scan(conn, activity, &form.code, &form.nonce, by, &state.secret_key, state.config.timezone).await
 }
 
+/// Counts a committed scan for `/metrics`: by activity key and gate (an
+/// admin's scan is `admin`, not their username).
+pub fn count_scan(activity: &Activity, by: &Scanner, verdict: &Verdict) {
+    let gate = match by {
+        Scanner::Gate { gate, .. } => gate.as_str(),
+        Scanner::Admin(_) => "admin",
+    };
+    crate::meters::checkin(&activity.key, gate, if verdict.good { "checked_in" } else { "refused" });
+}
+
 /// Status JSON changes with every scan anywhere: never cached.
 pub fn no_store(json: Status) -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Json(json))
@@ -217,8 +227,12 @@ async fn door_page(state: &AppState, token: &str, form: Option<&ScanForm>) -> Re
         None => None,
     };
     let base = format!("/door/{token}");
+    let counted = verdict.clone().map(|v| (activity.clone(), v));
     let screen = ScanScreen::load(&mut tx, state, activity, base, String::new(), Some(&by), verdict).await?;
     tx.commit().await?;
+    if let Some((activity, verdict)) = counted {
+        count_scan(&activity, &by, &verdict);
+    }
     // The page carries its URL's secret and live counts: nothing keeps it.
     Ok(([(header::CACHE_CONTROL, "no-store")], DoorPage { gate: link.gate, screen }).into_response())
 }
@@ -242,6 +256,7 @@ async fn scan(
     let verdict = scan_in(&mut tx, &state, &activity, &form, &by).await?;
     let mut status = load_status(&mut tx, &state, activity.id, Some(&by)).await?;
     tx.commit().await?;
+    count_scan(&activity, &by, &verdict);
     status.verdict = Some(verdict);
     Ok(no_store(status))
 }

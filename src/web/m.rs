@@ -307,6 +307,9 @@ async fn cancel(
     )
     .await?;
     tx.commit().await?;
+    if matches!(outcome, CancelOutcome::Cancelled(_)) {
+        crate::meters::cancelled(crate::meters::Via::Web);
+    }
     Ok(match outcome {
         CancelOutcome::Cancelled(_) => Redirect::to("/m/tickets?cancelled=1").into_response(),
         CancelOutcome::TooLate(t) if t.status == TicketStatus::Used => {
@@ -406,6 +409,9 @@ async fn book(
     let mut tx = state.pool.begin().await?;
     let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
     tx.commit().await?;
+    if matches!(outcome, BookOutcome::Booked(_)) {
+        crate::meters::booked(crate::meters::Via::Web);
+    }
     let to_ticket = |code: &str| {
         let url = crate::bot::ticket_url(&state, &me.openid, code);
         let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();

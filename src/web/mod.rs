@@ -6,6 +6,7 @@ pub(crate) mod door;
 mod headers;
 mod lottery;
 mod m;
+pub mod metrics_listener;
 mod request_log;
 mod seat_chooser;
 pub(crate) mod seat_map;
@@ -45,7 +46,9 @@ pub fn router(state: AppState) -> Router {
         // server sends neither header, so /wechat is unaffected.
         .layer(CsrfLayer::new())
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30)))
-        .layer(CatchPanicLayer::new());
+        .layer(CatchPanicLayer::new())
+        // Per route pattern (a layer on the router runs after routing, so the pattern is known).
+        .layer(axum::middleware::from_fn(request_log::measure));
     // Outside the layers above, so their refusals carry the headers too.
     let router = headers::add(router, state.config.public_url.starts_with("https://"));
     router

@@ -4,7 +4,11 @@
 
 use std::borrow::Cow;
 
-use axum::extract::Request;
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::Response,
+};
 use tracing::Span;
 
 /// Paths whose next segment is a bearer secret: a ticket code, a check-in
@@ -31,6 +35,19 @@ pub fn redacted(path: &str) -> Cow<'_, str> {
 
 pub fn span(req: &Request) -> Span {
     tracing::info_span!("request", method = %req.method(), path = %redacted(req.uri().path()))
+}
+
+/// Counts and times the request under its route's pattern (`/tickets/{code}`),
+/// never its path: a path carries ticket codes and credentials. A path no
+/// route matched is `unmatched`, so probes cannot mint labels.
+pub async fn measure(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    crate::meters::http_request(method.as_str(), route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 #[cfg(test)]

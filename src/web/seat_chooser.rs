@@ -260,6 +260,11 @@ async fn choose(
         let mut conn = state.pool.acquire().await?;
         seats::choose(&mut conn, code, student_id, choice).await?
     };
+    crate::meters::seat_choice(match outcome {
+        ChooseOutcome::Placed(_) => "placed",
+        ChooseOutcome::SeatTaken | ChooseOutcome::ZoneFull => "taken",
+        _ => "refused",
+    });
     let (status, why) = match outcome {
         ChooseOutcome::Placed(_) => return Ok(Redirect::to(&done).into_response()),
         ChooseOutcome::AlreadyPlaced(place) => {

@@ -539,6 +539,9 @@ async fn cancel_ticket(
     let which = TicketRef::CodeOfStudent { code: &code, student_id: &ticket.student_id };
     let outcome = tickets::cancel(&mut tx, &state.notifier, which).await?;
     tx.commit().await?;
+    if matches!(outcome, CancelOutcome::Cancelled(_)) {
+        crate::meters::cancelled(crate::meters::Via::Web);
+    }
     Ok(match outcome {
         CancelOutcome::Cancelled(t) => {
             // Back to the page as its holder saw it.

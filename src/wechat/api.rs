@@ -296,6 +296,7 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         let reply: Reply = serde_json::from_value(send(request).await?)
             .map_err(|e| ApiError::BadReply(format!("cgi-bin/ticket/getticket: {e}")))?;
         tracing::info!(expires_in = reply.expires_in, "fetched a new WeChat jsapi_ticket");
+        meters::refreshed("jsapi_ticket");
         Ok(AccessToken {
             token: reply.ticket,
             expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(reply.expires_in),
@@ -394,10 +395,39 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         let reply: Reply = serde_json::from_value(send(request).await?)
             .map_err(|e| ApiError::BadReply(format!("cgi-bin/token: {e}")))?;
         tracing::info!(expires_in = reply.expires_in, "fetched a new WeChat access_token");
+        meters::refreshed("access_token");
         Ok(AccessToken {
             token: reply.access_token,
             expires_at: OffsetDateTime::now_utc() + time::Duration::seconds(reply.expires_in),
         })
+    }
+}
+
+/// The operator's counts of calls to WeChat (through the `metrics` facade;
+/// `/metrics` shows them when an exporter is installed, else they cost nothing).
+pub mod meters {
+    pub const TOKEN_REFRESHES: &str = "wechat_ticket_wechat_token_refreshes_total";
+    pub const API_ERRORS: &str = "wechat_ticket_wechat_api_errors_total";
+
+    pub(super) fn refreshed(kind: &'static str) {
+        metrics::counter!(TOKEN_REFRESHES, "kind" => kind).increment(1);
+    }
+
+    /// One failed attempt of `api`: WeChat's `errcode`, or why no answer came.
+    pub(super) fn failed(api: &'static str, error: &super::ApiError) {
+        // "No menu" is an answer, not a failure.
+        if error.errcode() == Some(46003) {
+            return;
+        }
+        let why = match error {
+            super::ApiError::Wechat { errcode, .. } => errcode.to_string(),
+            super::ApiError::Status(status) => format!("http_{status}"),
+            super::ApiError::Unreachable(_) => "unreachable".into(),
+            super::ApiError::BadReply(_) => "bad_reply".into(),
+            super::ApiError::Storage(_) => "token_store".into(),
+            super::ApiError::MissingCredentials(_) => "no_credentials".into(),
+        };
+        metrics::counter!(API_ERRORS, "api" => api, "errcode" => why).increment(1);
     }
 }
 
@@ -408,7 +438,7 @@ where
     Fut: Future<Output = Result<T, ApiError>>,
 {
     for pause in BUSY_BACKOFF {
-        match attempt().await {
+        match attempt().await.inspect_err(|e| meters::failed(api, e)) {
             Err(e) if e.errcode() == Some(-1) => {
                 tracing::warn!(api, pause_ms = pause.as_millis() as u64, "WeChat is busy (-1); retrying");
                 tokio::time::sleep(pause).await;
@@ -416,7 +446,7 @@ where
             other => return other,
         }
     }
-    attempt().await
+    attempt().await.inspect_err(|e| meters::failed(api, e))
 }
 
 /// Sends one request; a non-zero `errcode` becomes [`ApiError::Wechat`].

@@ -41,8 +41,9 @@ const AFTERWARDS: Duration = Duration::from_millis(700);
 async fn a_killed_managed_postgres_is_restarted_mid_rush_and_no_booking_is_lost() {
     let data = tempdir("crash");
     let _leftovers = Leftovers::of(&data, "postgres");
-    let port = free_port();
-    let server = serve(&data, port, &[]);
+    let (port, metrics_port) = (free_port(), free_port());
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let server = serve(&data, port, &[("METRICS_LISTEN", &metrics_listen)]);
     wait_healthy(port).await;
     let base = format!("http://127.0.0.1:{port}");
     let cluster = data.join("postgres");
@@ -82,6 +83,16 @@ async fn a_killed_managed_postgres_is_restarted_mid_rush_and_no_booking_is_lost(
     assert!(booked_after_outage > 0, "nothing booked after the restart: {}", tally(&deliveries));
 
     assert_every_retry_books_and_places_add_up(&base, &db, activity, &deliveries).await;
+
+    // The operator's scrape saw it too: one restart, and the busy answers by why.
+    let (_, metrics) =
+        crate::metrics::scrape(&reqwest::Client::new(), &format!("http://{metrics_listen}/metrics")).await;
+    assert_eq!(metrics.value("wechat_ticket_database_restarts_total", &[]), 1.0);
+    let answered_busy: f64 = ["database_down", "busy", "error", "deadline"]
+        .iter()
+        .map(|outcome| metrics.value("wechat_ticket_wechat_messages_total", &[("outcome", outcome)]))
+        .sum();
+    assert!(answered_busy >= busy.len() as f64, "{answered_busy} counted busy, {} seen", busy.len());
 
     terminate(server);
     assert!(postmaster_pid(&cluster).is_none(), "stopping the app stops the restarted server; nothing starts it again");

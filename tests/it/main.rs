@@ -26,6 +26,7 @@ mod lottery;
 mod lottery_browser;
 mod lottery_trust;
 mod menu_page;
+mod metrics;
 mod no_show;
 mod notifications;
 mod oauth_browser;

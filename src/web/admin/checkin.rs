@@ -100,8 +100,12 @@ async fn render(
         .collect();
     let base = format!("/admin/activities/{}/checkin", activity.id);
     let csrf = session.csrf_token.clone();
+    let counted = verdict.clone().map(|v| (activity.clone(), v));
     let screen = ScanScreen::load(&mut tx, state, activity, base, csrf, None, verdict).await?;
     tx.commit().await?;
+    if let Some((activity, verdict)) = counted {
+        door::count_scan(&activity, &scanner(&session), &verdict);
+    }
     // Open links' URLs are on the page: no cache keeps it.
     Ok((
         [(header::CACHE_CONTROL, "private, no-store")],
@@ -140,6 +144,7 @@ async fn scan(
     let verdict = door::scan_in(&mut tx, &state, &activity, &form, &scanner(&session)).await?;
     let mut status = door::load_status(&mut tx, &state, activity.id, None).await?;
     tx.commit().await?;
+    door::count_scan(&activity, &scanner(&session), &verdict);
     status.verdict = Some(verdict);
     Ok(door::no_store(status))
 }

@@ -81,6 +81,7 @@ async fn issue(
             let detail = format!("{} {} {}", activity.key, ticket.holder(), ticket.code);
             audit::record_for(&mut tx, id, &session.admin.username, "嘉宾票", &detail).await?;
             tx.commit().await?;
+            crate::meters::booked(crate::meters::Via::Guest);
             Ok(Redirect::to(&format!("/admin/activities/{id}#guests")).into_response())
         }
         refused => {
@@ -109,6 +110,7 @@ async fn revoke(
             let detail = format!("撤销 {} {} {}", activity.key, ticket.holder(), ticket.code);
             audit::record_for(&mut tx, id, &session.admin.username, "嘉宾票", &detail).await?;
             tx.commit().await?;
+            crate::meters::cancelled(crate::meters::Via::Admin);
             return Ok(Redirect::to(&format!("/admin/activities/{id}#guests")).into_response());
         }
         RevokeOutcome::TooLate(_) => "这张嘉宾票已经检票，或活动已经开始，不能撤销。",

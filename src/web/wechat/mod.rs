@@ -18,6 +18,7 @@ use crate::{
     AppState, bot,
     config::MessageMode,
     error::AppError,
+    meters,
     wechat::{crypto, message, reply, signature},
 };
 use records::{Recorded, SignedPair};
@@ -82,15 +83,21 @@ async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuer
 }
 
 async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, body: Body) -> Response {
+    // Refused before its command is known: counted under `none`.
+    let refused = |outcome: &'static str, status: StatusCode, why: &'static str| {
+        meters::wechat_message("none", outcome);
+        plain(status, why)
+    };
     let timestamp = match q.check(&state.wechat_token) {
         Ok(timestamp) => timestamp,
-        Err(why) => return plain(StatusCode::FORBIDDEN, why),
+        Err(why @ "stale timestamp") => return refused("stale", StatusCode::FORBIDDEN, why),
+        Err(why) => return refused("bad_signature", StatusCode::FORBIDDEN, why),
     };
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return plain(StatusCode::BAD_REQUEST, "body too large or unreadable");
+        return refused("malformed", StatusCode::BAD_REQUEST, "body too large or unreadable");
     };
     let Ok(body) = std::str::from_utf8(&bytes) else {
-        return plain(StatusCode::BAD_REQUEST, "body is not UTF-8");
+        return refused("malformed", StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
 
     let encrypted = q.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"));
@@ -98,12 +105,12 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
     // compatible-mode one included) could have been rewritten by anyone who
     // saw one signed query, since `signature` does not cover the body.
     if state.config.message_mode == MessageMode::Safe && !encrypted {
-        return plain(StatusCode::FORBIDDEN, "safe mode: only encrypted messages are accepted");
+        return refused("plaintext_refused", StatusCode::FORBIDDEN, "safe mode: only encrypted messages are accepted");
     }
     let inner = if encrypted {
         match open_envelope(&state, &q, body) {
             Ok(xml) => xml,
-            Err((status, why)) => return plain(status, why),
+            Err((status, why)) => return refused("envelope_refused", status, why),
         }
     } else {
         body.to_string()
@@ -112,7 +119,7 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
         Ok(msg) => msg,
         Err(e) => {
             tracing::debug!(error = %e, "malformed WeChat message");
-            return plain(StatusCode::BAD_REQUEST, "malformed message");
+            return refused("malformed", StatusCode::BAD_REQUEST, "malformed message");
         }
     };
 
@@ -126,29 +133,32 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
             answer = answer_once(&state, &msg, &signed) => Some(answer),
         }
     };
-    let xml = match tokio::time::timeout(DEADLINE, answer).await {
+    let command = bot::command_name(&msg);
+    let (xml, outcome) = match tokio::time::timeout(DEADLINE, answer).await {
         Ok(None) => {
             tracing::debug!("the database is down; answered busy");
-            busy_reply(&msg)
+            (busy_reply(&msg), "database_down")
         }
-        Ok(Some(Ok(Answer::Reply(xml)))) => xml,
+        Ok(Some(Ok(Answer::Reply(xml, outcome)))) => (xml, outcome),
         Ok(Some(Ok(Answer::Replayed))) => {
             tracing::warn!("a signed query was replayed with another message; refused");
+            meters::wechat_message(command, "replay_refused");
             return plain(StatusCode::FORBIDDEN, "this signature was already used for another message");
         }
         Ok(Some(Err(AppError::Busy))) => {
             tracing::warn!("a WeChat message found every place held; answered busy");
-            busy_reply(&msg)
+            (busy_reply(&msg), "busy")
         }
         Ok(Some(Err(e))) => {
             tracing::error!(error = %e, "could not answer a WeChat message");
-            busy_reply(&msg)
+            (busy_reply(&msg), "error")
         }
         Err(_) => {
             tracing::warn!("a WeChat message missed the deadline");
-            busy_reply(&msg)
+            (busy_reply(&msg), "deadline")
         }
     };
+    meters::wechat_message(command, outcome);
 
     let out = match (&state.cipher, encrypted) {
         (Some(cipher), true) if xml != "success" => {
@@ -183,7 +193,8 @@ fn open_envelope(state: &AppState, q: &SignedQuery, body: &str) -> Result<String
 }
 
 enum Answer {
-    Reply(String),
+    /// The reply, and the outcome counted for it.
+    Reply(String, &'static str),
     /// The signed query already carried another message.
     Replayed,
 }
@@ -195,13 +206,22 @@ enum Answer {
 /// signed query that carried another one rolls back and is refused.
 async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPair<'_>) -> Result<Answer, AppError> {
     let key = msg.dedup_key();
+    let waiting = meters::waiting_for_pool();
     let mut tx = state.pool.begin().await?;
-    let answer = bot::handle(state, &mut tx, msg).await?;
-    let xml = reply::render(&answer, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
+    drop(waiting);
+    let handled = bot::handle(state, &mut tx, msg).await?;
+    let xml =
+        reply::render(&handled.reply, &msg.from_user, &msg.to_user, time::OffsetDateTime::now_utc().unix_timestamp());
     match records::record(&mut tx, &key, &msg.from_user, signed, &xml).await? {
         Recorded::First => {
             tx.commit().await?;
-            return Ok(Answer::Reply(xml));
+            // Counted once committed: a retry that lost the race above counts as a duplicate.
+            match handled.outcome {
+                "booked" => meters::booked(meters::Via::Wechat),
+                "cancelled" => meters::cancelled(meters::Via::Wechat),
+                _ => {}
+            }
+            return Ok(Answer::Reply(xml, handled.outcome));
         }
         Recorded::Replayed => {
             tx.rollback().await?;
@@ -211,9 +231,12 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
     }
     records::stored_reply(&mut *state.pool.acquire().await?, &key)
         .await?
-        .map(Answer::Reply)
+        .map(|xml| Answer::Reply(xml, DUPLICATE))
         .ok_or_else(|| AppError::Internal("a recorded reply vanished".into()))
 }
+
+/// A retry (or a second delivery) of a message already answered: the first reply again.
+const DUPLICATE: &str = "duplicate";
 
 /// Not recorded, so WeChat's retry gets a real second chance.
 fn busy_reply(msg: &message::Message) -> String {
