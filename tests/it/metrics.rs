@@ -15,7 +15,8 @@ use wechat_ticket::links;
 
 use crate::{
     common::{
-        TOKEN, TestApp,
+        APPID, TOKEN, TestApp,
+        fake_wechat::{CUSTOM_SEND_PATH, FakeWechat, SECRET},
         fixtures::{Window, ticket_code},
         spawn_app,
         wx::{self, Reply},
@@ -31,9 +32,12 @@ struct Served {
     server: Server,
 }
 
-fn serve(app: &TestApp) -> (Served, u16) {
+fn serve(app: &TestApp, fake: &FakeWechat) -> (Served, u16) {
     let (port, metrics_port) = (free_port(), free_port());
     let child = Command::new(BIN)
+        .env("WECHAT_API_BASE", &fake.base)
+        .env("WECHAT_APPID", APPID)
+        .env("WECHAT_SECRET", SECRET)
         .env("DATABASE_URL", app.database_url())
         .env("LISTEN", format!("127.0.0.1:{port}"))
         .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
@@ -136,7 +140,8 @@ async fn metrics_count_a_small_rush_by_command_and_outcome_on_their_own_listener
     let app = spawn_app().await;
     let a = app.activity("gala", 10, Window::Open).await;
     let students = app.bound_students(71, 40).await;
-    let (served, port) = serve(&app);
+    let fake = FakeWechat::start().await;
+    let (served, port) = serve(&app, &fake);
     wait_healthy(port).await;
 
     // Not on the public listener, whatever path is tried.
@@ -190,7 +195,9 @@ async fn metrics_count_a_small_rush_by_command_and_outcome_on_their_own_listener
     // A forged signature.
     let forged = "signature=0000&timestamp=1&nonce=2";
     assert_eq!(served.post_wechat(forged, &wx::text(&sold_out[1], "抢票 gala")).await.0, 403);
-    // One joins the waiting list; a holder cancels, which promotes them.
+    // One joins the waiting list; a holder cancels, which promotes them. The
+    // notice's customer-service message is refused (outside the 48 h window).
+    fake.script(CUSTOM_SEND_PATH, serde_json::json!({"errcode": 45015, "errmsg": "response out of time limit"}));
     served.say(&wx::text(&sold_out[2], "候补 gala")).await;
     let (holder, code) = &booked[0];
     served.say(&wx::text(holder, "退票 gala")).await;
@@ -244,6 +251,12 @@ async fn metrics_count_a_small_rush_by_command_and_outcome_on_their_own_listener
     };
     assert_eq!((checkins("checked_in"), checkins("refused")), (1.0, 1.0));
     assert_eq!(after.value("wechat_ticket_notifications_total", &[("outcome", "undelivered")]), 1.0);
+    let api_errors = |api: &str, errcode: &str| {
+        after.value("wechat_ticket_wechat_api_errors_total", &[("api", api), ("errcode", errcode)])
+    };
+    assert_eq!(api_errors("message/custom/send", "45015"), 1.0);
+    assert_eq!(after.value("wechat_ticket_wechat_api_errors_total", &[]), 1.0);
+    assert_eq!(after.value("wechat_ticket_wechat_token_refreshes_total", &[("kind", "access_token")]), 1.0);
 
     // Latency per route pattern: every POST to /wechat, in buckets up to 10 s.
     let wechat =
