@@ -17,7 +17,7 @@ use crate::{
     common::{
         APPID, TOKEN, TestApp,
         fake_wechat::{CUSTOM_SEND_PATH, FakeWechat, SECRET},
-        fixtures::{Window, ticket_code},
+        fixtures::{Window, hidden_fields, ticket_code},
         spawn_app,
         wx::{self, Reply},
     },
@@ -283,5 +283,31 @@ async fn metrics_count_a_small_rush_by_command_and_outcome_on_their_own_listener
     }
     let routes: HashSet<String> = after.label_values().into_iter().filter(|v| v.starts_with('/')).collect();
     assert!(routes.contains("/door/:token/scan"), "{routes:?}");
+
+    // Seat choices: two holders choose the same zone of one place.
+    let created = crate::seats::create(&app, "zones", &["--seating", "zone", "--zone", "A区:1", "--zone", "B区:1"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let zoned: i64 = app.count("SELECT id FROM activities WHERE key = 'zones'").await;
+    let mut chooser_forms = Vec::new();
+    for openid in &sold_out[3..5] {
+        let Reply::News { url, .. } = served.say(&wx::click(openid, &format!("BOOK_{zoned}"))).await else {
+            panic!("booked")
+        };
+        let code = ticket_code(&url);
+        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        let query = links::sign(&app.state.secret_key, links::Purpose::Ticket, openid, &code, expires);
+        let page = served.http.get(format!("{}/tickets/{code}/seat?{query}", served.base)).send().await.unwrap();
+        let fields = hidden_fields(&page.text().await.unwrap(), &format!("/tickets/{code}/seat"));
+        chooser_forms.push((code, fields));
+    }
+    for (code, fields) in &chooser_forms {
+        let mut form = fields.clone();
+        form.push(("zone".into(), "A区".into()));
+        served.http.post(format!("{}/tickets/{code}/seat", served.base)).form(&form).send().await.unwrap();
+    }
+    let (_, seated) = served.scrape().await;
+    let choices = |outcome: &str| seated.value("wechat_ticket_seat_choices_total", &[("outcome", outcome)]);
+    assert_eq!((choices("placed"), choices("taken")), (1.0, 1.0));
+    assert_eq!(seated.value("wechat_ticket_bookings_total", &[("via", "wechat")]), 12.0);
     terminate(served.server);
 }
