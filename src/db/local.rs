@@ -356,7 +356,8 @@ fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
 
 /// `PG_BIN`, then `pg_ctl` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 fn find_bin_dir() -> Result<PathBuf, AppError> {
-    find_programs(&["initdb", "pg_ctl", "postgres"]).ok_or_else(|| missing(&["initdb", "pg_ctl", "postgres"], ", or set DATABASE_URL"))?
+    let programs = ["pg_ctl", "initdb", "postgres"];
+    find_programs(&programs).ok_or_else(|| missing(&programs, ", or set DATABASE_URL"))?
 }
 
 /// The error for programs [`find_programs`] did not find; `instead` names another way out.
