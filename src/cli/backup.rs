@@ -81,18 +81,18 @@ pub async fn restore(config: &Config, file: PathBuf, force: bool) -> Result<(), 
     let result = async {
         archive::check(&db, &file).await?;
         let mut conn = db::options(config, cluster.as_ref())?.connect().await?;
-        alone(&mut conn).await?;
         let there = restore::contents(&mut conn).await?;
+        if !there.is_empty() && !force {
+            return Err(AppError::Invalid(format!(
+                "refusing to restore into a database that is not empty: it holds {}. \
+                 Restoring would replace all of it. Run again with --force to replace it \
+                 (what is there now is first saved to BACKUP_DIR).",
+                there.describe()
+            )));
+        }
+        alone(&mut conn).await?;
         let mut saved = None;
         if !there.is_empty() {
-            if !force {
-                return Err(AppError::Invalid(format!(
-                    "refusing to restore into a database that is not empty: it holds {}. \
-                     Restoring would replace all of it. Run again with --force to replace it \
-                     (what is there now is first saved to BACKUP_DIR).",
-                    there.describe()
-                )));
-            }
             let name = nightly::file_name(OffsetDateTime::now_utc(), config.timezone).replacen(
                 "wechat-ticket-",
                 "wechat-ticket-before-restore-",
