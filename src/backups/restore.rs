@@ -39,10 +39,10 @@ impl Contents {
         self.tables == 0
     }
 
-    /// `3 activities, 120 tickets, … (migration 20)`; the empty counts left out.
+    /// `activities: 3, tickets: 120, … (wechat-ticket migration 20)`; the empty counts left out.
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> =
-            self.counts.iter().filter(|(_, n)| *n > 0).map(|(what, n)| format!("{n} {what}")).collect();
+            self.counts.iter().filter(|(_, n)| *n > 0).map(|(what, n)| format!("{what}: {n}")).collect();
         if parts.is_empty() {
             parts.push(format!("{} tables but no activities, tickets, students or accounts yet", self.tables));
         }

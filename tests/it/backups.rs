@@ -285,7 +285,7 @@ async fn restore_refuses_a_database_that_holds_something_and_force_replaces_it()
     let out = cli(&url, &vars, &["restore", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let refusal = said(&out);
-    for words in ["not empty", "1 activities", "5 tickets", "5 bound students", "--force"] {
+    for words in ["not empty", "activities: 1", "tickets: 5", "bound students: 5", "--force"] {
         assert!(refusal.contains(words), "{words}: {refusal}");
     }
     assert_eq!(app.live_tickets(a.id).await, 5);
@@ -514,4 +514,43 @@ async fn healthz_flags_a_backup_older_than_two_days_and_the_last_failure() {
 
 async fn spawn_app_with_backups(at: &str) -> TestApp {
     crate::common::spawn_app_with(Settings::default().set("BACKUP_AT", at)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_managed_cluster_is_backed_up_and_restored_into_a_fresh_data_dir() {
+    let (one, two) = (TempDir::new("managed-one"), TempDir::new("managed-two"));
+    let run = |data: &Path, args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"));
+        command.env_remove("DATABASE_URL").env_remove("PG_BIN").env("DATA_DIR", data).args(args);
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", said(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let times = ["--book-start", "2030-01-01 12:00", "--book-end", "2030-01-02 12:00", "--start", "2030-01-03 19:00"];
+    let create =
+        [&["activity", "create", "concert", "--name", "新年音乐会", "--place", "礼堂", "--capacity", "9"][..], &times]
+            .concat();
+    run(&one.0, &[&create[..], &["--end", "2030-01-03 21:00"]].concat());
+    // No serve runs: the command starts the cluster for itself, and stops it after.
+    let written = run(&one.0, &["backup"]);
+    let backups: Vec<String> = std::fs::read_dir(one.0.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(nightly::is_ours(&backups[0]) && written.contains(&backups[0]), "{written}");
+    assert!(!one.0.join("postgres/postmaster.pid").exists(), "the command stopped the cluster it started");
+
+    let file = one.0.join("backups").join(&backups[0]);
+    run(&two.0, &["restore", file.to_str().unwrap()]);
+    assert!(run(&two.0, &["activity", "list"]).contains("concert"));
+    // Now it holds something: a second restore is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-ticket"))
+        .env_remove("DATABASE_URL")
+        .env("DATA_DIR", &two.0)
+        .args(["restore", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(said(&out).contains("activities: 1"), "{}", said(&out));
 }
