@@ -90,6 +90,14 @@ pub struct Config {
     pub wechat_oauth: bool,
     /// `WECHAT_OAUTH_BASE`: where WeChat's authorize page lives (tests point it at a fake).
     pub wechat_oauth_base: String,
+    /// `BACKUP_DIR`: where backups are written (default `DATA_DIR/backups`).
+    pub backup_dir: PathBuf,
+    /// `BACKUP_AT`: the nightly backup's time of day in `TIMEZONE` (`HH:MM` or
+    /// `HH:MM:SS`); `None` is off. Default 04:00 with the managed cluster, off
+    /// with `DATABASE_URL` (whose operator keeps their own backups) unless set.
+    pub backup_at: Option<time::Time>,
+    /// `BACKUP_KEEP`: how many nightly backup files to keep in `BACKUP_DIR`.
+    pub backup_keep: u32,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -122,6 +130,9 @@ impl fmt::Debug for Config {
             .field("cas_student_id_attribute", &self.cas_student_id_attribute)
             .field("wechat_oauth", &self.wechat_oauth)
             .field("wechat_oauth_base", &self.wechat_oauth_base)
+            .field("backup_dir", &self.backup_dir)
+            .field("backup_at", &self.backup_at)
+            .field("backup_keep", &self.backup_keep)
             .finish()
     }
 }
@@ -231,9 +242,25 @@ impl Config {
             return Err(bad("WECHAT_OAUTH", "on needs WECHAT_APPID and WECHAT_SECRET".into()));
         }
 
+        let database_url = get("DATABASE_URL");
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let backup_at = match get("BACKUP_AT") {
+            None if database_url.is_some() => None,
+            None => Some(time::Time::from_hms(4, 0, 0).expect("a time of day")),
+            Some(text) if text.trim().eq_ignore_ascii_case("off") => None,
+            Some(text) => Some(parse_time_of_day(text.trim()).ok_or_else(|| {
+                bad("BACKUP_AT", format!("`{text}` is neither a time of day like 04:00 (or 04:00:00) nor off"))
+            })?),
+        };
+        let backup_dir = get("BACKUP_DIR").map(PathBuf::from).unwrap_or_else(|| data_dir.join("backups"));
+        let backup_keep = number("BACKUP_KEEP", 14, 1..=10_000)?;
+
         Ok(Config {
-            database_url: get("DATABASE_URL"),
-            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into())),
+            database_url,
+            data_dir,
+            backup_dir,
+            backup_at,
+            backup_keep,
             listen,
             metrics_listen,
             public_url,
@@ -262,6 +289,16 @@ impl Config {
             wechat_oauth_base: url_setting("WECHAT_OAUTH_BASE")?.unwrap_or_else(|| "https://open.weixin.qq.com".into()),
         })
     }
+}
+
+/// `04:00` or `04:00:30`: a time of day (seconds let a test schedule a night a few seconds out).
+fn parse_time_of_day(text: &str) -> Option<time::Time> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let number = |i: usize| parts.get(i).map_or(Some(0), |p| p.parse::<u8>().ok());
+    time::Time::from_hms(number(0)?, number(1)?, number(2)?).ok()
 }
 
 /// `10.0.0.1, 10.1.0.0/16, fd00::/8`: addresses and networks, comma-separated.
@@ -370,6 +407,27 @@ mod tests {
         assert_eq!(c.cas_base_url.as_deref(), Some("https://cas.example.edu/cas"));
         assert_eq!(c.wechat_oauth_base, "https://open.weixin.qq.com");
         assert!(!c.wechat_oauth);
+    }
+
+    #[test]
+    fn nightly_backups_are_on_for_the_managed_cluster_and_off_for_database_url_unless_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.backup_at, Some(time::macros::time!(04:00)));
+        assert_eq!((c.backup_dir, c.backup_keep), (PathBuf::from("./data/backups"), 14));
+        let url = "postgres://app@db.example.edu/tickets";
+        assert_eq!(config(&[("DATABASE_URL", url)]).unwrap().backup_at, None);
+        let c = config(&[("DATABASE_URL", url), ("BACKUP_AT", "02:30"), ("DATA_DIR", "/srv/wt")]).unwrap();
+        assert_eq!(c.backup_at, Some(time::macros::time!(02:30)));
+        assert_eq!(c.backup_dir, PathBuf::from("/srv/wt/backups"));
+        assert_eq!(config(&[("BACKUP_AT", "03:04:05")]).unwrap().backup_at, Some(time::macros::time!(03:04:05)));
+        assert_eq!(config(&[("BACKUP_AT", "OFF")]).unwrap().backup_at, None);
+        let c = config(&[("BACKUP_DIR", "/mnt/backups"), ("BACKUP_KEEP", "3")]).unwrap();
+        assert_eq!((c.backup_dir, c.backup_keep), (PathBuf::from("/mnt/backups"), 3));
+        for bad in ["4", "4:00", "24:00", "04:60", "04:00:00:00", "tonight", "04-00"] {
+            let err = config(&[("BACKUP_AT", bad)]).unwrap_err().to_string();
+            assert!(err.contains("BACKUP_AT"), "{bad}: {err}");
+        }
+        assert!(config(&[("BACKUP_KEEP", "0")]).unwrap_err().to_string().contains("BACKUP_KEEP"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod background;
+pub mod backups;
 pub mod booking;
 pub mod bot;
 pub mod cli;

@@ -11,6 +11,11 @@
 //! sweep runs once per tick across any number of instances. The rules it runs
 //! are themselves safe to run twice (a draw locks its lottery and does nothing
 //! once drawn; a reminder's key is its ticket's).
+//!
+//! The nightly backup (`BACKUP_AT`) is a job on a queue of its own, so a long
+//! `pg_dump` never holds up the sweeps: the same scheduler lock and one job
+//! a night, and the backup claims its night in its log before writing
+//! (`backups::nightly`), so it is taken once however many instances run.
 
 use jiff::ToSpan;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -21,7 +26,9 @@ use underway::{
 };
 
 use crate::{
+    Config,
     background::{Workers, supervise},
+    backups::{self, nightly},
     booking,
     error::AppError,
     notify::{Notifier, notices},
@@ -29,6 +36,9 @@ use crate::{
 
 /// The job queue of the clock's sweeps (one job per scheduled tick).
 pub const SWEEP_QUEUE: &str = "sweeps";
+
+/// The job queue of the nightly backups (one job a night).
+pub const BACKUP_QUEUE: &str = "backups";
 
 /// How often each instance does its housekeeping.
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -64,6 +74,7 @@ pub async fn start(notifier: &Notifier) -> Result<Workers, AppError> {
         scheduler.set_shutdown_token(scheduler_token.clone());
         async move { scheduler.run().await.map_err(|e| e.to_string()) }
     }));
+    start_nightly_backups(&pool, notifier.config(), &token, &mut workers).await?;
     let housekeeping_token = token.clone();
     workers.push(supervise("housekeeping", token, move || {
         let (pool, token) = (pool.clone(), housekeeping_token.clone());
@@ -129,6 +140,94 @@ impl Task for Sweep {
     // A sweep left behind by a scheduler tick is stale after a few minutes.
     fn ttl(&self) -> jiff::Span {
         1.day()
+    }
+}
+
+/// The nightly backup's scheduler and worker, when `BACKUP_AT` is set.
+async fn start_nightly_backups(
+    pool: &PgPool,
+    config: &Config,
+    token: &CancellationToken,
+    workers: &mut Workers,
+) -> Result<(), AppError> {
+    let Some(at) = config.backup_at else { return Ok(()) };
+    let queue = Queue::builder().name(BACKUP_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
+    let queue = std::sync::Arc::new(queue);
+    queue.schedule(pool, &nightly_schedule(at, config.timezone)?, &()).await.map_err(queue_error)?;
+    nightly::watching();
+    let task = NightlyBackup { pool: pool.clone(), config: config.clone() };
+    let mut worker = Worker::new(queue.clone(), task.clone());
+    worker.set_shutdown_token(token.clone());
+    workers.push(supervise("backup worker", token.clone(), move || {
+        let worker = worker.clone();
+        async move { worker.run_every(1.minute()).await.map_err(|e| e.to_string()) }
+    }));
+    let scheduler_token = token.clone();
+    workers.push(supervise("backup scheduler", token.clone(), move || {
+        let mut scheduler = Scheduler::new(queue.clone(), task.clone());
+        scheduler.set_shutdown_token(scheduler_token.clone());
+        async move { scheduler.run().await.map_err(|e| e.to_string()) }
+    }));
+    Ok(())
+}
+
+/// `BACKUP_AT` every day in `TIMEZONE`. The scheduler reads zones from the
+/// system's zoneinfo; without it (a bare container) the time is fixed at
+/// today's UTC offset, which is exact for a zone without daylight saving.
+fn nightly_schedule(at: time::Time, tz: &'static time_tz::Tz) -> Result<ZonedSchedule, AppError> {
+    use time_tz::{Offset, TimeZone};
+    let cron = |at: time::Time| format!("{} {} {} * * *", at.second(), at.minute(), at.hour());
+    if let Ok(schedule) = ZonedSchedule::new(&cron(at), tz.name()) {
+        return Ok(schedule);
+    }
+    let offset = tz.get_offset_utc(&time::OffsetDateTime::now_utc()).to_utc();
+    let utc = at - time::Duration::seconds(offset.whole_seconds().into());
+    tracing::warn!(timezone = tz.name(), "no zoneinfo for TIMEZONE; nightly backups scheduled at today's UTC offset");
+    ZonedSchedule::new(&cron(utc), "UTC").map_err(queue_error)
+}
+
+/// The nightly backup (`backups::nightly`): a failure is recorded in the
+/// backups' log and tried again a few times in the same night.
+#[derive(Clone)]
+pub struct NightlyBackup {
+    pool: PgPool,
+    config: Config,
+}
+
+impl Task for NightlyBackup {
+    type Input = ();
+    type Output = ();
+
+    async fn execute(&self, tx: Transaction<'_, Postgres>, _: ()) -> TaskResult<()> {
+        // The backup keeps its own log; the queue's transaction carries nothing.
+        tx.commit().await?;
+        let now = time::OffsetDateTime::now_utc();
+        match nightly::run(&self.pool, &self.config, now).await {
+            Ok(nightly::Night::Taken { file, bytes }) => {
+                tracing::info!(file = %file.display(), bytes, "nightly backup written")
+            }
+            Ok(nightly::Night::AlreadyTaken) => tracing::debug!("tonight's backup is another run's"),
+            Err(e) => {
+                tracing::error!(error = %e, "nightly backup failed");
+                return Err(TaskError::Retryable(e.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        // 5, then 10 minutes later: past a restart of the database, well inside the night.
+        RetryPolicy::builder().max_attempts(3).initial_interval_ms(300_000).max_interval_ms(1_800_000).build()
+    }
+
+    fn timeout(&self) -> jiff::Span {
+        // Past the backup's own time limit, which records the failure first.
+        (backups::archive::TIMEOUT.as_secs() as i64 + 600).seconds()
+    }
+
+    // A night's backup not started within hours is no longer that night's.
+    fn ttl(&self) -> jiff::Span {
+        6.hours()
     }
 }
 

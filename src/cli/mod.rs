@@ -1,5 +1,6 @@
 //! The command line: `serve` (the default), `migrate`, and the admin's shell tools.
 
+mod backup;
 mod checkin_link;
 mod demo;
 mod hall;
@@ -82,6 +83,20 @@ pub enum Command {
     /// Guest tickets (嘉宾票): issue one outside the booking window, or revoke one.
     #[command(subcommand)]
     Ticket(ticket::TicketCommand),
+    /// Write a backup of the database (a pg_dump custom-format archive); a partial file never has the final name.
+    Backup {
+        /// The file to write (default: BACKUP_DIR/wechat-ticket-YYYYMMDD-HHMMSS.dump).
+        #[arg(short = 'o', long = "output")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Restore a backup into an empty database (stop `serve` first).
+    Restore {
+        /// A file written by `backup` or the nightly backup.
+        file: std::path::PathBuf,
+        /// Replace a database that is not empty (what is there is first saved to BACKUP_DIR).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -303,6 +318,8 @@ pub async fn run() -> Result<(), AppError> {
         Command::Lottery(command) => lottery::run(&config, command).await,
         Command::Ticket(command) => ticket::run(&config, command).await,
         Command::Hall(command) => hall::run(&config, command).await,
+        Command::Backup { output } => backup::backup(&config, output).await,
+        Command::Restore { file, force } => backup::restore(&config, file, force).await,
         Command::Notify(NotifyCommand::Status { limit }) => {
             let (pool, cluster) = db::open(&config).await?;
             db::migrate(&pool).await?;

@@ -356,28 +356,45 @@ fn flock(file: &File, operation: libc::c_int) -> std::io::Result<()> {
 
 /// `PG_BIN`, then `pg_ctl` on `PATH`, then the newest `/usr/lib/postgresql/*/bin`.
 fn find_bin_dir() -> Result<PathBuf, AppError> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let programs = ["pg_ctl", "initdb", "postgres"];
+    find_programs(&programs).ok_or_else(|| missing(&programs, ", or set DATABASE_URL"))?
+}
+
+/// The error for programs [`find_programs`] did not find; `instead` names another way out.
+pub fn missing(programs: &[&str], instead: &str) -> AppError {
+    AppError::LocalPostgres(format!(
+        "no PostgreSQL binaries ({}) found: install them (Debian: apt-get install postgresql) \
+         or set PG_BIN to their directory{instead}",
+        programs.join(", ")
+    ))
+}
+
+/// The directory holding all of `programs` (PostgreSQL's own tools, like
+/// `pg_dump`), looked for as the server binaries are: `PG_BIN`, then the
+/// first program on `PATH` (through Debian's links to the versioned
+/// directory), then the newest `/usr/lib/postgresql/*/bin`. `None` when none
+/// has them all; an error when `PG_BIN` is set and lacks one.
+pub fn find_programs(programs: &[&str]) -> Option<Result<PathBuf, AppError>> {
+    let has_all = |dir: &Path| programs.iter().all(|b| dir.join(b).is_file());
     if let Some(dir) = std::env::var_os("PG_BIN") {
         let dir = PathBuf::from(dir);
         if has_all(&dir) {
-            return Ok(dir);
+            return Some(Ok(dir));
         }
-        return Err(AppError::LocalPostgres(format!(
-            "PG_BIN={} does not contain initdb, pg_ctl and postgres",
-            dir.display()
-        )));
+        let why = format!("PG_BIN={} does not contain {}", dir.display(), programs.join(", "));
+        return Some(Err(AppError::LocalPostgres(why)));
     }
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let pg_ctl = dir.join("pg_ctl");
-            if pg_ctl.is_file() {
+            let first = dir.join(programs[0]);
+            if first.is_file() {
                 // Debian links /usr/local/bin/pg_ctl into the versioned directory.
-                let real = pg_ctl.canonicalize().unwrap_or(pg_ctl);
+                let real = first.canonicalize().unwrap_or(first);
                 if let Some(real_dir) = real.parent().filter(|d| has_all(d)) {
-                    return Ok(real_dir.to_path_buf());
+                    return Some(Ok(real_dir.to_path_buf()));
                 }
                 if has_all(&dir) {
-                    return Ok(dir);
+                    return Some(Ok(dir));
                 }
             }
         }
@@ -393,13 +410,7 @@ fn find_bin_dir() -> Result<PathBuf, AppError> {
         .filter(|(_, dir)| has_all(dir))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, dir)| dir).ok_or_else(|| {
-        AppError::LocalPostgres(
-            "no PostgreSQL server binaries found: install them (Debian: apt-get install postgresql), \
-             set PG_BIN to their directory, or set DATABASE_URL"
-                .into(),
-        )
-    })
+    versions.pop().map(|(_, dir)| Ok(dir))
 }
 
 fn postgres_user() -> Result<(u32, u32), AppError> {

@@ -27,9 +27,8 @@ pub fn local_options(socket_dir: &std::path::Path, database: &str) -> PgConnectO
 /// The database `serve` and every CLI command use: `DATABASE_URL`, or the
 /// managed cluster under `DATA_DIR` (started if it is not running yet).
 pub async fn open(config: &Config) -> Result<(PgPool, Option<RunningCluster>), AppError> {
-    if let Some(url) = &config.database_url {
-        let options: PgConnectOptions = url.parse().map_err(|e| AppError::Config(format!("DATABASE_URL: {e}")))?;
-        return Ok((pool(options.application_name("wechat-ticket")).await?, None));
+    if config.database_url.is_some() {
+        return Ok((pool(options(config, None)?).await?, None));
     }
     let dir = config.data_dir.join("postgres");
     let cluster = tokio::task::spawn_blocking(move || LocalCluster::new(&dir, Durability::Durable)?.start())
@@ -37,13 +36,26 @@ pub async fn open(config: &Config) -> Result<(PgPool, Option<RunningCluster>), A
         .map_err(|e| AppError::Internal(e.to_string()))??;
     let result = async {
         create_database_if_missing(local_options(cluster.socket_dir(), "postgres"), LOCAL_DATABASE).await?;
-        pool(local_options(cluster.socket_dir(), LOCAL_DATABASE)).await
+        pool(options(config, Some(&cluster))?).await
     }
     .await;
     match result {
         Ok(pool) => Ok((pool, Some(cluster))),
         // Dropping the handle stops a server we started.
         Err(e) => Err(e),
+    }
+}
+
+/// How to reach the database [`open`] opened: `DATABASE_URL`, or the managed
+/// `cluster` it returned (for a command that needs a connection of its own).
+pub fn options(config: &Config, cluster: Option<&RunningCluster>) -> Result<PgConnectOptions, AppError> {
+    match (&config.database_url, cluster) {
+        (Some(url), _) => {
+            let options: PgConnectOptions = url.parse().map_err(|e| AppError::Config(format!("DATABASE_URL: {e}")))?;
+            Ok(options.application_name("wechat-ticket"))
+        }
+        (None, Some(cluster)) => Ok(local_options(cluster.socket_dir(), LOCAL_DATABASE)),
+        (None, None) => Err(AppError::Internal("the managed cluster is not running".into())),
     }
 }
 

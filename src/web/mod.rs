@@ -76,11 +76,35 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             let why = state.database.outage(state.config.timezone);
             (StatusCode::SERVICE_UNAVAILABLE, why.unwrap_or_else(|| "database down".into()))
         }
-        Some(Ok(_)) => (StatusCode::OK, "ok".into()),
+        Some(Ok(_)) => (StatusCode::OK, healthy(&state).await),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "health check failed");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable".into())
         }
+    }
+}
+
+/// `ok`, then what a monitor should know about the backups: when the last
+/// good one was taken, `STALE` when that is more than two days ago, and the
+/// newest attempt when it failed. Still 200 when stale: a load balancer
+/// reading this would take every instance out, and students are not served
+/// any better for that.
+async fn healthy(state: &AppState) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let overview = async {
+        let mut conn = state.pool.acquire().await?;
+        crate::backups::overview(&mut conn, state.config.backup_at, now).await
+    };
+    match tokio::time::timeout(Duration::from_secs(2), overview).await {
+        Ok(Ok(overview)) => {
+            let lines = overview.health_lines(state.config.timezone, now);
+            std::iter::once("ok".to_string()).chain(lines).collect::<Vec<_>>().join("\n")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "health check could not read the backups");
+            "ok\nbackup: unknown (the backups' log could not be read)".into()
+        }
+        Err(_) => "ok\nbackup: unknown (the backups' log was slow to answer)".into(),
     }
 }
 

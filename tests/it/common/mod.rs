@@ -176,6 +176,8 @@ pub async fn spawn_app_on(db: PgConnectOptions, settings: Settings) -> TestApp {
     vars.entry("WECHAT_TOKEN".into()).or_insert_with(|| TOKEN.into());
     vars.insert("LISTEN".into(), addr.to_string());
     vars.entry("PUBLIC_URL".into()).or_insert_with(|| base.clone());
+    // No managed cluster under DATA_DIR to back up: nightly backups only where a test asks.
+    vars.entry("BACKUP_AT".into()).or_insert_with(|| "off".into());
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
     let pool = PgPoolOptions::new().max_connections(16).connect_with(db.clone()).await.unwrap();
     let state = AppState::new(config, pool.clone()).await.expect("app state");
