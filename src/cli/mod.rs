@@ -6,6 +6,7 @@ mod demo;
 mod hall;
 mod lottery;
 mod menu;
+mod message;
 mod seats;
 mod ticket;
 
@@ -83,6 +84,17 @@ pub enum Command {
     /// Guest tickets (嘉宾票): issue one outside the booking window, or revoke one.
     #[command(subcommand)]
     Ticket(ticket::TicketCommand),
+    /// Send a short message to every holder of a live ticket of an activity (through the notification queue).
+    Message {
+        /// The activity's key.
+        key: String,
+        /// The message (at most 300 characters).
+        #[arg(long)]
+        text: String,
+        /// Also to the students on the waiting list.
+        #[arg(long)]
+        waiting: bool,
+    },
     /// Write a backup of the database (a pg_dump custom-format archive); a partial file never has the final name.
     Backup {
         /// The file to write (default: BACKUP_DIR/wechat-ticket-YYYYMMDD-HHMMSS.dump).
@@ -317,6 +329,7 @@ pub async fn run() -> Result<(), AppError> {
         Command::CheckinLink(command) => checkin_link::run(&config, command).await,
         Command::Lottery(command) => lottery::run(&config, command).await,
         Command::Ticket(command) => ticket::run(&config, command).await,
+        Command::Message { key, text, waiting } => message::run(&config, &key, &text, waiting).await,
         Command::Hall(command) => hall::run(&config, command).await,
         Command::Backup { output } => backup::backup(&config, output).await,
         Command::Restore { file, force } => backup::restore(&config, file, force).await,

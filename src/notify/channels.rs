@@ -90,7 +90,8 @@ pub fn template_var(kind: Kind) -> &'static str {
         | Kind::WaitingClosed
         | Kind::LotteryWon
         | Kind::LotteryLost
-        | Kind::PlaceAssigned => "WECHAT_TEMPLATE_CHANGE",
+        | Kind::PlaceAssigned
+        | Kind::HolderMessage => "WECHAT_TEMPLATE_CHANGE",
         Kind::Reminder => "WECHAT_TEMPLATE_REMINDER",
         Kind::Test => "测试消息只发给模拟器里的测试同学",
     }
@@ -104,7 +105,8 @@ fn template(ctx: &Context, kind: Kind) -> Option<&str> {
         | Kind::WaitingClosed
         | Kind::LotteryWon
         | Kind::LotteryLost
-        | Kind::PlaceAssigned => ctx.config.template_change.as_deref(),
+        | Kind::PlaceAssigned
+        | Kind::HolderMessage => ctx.config.template_change.as_deref(),
         Kind::Reminder => ctx.config.template_reminder.as_deref(),
         Kind::Test => None,
     }

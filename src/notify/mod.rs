@@ -12,6 +12,7 @@
 //! draws, closing lists) is the clock's business (`crate::schedule`).
 
 pub mod channels;
+pub mod holder_messages;
 pub mod notices;
 pub mod notifications;
 

@@ -27,6 +27,8 @@ pub enum Kind {
     LotteryLost,
     /// The seat deadline passed and the student was given a place.
     PlaceAssigned,
+    /// The organizer's word to every ticket holder (`holder_messages`).
+    HolderMessage,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::LotteryWon => "中签",
             Kind::LotteryLost => "未中签",
             Kind::PlaceAssigned => "座位分配",
+            Kind::HolderMessage => "主办方消息",
         }
     }
 }

@@ -391,6 +391,8 @@ struct TicketPage {
     no_show_warning: Option<&'static str>,
     /// A zone or seat activity's ticket: its place, or how to choose one.
     seat: Option<PlaceView>,
+    /// The organizer's messages to the activity's ticket holders: (when, text), newest first.
+    messages: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -428,6 +430,15 @@ async fn ticket_page(
         _ => None,
     };
     let live_qr = activities::by_id(&mut conn, ticket.activity_id).await?.is_some_and(|a| a.live_qr);
+    // Addressed to the holders of live tickets: a cancelled ticket's page no longer shows them.
+    let messages = match ticket.status {
+        TicketStatus::Cancelled => Vec::new(),
+        _ => crate::notify::holder_messages::for_ticket_page(&mut conn, ticket.activity_id)
+            .await?
+            .into_iter()
+            .map(|(at, body)| (local_time::full(at, tz), body))
+            .collect(),
+    };
     drop(conn);
     // The QR code is the check-in credential, not the ticket code: a photo of
     // it gets someone through the door once, and opens nothing else. A live
@@ -456,6 +467,7 @@ async fn ticket_page(
     });
     let page = TicketPage {
         seat,
+        messages,
         status_label: ticket.status.label(),
         start_at: local_time::full(ticket.start_at, tz),
         place: ticket.place.clone(),

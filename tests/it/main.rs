@@ -18,6 +18,7 @@ mod door_chart;
 mod fair_admin;
 mod guests;
 mod hardening;
+mod holder_messages;
 mod hostile_inputs;
 mod housekeeping;
 mod landing;

@@ -372,6 +372,8 @@ pub(super) struct FormPage {
     team_name: String,
     /// Its guest tickets (an existing activity only).
     pub(super) guests: Option<super::guests::GuestsView>,
+    /// Its messages to ticket holders (an existing activity only).
+    pub(super) messages: Option<super::holder_messages::MessagesView>,
 }
 
 /// The activity page's door section.
@@ -468,6 +470,7 @@ async fn new_activity_page(
         teams,
         team_name,
         guests,
+        messages: None,
     })
 }
 
@@ -509,6 +512,7 @@ async fn activity_page(
     let seats = super::seats::view(&mut conn, &activity).await?;
     let team_name = teams::by_ids(&mut conn, &[activity.team_id]).await?.pop().map(|t| t.name).unwrap_or_default();
     let guests = Some(super::guests::GuestsView::of(&mut conn, &activity).await?);
+    let messages = Some(super::holder_messages::MessagesView::of(&mut conn, &activity, tz).await?);
     drop(conn);
     let timezone = zone(state);
     let halls = hall_names(state).await?;
@@ -529,6 +533,7 @@ async fn activity_page(
         teams,
         team_name,
         guests,
+        messages,
     })
 }
 

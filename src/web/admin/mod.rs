@@ -10,6 +10,7 @@ mod door_chart;
 mod export;
 mod guests;
 mod halls;
+mod holder_messages;
 mod login;
 mod lottery;
 pub mod menu;
@@ -61,6 +62,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(roster::router())
         .merge(seats::router())
         .merge(guests::router())
+        .merge(holder_messages::router())
         .merge(simulator::router())
         .merge(students::router())
         // Last, so it wraps every route above: who may open what (see `access`).
