@@ -406,6 +406,7 @@ async fn book(
     let mut tx = state.pool.begin().await?;
     let outcome = tickets::book(&mut tx, &ActivityRef::Id(id), &me.openid, state.config.no_show.as_ref()).await?;
     tx.commit().await?;
+    state.refusals.note(&ActivityRef::Id(id), &outcome);
     let to_ticket = |code: &str| {
         let url = crate::bot::ticket_url(&state, &me.openid, code);
         let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();
