@@ -15,8 +15,7 @@ use crate::error::AppError;
 pub const MAX_BUCKETS: i64 = 120;
 
 /// Bucket sizes a chart may use, in seconds: round numbers an axis reads well.
-const BUCKET_SIZES: [i64; 17] =
-    [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+const BUCKET_SIZES: [i64; 17] = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
 
 /// After a sell-out the chart goes on as long again as the sell-out took (at
 /// least this long): the waiting-list joins, cancels and "sold out" refusals
