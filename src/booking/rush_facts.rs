@@ -76,6 +76,9 @@ pub struct Totals {
 #[derive(Debug, Clone)]
 pub struct Rush {
     pub book_start: OffsetDateTime,
+    /// Where the chart's time axis starts: the booking start's whole second,
+    /// so buckets line up with the refusals, which are counted per second.
+    pub origin: OffsetDateTime,
     /// Seconds per bucket.
     pub bucket_seconds: i64,
     /// From the booking start on.
@@ -132,7 +135,7 @@ pub async fn picture(conn: &mut PgConnection, activity: &Activity) -> Result<Pic
         return Ok(Picture::Quiet);
     }
     let sold_out_at = sold_out_moments(conn, &[activity.id]).await?.remove(&activity.id);
-    let start = activity.book_start;
+    let start = activity.book_start.replace_nanosecond(0).unwrap_or(activity.book_start);
     let end = range_end(start, activity.book_end, sold_out_at, now);
     let bucket_seconds = bucket_for(end - start);
     let (ms, per) = ((end - start).whole_milliseconds().max(0) as u64, bucket_seconds as u64 * 1000);
@@ -150,15 +153,13 @@ pub async fn picture(conn: &mut PgConnection, activity: &Activity) -> Result<Pic
              FROM waiting_list w WHERE w.activity_id = $1 AND w.joined_at >= $2 AND w.joined_at < $4 GROUP BY 1 \
              UNION ALL \
              SELECT floor(extract(epoch FROM r.second - $2) / $3)::bigint, r.reason, sum(r.count) \
-             FROM booking_refusals r WHERE r.activity_id = $1 AND r.second >= $5 AND r.second < $4 GROUP BY 1, 2 \
+             FROM booking_refusals r WHERE r.activity_id = $1 AND r.second >= $2 AND r.second < $4 GROUP BY 1, 2 \
          ) x",
     )
     .bind(activity.id)
     .bind(start)
     .bind(bucket_seconds)
     .bind(end)
-    // Refusals are counted per whole second: the booking start's own second counts.
-    .bind(start.replace_nanosecond(0).unwrap_or(start))
     .fetch_all(&mut *conn)
     .await?;
     for (i, kind, count) in rows {
@@ -174,7 +175,14 @@ pub async fn picture(conn: &mut PgConnection, activity: &Activity) -> Result<Pic
             }
         }
     }
-    Ok(Picture::Rush(Rush { book_start: start, bucket_seconds, buckets, sold_out_at, totals }))
+    Ok(Picture::Rush(Rush {
+        book_start: activity.book_start,
+        origin: start,
+        bucket_seconds,
+        buckets,
+        sold_out_at,
+        totals,
+    }))
 }
 
 async fn totals(conn: &mut PgConnection, activity_id: i64) -> Result<Totals, AppError> {

@@ -1,6 +1,6 @@
 //! The rush chart on the activity page (README "Rush chart"): tickets issued
-//! per bucket from the booking start with cancels and waiting-list joins
-//! beside them, the sold-out moment marked, and below, on the same time axis,
+//! per bucket from the booking start with cancels and waiting-list joins as
+//! thin bars beside them, the sold-out moment marked, and below, on the same time axis,
 //! the refusals stacked by reason. Drawn here as inline SVG as the arrivals
 //! chart is (`door_chart`: presentation attributes only, so the page's CSP
 //! holds and it needs no script). Only numbers, fixed words and offsets go
@@ -121,6 +121,8 @@ pub fn svg(rush: &Rush) -> String {
     let n = rush.buckets.len().max(1);
     let pitch = PLOT_WIDTH / n as f64;
     let bar = (pitch * 0.8).max(1.0);
+    // A bucket of the upper panel: the tickets' bar, then thin bars for cancels and joins.
+    let (wide, thin) = (bar * 0.7, bar * 0.15);
     let upper_base = TOP + UPPER;
     let lower_top = upper_base + GAP;
     let lower_base = lower_top + LOWER;
@@ -131,9 +133,9 @@ pub fn svg(rush: &Rush) -> String {
     let most_refused = rush.buckets.iter().map(Bucket::refused_total).max().unwrap_or(0).max(1);
     let booked: i64 = rush.buckets.iter().map(|k| k.booked).sum();
     let refused: i64 = rush.buckets.iter().map(Bucket::refused_total).sum();
-    let sold_out = rush.sold_out_at.map(|at| at - rush.book_start);
+    // Where the marker goes (from the axis's origin), and what it says (from the booking start).
+    let sold_out = rush.sold_out_at.map(|at| (at - rush.origin, at - rush.book_start));
     let y = |count: i64, top: f64, height: f64, of: i64| top + height - count as f64 * height / of as f64;
-    let centre = |i: usize| LEFT + (i as f64 + 0.5) * pitch;
 
     let mut svg = String::new();
     let _ = write!(
@@ -143,9 +145,9 @@ pub fn svg(rush: &Rush) -> String {
          <title id=\"rush-title\">抢票过程：每 {bucket} 出票、退票、候补与被拒</title>\
          <desc id=\"rush-desc\">从抢票开始，每 {bucket} 一格，共 {n} 格：出票 {booked} 张，被拒 {refused} 次{sold}。</desc>",
         bucket = bucket_words(b),
-        sold = sold_out.map(|d| format!("，开抢后 {} 售罄", elapsed(d))).unwrap_or_default(),
+        sold = sold_out.map(|(_, d)| format!("，开抢后 {} 售罄", elapsed(d))).unwrap_or_default(),
     );
-    // The upper panel: tickets issued as bars, cancels and joins as lines.
+    // The axes of both panels.
     for (top, base, hi) in [(TOP, upper_base, highest), (lower_top, lower_base, most_refused)] {
         let _ = write!(
             svg,
@@ -155,14 +157,13 @@ pub fn svg(rush: &Rush) -> String {
         label(&mut svg, "axis-y", LEFT - 4.0, top + 3.0, "end", hi);
         label(&mut svg, "axis-y", LEFT - 4.0, base + 3.0, "end", 0);
     }
+    // The upper panel: tickets issued, cancels, waiting-list joins.
     for (i, k) in rush.buckets.iter().enumerate() {
         let from = i as i64 * b;
-        let h = UPPER - (y(k.booked, TOP, UPPER, highest) - TOP);
         let _ = write!(
             svg,
             "<g class=\"bar\" data-offset=\"{from}\" data-booked=\"{}\" data-cancelled=\"{}\" data-joined=\"{}\">\
-             <title>{}–{}：出票 {}，退票 {}，候补 {}</title>\
-             <rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bar:.1}\" height=\"{h:.1}\" fill=\"{BOOKED}\"/></g>",
+             <title>{}–{}：出票 {}，退票 {}，候补 {}</title>",
             k.booked,
             k.cancelled,
             k.joined,
@@ -171,27 +172,22 @@ pub fn svg(rush: &Rush) -> String {
             k.booked,
             k.cancelled,
             k.joined,
-            LEFT + i as f64 * pitch + (pitch - bar) / 2.0,
-            upper_base - h,
         );
-    }
-    for (class, colour, count) in
-        [("cancels", CANCELLED, (|k: &Bucket| k.cancelled) as fn(&Bucket) -> i64), ("joins", JOINED, |k| k.joined)]
-    {
-        if rush.buckets.iter().all(|k| count(k) == 0) {
-            continue;
+        let mut x = LEFT + i as f64 * pitch + (pitch - bar) / 2.0;
+        for (count, width, colour) in
+            [(k.booked, wide, BOOKED), (k.cancelled, thin, CANCELLED), (k.joined, thin, JOINED)]
+        {
+            if count > 0 {
+                let top = y(count, TOP, UPPER, highest);
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{x:.1}\" y=\"{top:.1}\" width=\"{width:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>",
+                    upper_base - top
+                );
+            }
+            x += width;
         }
-        let points: Vec<String> = rush
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("{:.1},{:.1}", centre(i), y(count(k), TOP, UPPER, highest)))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline class=\"{class}\" points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>",
-            points.join(" ")
-        );
+        svg.push_str("</g>");
     }
     // The lower panel: refusals stacked by reason.
     label(&mut svg, "panel", LEFT, lower_top - 8.0, "start", "被拒的请求（按原因）");
@@ -223,15 +219,15 @@ pub fn svg(rush: &Rush) -> String {
         label(&mut svg, "axis-x", LEFT + i as f64 * pitch, lower_base + 14.0, "middle", offset(i as i64 * b));
     }
     label(&mut svg, "axis-x", LEFT + PLOT_WIDTH, lower_base + 28.0, "end", format!("每格 {}", bucket_words(b)));
-    if let Some(d) = sold_out {
-        let x = LEFT + d.whole_milliseconds() as f64 / (b as f64 * 1000.0) * pitch;
+    if let Some((at, d)) = sold_out {
+        let x = LEFT + at.whole_milliseconds() as f64 / (b as f64 * 1000.0) * pitch;
         let anchor = if x > LEFT + PLOT_WIDTH * 0.7 { "end" } else { "start" };
         let _ = write!(
             svg,
             "<g class=\"sold-out\" data-offset-ms=\"{}\"><line x1=\"{x:.1}\" y1=\"{}\" x2=\"{x:.1}\" y2=\"{lower_base}\" \
              stroke=\"#333\" stroke-width=\"1\" stroke-dasharray=\"4 3\"/>\
              <text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#333\" text-anchor=\"{anchor}\">售罄 +{}</text></g>",
-            d.whole_milliseconds(),
+            at.whole_milliseconds(),
             TOP - 6.0,
             if anchor == "end" { x - 3.0 } else { x + 3.0 },
             TOP - 9.0,
@@ -271,6 +267,7 @@ mod tests {
         let book_start = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         Rush {
             book_start,
+            origin: book_start,
             bucket_seconds: 1,
             buckets,
             sold_out_at: sold_out_after_ms.map(|ms| book_start + Duration::milliseconds(ms)),
@@ -289,7 +286,7 @@ mod tests {
         assert!(svg.contains("data-booked=\"3\"") && svg.contains("data-cancelled=\"1\""));
         assert!(svg.contains("data-offset-ms=\"1500\"") && svg.contains("售罄 +1.5 秒"), "{svg}");
         assert!(svg.contains("data-sold-out=\"9\""));
-        assert!(svg.contains("<polyline class=\"cancels\"") && svg.contains("<polyline class=\"joins\""));
+        assert!(svg.contains(&format!("fill=\"{CANCELLED}\"")) && svg.contains(&format!("fill=\"{JOINED}\"")));
         assert!(svg.contains("<title id=\"rush-title\">") && svg.contains("<desc id=\"rush-desc\">"));
         assert!(svg.contains("每格 1 秒"));
         assert!(!svg.contains("style="), "the CSP allows no inline style");
