@@ -216,7 +216,8 @@ mod tests {
         assert_eq!(bucket_for(Duration::milliseconds(300)), 1);
         assert_eq!(bucket_for(Duration::seconds(120)), 1);
         assert_eq!(bucket_for(Duration::seconds(121)), 2);
-        assert_eq!(bucket_for(Duration::minutes(30)), 30);
+        assert_eq!(bucket_for(Duration::minutes(30)), 15);
+        assert_eq!(bucket_for(Duration::minutes(31)), 30);
         assert_eq!(bucket_for(Duration::hours(3)), 120);
         assert_eq!(bucket_for(Duration::days(7)), 7200);
         assert_eq!(bucket_for(Duration::days(400)), 288_000);

@@ -143,9 +143,9 @@ async fn a_rush_is_drawn_with_its_sold_out_moment_and_its_refusals_by_reason() {
     let chart = &chart[..chart.find("</svg>").unwrap()];
 
     // Every ticket, cancel and join is a bar's.
-    assert_eq!(sum(chart, "bar", "data-booked"), sent.tickets);
-    assert_eq!(sum(chart, "bar", "data-cancelled"), sent.cancelled);
-    assert_eq!(sum(chart, "bar", "data-joined"), sent.joined);
+    assert_eq!(sum(chart, "rush-bar", "data-booked"), sent.tickets);
+    assert_eq!(sum(chart, "rush-bar", "data-cancelled"), sent.cancelled);
+    assert_eq!(sum(chart, "rush-bar", "data-joined"), sent.joined);
     assert!(chart.contains("每格 1 秒"), "a rush of seconds is drawn a second a bar");
     assert!(!page.contains("style="), "the CSP allows no inline style");
 
@@ -172,9 +172,9 @@ async fn a_rush_is_drawn_with_its_sold_out_moment_and_its_refusals_by_reason() {
     assert_eq!(total(&page, "booked"), sent.tickets);
     assert_eq!(total(&page, "cancelled"), sent.cancelled);
     assert_eq!(total(&page, "joined"), sent.joined);
-    assert_eq!(sum(chart, "refused", "data-sold-out"), sent.sold_out);
-    assert_eq!(sum(chart, "refused", "data-not-bound"), sent.not_bound);
-    assert_eq!(sum(chart, "refused", "data-already-holds"), sent.already_holds);
+    assert_eq!(sum(chart, "rush-refused", "data-sold-out"), sent.sold_out);
+    assert_eq!(sum(chart, "rush-refused", "data-not-bound"), sent.not_bound);
+    assert_eq!(sum(chart, "rush-refused", "data-already-holds"), sent.already_holds);
     assert!(chart.contains(">已抢完</text>") && chart.contains(">未绑定</text>"), "the legend names them");
 
     // The list says how long it took.

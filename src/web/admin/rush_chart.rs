@@ -162,7 +162,7 @@ pub fn svg(rush: &Rush) -> String {
         let from = i as i64 * b;
         let _ = write!(
             svg,
-            "<g class=\"bar\" data-offset=\"{from}\" data-booked=\"{}\" data-cancelled=\"{}\" data-joined=\"{}\">\
+            "<g class=\"rush-bar\" data-offset=\"{from}\" data-booked=\"{}\" data-cancelled=\"{}\" data-joined=\"{}\">\
              <title>{}–{}：出票 {}，退票 {}，候补 {}</title>",
             k.booked,
             k.cancelled,
@@ -196,7 +196,7 @@ pub fn svg(rush: &Rush) -> String {
         for (reason, n) in Reason::ALL.iter().zip(k.refused) {
             let _ = write!(attrs, " data-{}=\"{n}\"", reason.as_str().replace('_', "-"));
         }
-        let _ = write!(svg, "<g class=\"refused\" data-offset=\"{}\"{attrs}>", i as i64 * b);
+        let _ = write!(svg, "<g class=\"rush-refused\" data-offset=\"{}\"{attrs}>", i as i64 * b);
         let mut stacked = 0;
         for (reason, n) in Reason::ALL.iter().zip(k.refused).filter(|(_, n)| *n > 0) {
             let (top, bottom) =
@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn bars_carry_their_counts_the_marker_its_moment_and_nothing_is_styled_inline() {
         let svg = svg(&rush(vec![bucket(3, 0, 0, 0), bucket(2, 1, 0, 4), bucket(0, 0, 2, 9)], Some(1_500)));
-        assert_eq!(svg.matches("<g class=\"bar\"").count(), 3);
+        assert_eq!(svg.matches("<g class=\"rush-bar\"").count(), 3);
         assert!(svg.contains("data-booked=\"3\"") && svg.contains("data-cancelled=\"1\""));
         assert!(svg.contains("data-offset-ms=\"1500\"") && svg.contains("售罄 +1.5 秒"), "{svg}");
         assert!(svg.contains("data-sold-out=\"9\""));
