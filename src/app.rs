@@ -36,11 +36,22 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Meanwhile the refusal counts go to the database about once a second,
+    /// and once more after the last request.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let refusals = tokio::spawn(crate::booking::refusals::keep_flushing(
+            self.state.refusals.clone(),
+            self.state.pool.clone(),
+            stop.clone(),
+        ));
         let router = crate::web::router(self.state);
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let served = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        stop.cancel();
+        let _ = refusals.await;
+        served?;
         Ok(())
     }
 }

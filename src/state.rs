@@ -26,6 +26,8 @@ pub struct Inner {
     pub database: db::DatabaseHealth,
     /// Enqueues notifications (in the caller's transaction) and runs their workers.
     pub notifier: crate::notify::Notifier,
+    /// Refused bookings counted in memory, written about once a second (`booking::refusals`).
+    pub refusals: Arc<crate::booking::refusals::Tally>,
 }
 
 impl std::ops::Deref for AppState {
@@ -62,6 +64,7 @@ impl AppState {
             cipher,
             local_addr: std::sync::OnceLock::new(),
             database: db::DatabaseHealth::default(),
+            refusals: Arc::default(),
         })))
     }
 }

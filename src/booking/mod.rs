@@ -13,6 +13,8 @@ pub mod lottery;
 pub mod no_show;
 pub mod outbox;
 pub mod poster_check;
+pub mod refusals;
+pub mod rush_facts;
 pub mod seats;
 pub mod status;
 pub mod students;

@@ -378,7 +378,13 @@ pub(super) enum Taken {
 }
 
 /// Takes one place from a slot row that no one else holds and issues the
-/// ticket, in one statement. SKIP LOCKED keeps a rush from queueing on one
+/// ticket, in one statement. When that was the last place it sees, the same
+/// statement records the sold-out moment (`activities.sold_out_at`, once):
+/// no extra round trip, and `SKIP LOCKED` so it never waits on the activity
+/// row (an edit or a waiting-list change holding it would deadlock with a
+/// booking holding a slot). A moment missed so, or while a concurrent
+/// booking's last place was not yet committed, is worked out from the
+/// tickets when read (`rush_facts`). SKIP LOCKED keeps a rush from queueing on one
 /// row, and the statement never waits for a row lock: a transaction that
 /// waits while holding a row it locked and found emptied can deadlock with
 /// another doing the same. When every slot with places is held by bookings in
@@ -396,13 +402,20 @@ pub(super) async fn take_place_and_issue(
                      UPDATE activity_slots SET remaining = remaining - 1 \
                      WHERE activity_id = $1 AND slot = (SELECT slot FROM activity_slots \
                          WHERE activity_id = $1 AND remaining > 0 ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED) \
-                     RETURNING slot), \
+                     RETURNING slot, remaining), \
                  issued AS ( \
                      INSERT INTO tickets (code, activity_id, student_id, slot, simulated, openid, \
                          guest_name, guest_note, issued_by) \
                      SELECT $2, $1, $3, slot, $4, $5, $6, $7, $8 FROM taken \
                      ON CONFLICT DO NOTHING \
-                     RETURNING id, code, booked_at) \
+                     RETURNING id, code, booked_at), \
+                 sold_out AS ( \
+                     UPDATE activities SET sold_out_at = now() WHERE id = ( \
+                         SELECT id FROM activities WHERE id = $1 AND sold_out_at IS NULL \
+                             AND EXISTS (SELECT 1 FROM issued) AND (SELECT remaining FROM taken) = 0 \
+                             AND NOT EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 \
+                                 AND remaining > 0 AND slot <> (SELECT slot FROM taken)) \
+                         FOR NO KEY UPDATE SKIP LOCKED)) \
                  SELECT (SELECT slot FROM taken), (SELECT id FROM issued), (SELECT code FROM issued), \
                      (SELECT booked_at FROM issued), \
                      EXISTS (SELECT 1 FROM activity_slots WHERE activity_id = $1 AND remaining > 0)",

@@ -175,6 +175,7 @@ async fn book(
     let tz = state.config.timezone;
     let outcome = tickets::book(conn, &activity, openid, state.config.no_show.as_ref()).await?;
     *counted = outcomes::book(&outcome);
+    state.refusals.note(&activity, &outcome); // the rush chart's refusals (booking/refusals.rs)
     Ok(match outcome {
         BookOutcome::Booked(ticket) => {
             ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))

@@ -289,6 +289,16 @@ pub async fn queue_depths(pool: &PgPool) -> Result<QueueDepths, AppError> {
     Ok(QueueDepths { queued, retrying, jobs })
 }
 
+/// How many notifications were given up on (undelivered) in the last `hours`.
+pub async fn undelivered_since(pool: &PgPool, hours: i32) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE state = 'undelivered' AND updated_at > now() - make_interval(hours => $1)",
+    )
+    .bind(hours)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// How long the record of a notification is kept: long enough to answer "did
 /// I get told?" about any recent activity.
 pub const KEEP_DAYS: i32 = 90;

@@ -412,6 +412,7 @@ async fn book(
     if matches!(outcome, BookOutcome::Booked(_)) {
         crate::meters::booked(crate::meters::Via::Web);
     }
+    state.refusals.note(&ActivityRef::Id(id), &outcome);
     let to_ticket = |code: &str| {
         let url = crate::bot::ticket_url(&state, &me.openid, code);
         let path = url.strip_prefix(&state.config.public_url).unwrap_or(&url).to_string();

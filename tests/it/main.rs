@@ -34,6 +34,7 @@ mod notifications;
 mod oauth_browser;
 mod oauth_pages;
 mod rush;
+mod rush_chart;
 mod seats;
 mod seats_admin;
 mod seats_browser;

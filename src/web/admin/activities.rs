@@ -22,7 +22,7 @@ use crate::{
         activities::{self, EditErrors, EditOutcome, Summary},
         checkin, door, images,
         lottery::Mode,
-        poster_check,
+        poster_check, rush_facts,
         seats::{
             self, Plan, Seating, ZoneQuota,
             admin::{self as seat_admin, CapacityRefused, Setup},
@@ -70,6 +70,8 @@ struct Row {
     s: Summary,
     book_start: String,
     start_at: String,
+    /// 售罄用时: how long it took to sell out, `未售罄`, or `—` (not open yet, a lottery).
+    sell_out: String,
 }
 
 /// `?test=1`: count (and export) the simulator's test tickets too.
@@ -91,6 +93,7 @@ struct ListPage {
     session: AdminSession,
     rows: Vec<Row>,
     include_test: bool,
+    dashboard: super::dashboard::Dashboard,
 }
 
 impl ListPage {
@@ -107,16 +110,28 @@ async fn list(
     let tz = state.config.timezone;
     let include_test = asked.included();
     let teams = session.scope.team_filter();
-    let rows = activities::summaries(&mut *state.pool.acquire().await?, include_test, teams)
-        .await?
+    let mut conn = state.pool.acquire().await?;
+    let summaries = activities::summaries(&mut conn, include_test, teams).await?;
+    let ids: Vec<i64> = summaries.iter().map(|s| s.activity.id).collect();
+    let sold_out = rush_facts::sold_out_moments(&mut conn, &ids).await?;
+    drop(conn);
+    let now = time::OffsetDateTime::now_utc();
+    let dashboard =
+        super::dashboard::Dashboard::of(&state, &summaries.iter().collect::<Vec<_>>(), teams.is_none(), now).await?;
+    let rows = summaries
         .into_iter()
         .map(|s| Row {
             book_start: local_time::full(s.activity.book_start, tz),
             start_at: local_time::full(s.activity.start_at, tz),
+            sell_out: match sold_out.get(&s.activity.id) {
+                _ if s.activity.mode == Mode::Lottery || now < s.activity.book_start => "—".into(),
+                Some(at) => super::rush_chart::elapsed(*at - s.activity.book_start),
+                None => "未售罄".into(),
+            },
             s,
         })
         .collect();
-    Ok(ListPage { session, rows, include_test })
+    Ok(ListPage { session, rows, include_test, dashboard })
 }
 
 /// What the admin typed, kept as typed so a refused form comes back intact.
@@ -374,6 +389,8 @@ pub(super) struct FormPage {
     pub(super) guests: Option<super::guests::GuestsView>,
     /// Its messages to ticket holders (an existing activity only).
     pub(super) messages: Option<super::holder_messages::MessagesView>,
+    /// The rush chart (an existing activity only).
+    rush: Option<super::rush_chart::RushView>,
 }
 
 /// The activity page's door section.
@@ -453,7 +470,7 @@ async fn new_activity_page(
     let timezone = zone(state);
     let halls = hall_names(state).await?;
     let teams = offered_teams(state, &session).await?;
-    let (door, waiting, lottery, seats, team_name, guests) = (None, None, None, None, String::new(), None);
+    let (door, waiting, lottery, seats, team_name, guests, rush) = (None, None, None, None, String::new(), None, None);
     let activity = None;
     Ok(FormPage {
         session,
@@ -471,6 +488,7 @@ async fn new_activity_page(
         team_name,
         guests,
         messages: None,
+        rush,
     })
 }
 
@@ -513,6 +531,7 @@ async fn activity_page(
     let team_name = teams::by_ids(&mut conn, &[activity.team_id]).await?.pop().map(|t| t.name).unwrap_or_default();
     let guests = Some(super::guests::GuestsView::of(&mut conn, &activity).await?);
     let messages = Some(super::holder_messages::MessagesView::of(&mut conn, &activity, tz).await?);
+    let rush = Some(super::rush_chart::view(&mut conn, &activity).await?);
     drop(conn);
     let timezone = zone(state);
     let halls = hall_names(state).await?;
@@ -534,6 +553,7 @@ async fn activity_page(
         team_name,
         guests,
         messages,
+        rush,
     })
 }
 

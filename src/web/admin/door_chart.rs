@@ -32,16 +32,8 @@ pub fn arrivals_svg(bins: &[Bin], tz: &time_tz::Tz) -> Option<String> {
         "<line x1=\"{LEFT}\" y1=\"{baseline}\" x2=\"{}\" y2=\"{baseline}\" stroke=\"#999\" stroke-width=\"1\"/>",
         width - 4
     );
-    let axis = |svg: &mut String, y: i64, label: i64| {
-        let _ = write!(
-            svg,
-            "<text class=\"axis-y\" x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"end\">{label}</text>",
-            LEFT - 4,
-            y + 3
-        );
-    };
-    axis(&mut svg, TOP, highest);
-    axis(&mut svg, baseline, 0);
+    label(&mut svg, "axis-y", LEFT - 4, TOP + 3, "end", highest);
+    label(&mut svg, "axis-y", LEFT - 4, baseline + 3, "end", 0);
     for (i, bin) in bins.iter().enumerate() {
         let i = i as i64;
         let x = LEFT + 2 + i * PITCH;
@@ -58,16 +50,27 @@ pub fn arrivals_svg(bins: &[Bin], tz: &time_tz::Tz) -> Option<String> {
             y = baseline - h,
         );
         if i % label_every == 0 {
-            let _ = write!(
-                svg,
-                "<text class=\"axis-x\" x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#666\" text-anchor=\"middle\">{from}</text>",
-                x + BAR / 2,
-                baseline + 14
-            );
+            label(&mut svg, "axis-x", x + BAR / 2, baseline + 14, "middle", &from);
         }
     }
     svg.push_str("</svg>");
     Some(svg)
+}
+
+/// A small grey label (axes, legends), for the charts drawn here and in
+/// `rush_chart`. `text` is a number, a time or a fixed word: never input.
+pub(super) fn label(
+    svg: &mut String,
+    class: &str,
+    x: impl std::fmt::Display,
+    y: impl std::fmt::Display,
+    anchor: &str,
+    text: impl std::fmt::Display,
+) {
+    let _ = write!(
+        svg,
+        "<text class=\"{class}\" x=\"{x}\" y=\"{y}\" font-size=\"10\" fill=\"#666\" text-anchor=\"{anchor}\">{text}</text>"
+    );
 }
 
 #[cfg(test)]
