@@ -310,6 +310,30 @@ async fn the_dashboard_shows_what_is_open_what_opens_within_a_day_and_the_queue_
     }
     let queue = panel(&page, "dashboard-queue");
     assert!(queue.contains("id=\"dashboard-queued\">0<") && queue.contains("id=\"dashboard-failed\">0<"), "{queue}");
+    // Backups are off in this test app, and none was ever taken: said plainly, not flagged.
+    let backup = panel(&page, "dashboard-backup");
+    assert!(
+        backup.contains("还没有备份") && backup.contains("没有开启每晚备份") && !backup.contains("error"),
+        "{backup}"
+    );
+    // A good backup three days old is flagged once nightly backups are on.
+    sqlx::query(
+        "INSERT INTO backups (kind, outcome, file, bytes, started_at, finished_at) \
+         VALUES ('manual', 'ok', '/srv/b.dump', 1, now() - interval '3 days', now() - interval '3 days')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let nightly =
+        crate::common::spawn_app_on(app.db.clone(), crate::common::Settings::default().set("BACKUP_AT", "04:00")).await;
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let form = [("username", "admin-dash"), ("password", crate::common::admin::PASSWORD)];
+    nightly.add_admin("admin-dash").await;
+    assert!(http.post(nightly.url("/admin/login")).form(&form).send().await.unwrap().status().is_success());
+    let page = http.get(nightly.url("/admin")).send().await.unwrap().text().await.unwrap();
+    let backup = panel(&page, "dashboard-backup");
+    assert!(backup.contains("已超过两天") && backup.contains("每晚 04:00 自动备份"), "{backup}");
+    nightly.stop().await;
 
     // An organizer: their team's activities only, and no account-wide queue.
     let (http, _) = organizer(&app, "ophelia", &["话剧社"]).await;
@@ -318,6 +342,7 @@ async fn the_dashboard_shows_what_is_open_what_opens_within_a_day_and_the_queue_
     assert!(open_now.contains(&format!("data-activity=\"{}\"", open.id)));
     assert!(!page.contains(&format!("data-activity=\"{}\"", other.id)), "another team's is not shown");
     assert!(!page.contains("dashboard-queue") && !page.contains("dashboard-queued"), "the queue is an admin's");
+    assert!(!page.contains("dashboard-backup"), "so are the backups");
 }
 
 /// A rush in waves, for a picture worth reading: capacity 20, 48 students

@@ -35,11 +35,25 @@ pub struct Queue {
     pub failed: i64,
 }
 
+/// The backups (README "Backups"), as `/healthz` reads them.
+pub struct Backups {
+    /// When the last good backup finished, in `TIMEZONE`.
+    pub last_good: Option<String>,
+    /// No good backup for two days while nightly backups are on.
+    pub stale: bool,
+    /// The newest attempt failed after the last good one: when, and why.
+    pub failed: Option<String>,
+    /// `04:00`, when nightly backups are on.
+    pub nightly_at: Option<String>,
+}
+
 pub struct Dashboard {
     pub open_now: Vec<Line>,
     pub opening_soon: Vec<Line>,
     /// `None` for an organizer.
     pub queue: Option<Queue>,
+    /// `None` for an organizer.
+    pub backups: Option<Backups>,
 }
 
 impl Dashboard {
@@ -81,6 +95,21 @@ impl Dashboard {
         } else {
             None
         };
-        Ok(Dashboard { open_now, opening_soon, queue })
+        let backups = if account_wide {
+            let mut conn = state.pool.acquire().await?;
+            let o = crate::backups::overview(&mut conn, state.config.backup_at, now).await?;
+            Some(Backups {
+                last_good: o.last_good.map(|b| local_time::full(b.finished_at.unwrap_or(b.started_at), tz)),
+                stale: o.stale,
+                failed: o.since_good.filter(|b| b.outcome == crate::backups::Outcome::Failed).map(|b| {
+                    let at = local_time::full(b.finished_at.unwrap_or(b.started_at), tz);
+                    format!("{at}：{}", b.error.unwrap_or_default())
+                }),
+                nightly_at: o.nightly_at.map(|t| format!("{:02}:{:02}", t.hour(), t.minute())),
+            })
+        } else {
+            None
+        };
+        Ok(Dashboard { open_now, opening_soon, queue, backups })
     }
 }
