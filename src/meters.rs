@@ -85,6 +85,10 @@ pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
         "GET" | "POST" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "PATCH" => method,
         _ => "other",
     };
+    // Without a recorder, not even the labels' strings are made: this runs on every request.
+    if HANDLE.get().is_none() {
+        return;
+    }
     let (method, route) = (method.to_string(), route_label(route));
     counter!(HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);

@@ -133,29 +133,30 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
             answer = answer_once(&state, &msg, &signed) => Some(answer),
         }
     };
-    let command = bot::command_name(&msg);
-    let (xml, outcome) = match tokio::time::timeout(DEADLINE, answer).await {
+    // The command's name only where no handling named it (the busy answers, a replay).
+    let command = || bot::command_name(&msg);
+    let (xml, command, outcome) = match tokio::time::timeout(DEADLINE, answer).await {
         Ok(None) => {
             tracing::debug!("the database is down; answered busy");
-            (busy_reply(&msg), "database_down")
+            (busy_reply(&msg), command(), "database_down")
         }
-        Ok(Some(Ok(Answer::Reply(xml, outcome)))) => (xml, outcome),
+        Ok(Some(Ok(Answer::Reply { xml, command, outcome }))) => (xml, command, outcome),
         Ok(Some(Ok(Answer::Replayed))) => {
             tracing::warn!("a signed query was replayed with another message; refused");
-            meters::wechat_message(command, "replay_refused");
+            meters::wechat_message(command(), "replay_refused");
             return plain(StatusCode::FORBIDDEN, "this signature was already used for another message");
         }
         Ok(Some(Err(AppError::Busy))) => {
             tracing::warn!("a WeChat message found every place held; answered busy");
-            (busy_reply(&msg), "busy")
+            (busy_reply(&msg), command(), "busy")
         }
         Ok(Some(Err(e))) => {
             tracing::error!(error = %e, "could not answer a WeChat message");
-            (busy_reply(&msg), "error")
+            (busy_reply(&msg), command(), "error")
         }
         Err(_) => {
             tracing::warn!("a WeChat message missed the deadline");
-            (busy_reply(&msg), "deadline")
+            (busy_reply(&msg), command(), "deadline")
         }
     };
     meters::wechat_message(command, outcome);
@@ -193,8 +194,8 @@ fn open_envelope(state: &AppState, q: &SignedQuery, body: &str) -> Result<String
 }
 
 enum Answer {
-    /// The reply, and the outcome counted for it.
-    Reply(String, &'static str),
+    /// The reply, and the command and outcome counted for it.
+    Reply { xml: String, command: &'static str, outcome: &'static str },
     /// The signed query already carried another message.
     Replayed,
 }
@@ -221,7 +222,7 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
                 "cancelled" => meters::cancelled(meters::Via::Wechat),
                 _ => {}
             }
-            return Ok(Answer::Reply(xml, handled.outcome));
+            return Ok(Answer::Reply { xml, command: handled.command, outcome: handled.outcome });
         }
         Recorded::Replayed => {
             tx.rollback().await?;
@@ -231,7 +232,7 @@ async fn answer_once(state: &AppState, msg: &message::Message, signed: &SignedPa
     }
     records::stored_reply(&mut *state.pool.acquire().await?, &key)
         .await?
-        .map(|xml| Answer::Reply(xml, DUPLICATE))
+        .map(|xml| Answer::Reply { xml, command: handled.command, outcome: DUPLICATE })
         .ok_or_else(|| AppError::Internal("a recorded reply vanished".into()))
 }
 
