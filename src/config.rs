@@ -98,6 +98,10 @@ pub struct Config {
     pub backup_at: Option<time::Time>,
     /// `BACKUP_KEEP`: how many nightly backup files to keep in `BACKUP_DIR`.
     pub backup_keep: u32,
+    /// `MENU_AUTO=on`: the clock recomposes the custom menu and pushes it when it changes.
+    pub menu_auto: bool,
+    /// `MENU_AUTO_DEBOUNCE_SECONDS` (for tests; default 60): at most one automatic push this often.
+    pub menu_auto_debounce_seconds: u32,
 }
 
 // Secrets never reach logs, so Debug shows only whether they are set.
@@ -130,6 +134,8 @@ impl fmt::Debug for Config {
             .field("cas_student_id_attribute", &self.cas_student_id_attribute)
             .field("wechat_oauth", &self.wechat_oauth)
             .field("wechat_oauth_base", &self.wechat_oauth_base)
+            .field("menu_auto", &self.menu_auto)
+            .field("menu_auto_debounce_seconds", &self.menu_auto_debounce_seconds)
             .field("backup_dir", &self.backup_dir)
             .field("backup_at", &self.backup_at)
             .field("backup_keep", &self.backup_keep)
@@ -241,6 +247,16 @@ impl Config {
         if wechat_oauth && (get("WECHAT_APPID").is_none() || get("WECHAT_SECRET").is_none()) {
             return Err(bad("WECHAT_OAUTH", "on needs WECHAT_APPID and WECHAT_SECRET".into()));
         }
+        let menu_auto = match get("MENU_AUTO").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("off") => false,
+            Some("on") => true,
+            Some(other) => return Err(bad("MENU_AUTO", format!("`{other}` is neither on nor off"))),
+        };
+        // Said at start-up: otherwise every push would fail, quietly, in the background.
+        if menu_auto && (get("WECHAT_APPID").is_none() || get("WECHAT_SECRET").is_none()) {
+            return Err(bad("MENU_AUTO", "on needs WECHAT_APPID and WECHAT_SECRET".into()));
+        }
+        let menu_auto_debounce_seconds = number("MENU_AUTO_DEBOUNCE_SECONDS", 60, 1..=3600)?;
 
         let database_url = get("DATABASE_URL");
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "./data".into()));
@@ -287,6 +303,8 @@ impl Config {
             cas_student_id_attribute: get("CAS_STUDENT_ID_ATTRIBUTE"),
             wechat_oauth,
             wechat_oauth_base: url_setting("WECHAT_OAUTH_BASE")?.unwrap_or_else(|| "https://open.weixin.qq.com".into()),
+            menu_auto,
+            menu_auto_debounce_seconds,
         })
     }
 }
@@ -379,6 +397,9 @@ mod tests {
             ("WECHAT_OAUTH", "yes"),
             ("WECHAT_OAUTH", "on"),
             ("METRICS_LISTEN", "9100"),
+            ("MENU_AUTO", "yes"),
+            ("MENU_AUTO", "on"),
+            ("MENU_AUTO_DEBOUNCE_SECONDS", "0"),
         ] {
             let err = config(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
@@ -428,6 +449,19 @@ mod tests {
             assert!(err.contains("BACKUP_AT"), "{bad}: {err}");
         }
         assert!(config(&[("BACKUP_KEEP", "0")]).unwrap_err().to_string().contains("BACKUP_KEEP"));
+    }
+
+    #[test]
+    fn the_automatic_menu_is_off_by_default_and_needs_the_api_credentials() {
+        let c = config(&[]).unwrap();
+        assert!(!c.menu_auto);
+        assert_eq!(c.menu_auto_debounce_seconds, 60);
+        let err = config(&[("MENU_AUTO", "on"), ("WECHAT_APPID", "wx1")]).unwrap_err().to_string();
+        assert!(err.contains("MENU_AUTO") && err.contains("WECHAT_SECRET"), "{err}");
+        let c = config(&[("MENU_AUTO", "ON"), ("WECHAT_APPID", "wx1"), ("WECHAT_SECRET", "s")]).unwrap();
+        assert!(c.menu_auto);
+        assert!(!config(&[("MENU_AUTO", "off")]).unwrap().menu_auto);
+        assert_eq!(config(&[("MENU_AUTO_DEBOUNCE_SECONDS", "5")]).unwrap().menu_auto_debounce_seconds, 5);
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! admin menu page and `wechat-ticket menu`: choose activities, compose,
 //! validate, push. The click keys are the ones `bot::commands` understands.
 
+pub mod auto;
+
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
 use crate::{
     Config,
-    booking::{Activity, ActivityStatus, activities},
+    booking::{Activity, ActivityStatus, activities, lottery::Mode},
     error::AppError,
     settings,
     wechat::{
@@ -36,11 +38,7 @@ pub fn compose(chosen: &[Activity]) -> Result<Menu, AppError> {
     let book = if unique.is_empty() {
         Button::click("抢票", "LIST_ACTIVITIES")
     } else {
-        let subs = unique
-            .iter()
-            .map(|a| Button::click(menu::fit_name(&a.name, MAX_SUB_NAME_BYTES), format!("BOOK_{}", a.id)))
-            .collect();
-        Button::parent("抢票", subs)
+        Button::parent("抢票", unique.iter().map(|a| book_button(a)).collect())
     };
     let menu = Menu {
         button: vec![
@@ -58,6 +56,22 @@ pub fn compose(chosen: &[Activity]) -> Result<Menu, AppError> {
     };
     validate(&menu)?;
     Ok(menu)
+}
+
+/// What a sold-out activity's button says after its name: the click joins its waiting list.
+const WAITING_SUFFIX: &str = "（候补）";
+
+/// An activity's button under "抢票": `BOOK_<id>`, or, once a first-come
+/// activity is sold out, `WAIT_<id>` — booking would only answer "sold out,
+/// send 候补", so the button joins the waiting list at once. The list is
+/// open until `book_end`, when the choice ([`offerable`]) lets the activity go.
+fn book_button(activity: &Activity) -> Button {
+    if activity.mode == Mode::Rush && activity.remaining == 0 {
+        let name = menu::fit_name(&activity.name, MAX_SUB_NAME_BYTES - WAITING_SUFFIX.len()) + WAITING_SUFFIX;
+        Button::click(name, format!("WAIT_{}", activity.id))
+    } else {
+        Button::click(menu::fit_name(&activity.name, MAX_SUB_NAME_BYTES), format!("BOOK_{}", activity.id))
+    }
 }
 
 /// The menu for `chosen`, as [`compose`], with the pages opened from the
@@ -302,6 +316,20 @@ mod tests {
                 ]},
             ]})
         );
+    }
+
+    #[test]
+    fn a_sold_out_activity_stays_with_a_button_that_joins_its_waiting_list() {
+        let mut sold_out = activity(7, "清华大学学生艺术团二零二五年新年音乐会暨优秀节目展演专场");
+        sold_out.remaining = 0;
+        let mut lottery = activity(8, "抽签");
+        (lottery.remaining, lottery.mode) = (0, Mode::Lottery);
+        let menu = compose(&[sold_out, lottery, activity(9, "话剧")]).unwrap();
+        let subs = &menu.button[0].sub_button;
+        assert_eq!(subs[0].key.as_deref(), Some("WAIT_7"));
+        assert!(subs[0].name.ends_with("…（候补）") && subs[0].name.len() <= MAX_SUB_NAME_BYTES, "{}", subs[0].name);
+        assert_eq!(subs[1].key.as_deref(), Some("BOOK_8"), "a lottery's list is made by its draw");
+        assert_eq!((subs[2].name.as_str(), subs[2].key.as_deref()), ("话剧", Some("BOOK_9")));
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //! are themselves safe to run twice (a draw locks its lottery and does nothing
 //! once drawn; a reminder's key is its ticket's).
 //!
+//! With `MENU_AUTO=on`, each tick also looks at the custom menu after the
+//! sweep's transaction (`menu::auto::refresh`): a changed menu is claimed
+//! once and pushed by a job on a queue of its own, so WeChat being slow never
+//! holds up a sweep, and a failure there never rolls one back.
+//!
 //! The nightly backup (`BACKUP_AT`) is a job on a queue of its own, so a long
 //! `pg_dump` never holds up the sweeps: the same scheduler lock and one job
 //! a night, and the backup claims its night in its log before writing
@@ -31,6 +36,7 @@ use crate::{
     backups::{self, nightly},
     booking,
     error::AppError,
+    menu::auto::{self as menu_auto, PushMenu},
     notify::{Notifier, notices},
 };
 
@@ -58,7 +64,8 @@ pub async fn start(notifier: &Notifier) -> Result<Workers, AppError> {
     let seconds = notifier.config().reminder_check_seconds;
     let cron = if seconds >= 60 { "0 * * * * *".to_string() } else { format!("*/{seconds} * * * * *") };
     let schedule = ZonedSchedule::new(&cron, "UTC").map_err(queue_error)?;
-    let sweep = Sweep { notifier: notifier.clone() };
+    let menu_pushes = start_menu_pushes(&pool, notifier.config(), &token, &mut workers).await?;
+    let sweep = Sweep { notifier: notifier.clone(), menu_pushes };
     queue.schedule(&pool, &schedule, &()).await.map_err(queue_error)?;
     let mut sweeper = Worker::new(queue.clone(), sweep.clone());
     sweeper.set_shutdown_token(token.clone());
@@ -90,10 +97,12 @@ pub async fn start(notifier: &Notifier) -> Result<Workers, AppError> {
 
 /// The scheduled sweep: queues the reminders coming due, runs the lottery
 /// draws due, closes the waiting lists that end, and places the tickets still
-/// without a seat after their seat deadline — in one transaction.
+/// without a seat after their seat deadline — in one transaction; then, with
+/// `MENU_AUTO=on`, refreshes the menu.
 #[derive(Clone)]
 pub struct Sweep {
     notifier: Notifier,
+    menu_pushes: Option<std::sync::Arc<Queue<PushMenu>>>,
 }
 
 impl Task for Sweep {
@@ -125,6 +134,14 @@ impl Task for Sweep {
         if placed > 0 {
             tracing::info!(placed, "places assigned at the seat deadline");
         }
+        if let Some(queue) = &self.menu_pushes {
+            // After the commit: the menu reads what this tick changed (a closed list leaves it).
+            match menu_auto::refresh(self.notifier.background_pool(), config, queue).await {
+                Ok(true) => tracing::info!("changed menu queued for pushing"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "menu refresh failed; the next tick tries again"),
+            }
+        }
         Ok(())
     }
 
@@ -141,6 +158,28 @@ impl Task for Sweep {
     fn ttl(&self) -> jiff::Span {
         1.day()
     }
+}
+
+/// The automatic menu's push queue and worker, when `MENU_AUTO=on`.
+async fn start_menu_pushes(
+    pool: &PgPool,
+    config: &Config,
+    token: &CancellationToken,
+    workers: &mut Workers,
+) -> Result<Option<std::sync::Arc<Queue<PushMenu>>>, AppError> {
+    if !config.menu_auto {
+        return Ok(None);
+    }
+    let queue = Queue::builder().name(menu_auto::PUSH_QUEUE).pool(pool.clone()).build().await.map_err(queue_error)?;
+    let queue = std::sync::Arc::new(queue);
+    let mut worker = Worker::new(queue.clone(), PushMenu::new(pool.clone(), config.clone()));
+    worker.set_shutdown_token(token.clone());
+    // New jobs wake the worker through LISTEN/NOTIFY; the poll is a fallback.
+    workers.push(supervise("menu push worker", token.clone(), move || {
+        let worker = worker.clone();
+        async move { worker.run_every(5.seconds()).await.map_err(|e| e.to_string()) }
+    }));
+    Ok(Some(queue))
 }
 
 /// The nightly backup's scheduler and worker, when `BACKUP_AT` is set.

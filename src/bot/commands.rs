@@ -16,8 +16,9 @@ pub enum Command {
     /// `取票 <key>` names one activity; `查票` lists them all.
     MyTickets(Option<String>),
     Cancel(Option<String>),
-    /// `候补 <key>`: join a sold-out activity's waiting list.
-    Wait(Option<String>),
+    /// `候补 <key>`, or the menu's `WAIT_<id>` under a sold-out activity:
+    /// join its waiting list.
+    Wait(Option<ActivityRef>),
     /// `取消候补 <key>`: leave it.
     LeaveWaiting(Option<String>),
     /// `取消报名 <key>`: withdraw from a lottery before its draw.
@@ -128,7 +129,7 @@ fn parse_text(text: &str) -> Command {
             Word::Book => Command::Book(arg.map(ActivityRef::Key)),
             Word::Tickets => Command::MyTickets(arg),
             Word::Cancel => Command::Cancel(arg),
-            Word::Wait => Command::Wait(arg),
+            Word::Wait => Command::Wait(arg.map(ActivityRef::Key)),
             Word::LeaveWaiting => Command::LeaveWaiting(arg),
             Word::Withdraw => Command::Withdraw(arg),
             Word::Seat => Command::ChooseSeat(arg),
@@ -146,10 +147,14 @@ fn parse_event(event: &Event) -> Command {
             "BIND" => Command::Bind,
             "LIST_ACTIVITIES" => Command::ListActivities,
             "MY_TICKETS" => Command::MyTickets(None),
-            other => match other.strip_prefix("BOOK_").and_then(|id| id.parse().ok()) {
-                Some(id) => Command::Book(Some(ActivityRef::Id(id))),
-                None => Command::Unknown,
-            },
+            other => {
+                let id = |prefix: &str| other.strip_prefix(prefix).and_then(|id| id.parse().ok()).map(ActivityRef::Id);
+                match (id("BOOK_"), id("WAIT_")) {
+                    (Some(activity), _) => Command::Book(Some(activity)),
+                    (_, Some(activity)) => Command::Wait(Some(activity)),
+                    _ => Command::Unknown,
+                }
+            }
         },
         _ => Command::Silent,
     }
@@ -176,7 +181,7 @@ mod tests {
         assert!(matches!(text("解绑"), Command::Unbind));
         assert!(matches!(text("退票　concert"), Command::Cancel(Some(k)) if k == "concert"));
         assert!(matches!(text("cancel"), Command::Cancel(None)));
-        assert!(matches!(text("候补 Concert"), Command::Wait(Some(k)) if k == "concert"));
+        assert!(matches!(text("候补 Concert"), Command::Wait(Some(ActivityRef::Key(k))) if k == "concert"));
         assert!(matches!(text("候补"), Command::Wait(None)));
         assert!(matches!(text("取消候补concert"), Command::LeaveWaiting(Some(k)) if k == "concert"));
         assert!(matches!(text("报名 Gala"), Command::Book(Some(ActivityRef::Key(k))) if k == "gala"));
@@ -204,6 +209,8 @@ mod tests {
         let click = |k: &str| parse_event(&Event::Click { key: k.into() });
         assert!(matches!(click("BOOK_42"), Command::Book(Some(ActivityRef::Id(42)))));
         assert!(matches!(click("BOOK_x"), Command::Unknown));
+        assert!(matches!(click("WAIT_42"), Command::Wait(Some(ActivityRef::Id(42)))));
+        assert!(matches!(click("WAIT_"), Command::Unknown));
         assert!(matches!(click("MY_TICKETS"), Command::MyTickets(None)));
         assert!(matches!(click("LIST_ACTIVITIES"), Command::ListActivities));
         assert!(matches!(click("BIND"), Command::Bind));

@@ -97,10 +97,9 @@ async fn answer(
             my_tickets(state, conn, openid, &student.student_id, key).await
         }
         Command::Wait(None) => text(replies::WAIT_NEEDS_KEY.into()),
-        Command::Wait(Some(key)) => {
+        Command::Wait(Some(activity)) => {
             let tz = state.config.timezone;
-            let joined =
-                waiting::join(conn, &ActivityRef::Key(key.clone()), openid, state.config.no_show.as_ref()).await?;
+            let joined = waiting::join(conn, &activity, openid, state.config.no_show.as_ref()).await?;
             *outcome = outcomes::waiting(&joined);
             text(match joined {
                 JoinOutcome::Joined { activity_name, position } => replies::waiting_joined(&activity_name, position),
@@ -111,7 +110,10 @@ async fn answer(
                 JoinOutcome::NotSoldOut { key } => replies::waiting_not_sold_out(&key),
                 JoinOutcome::NotOpenYet { opens_at } => replies::waiting_not_open(&local_time::short(opens_at, tz)),
                 JoinOutcome::Closed => replies::WAIT_CLOSED.into(),
-                JoinOutcome::NoSuchActivity => replies::no_such_activity(&key),
+                JoinOutcome::NoSuchActivity => match activity {
+                    ActivityRef::Key(key) => replies::no_such_activity(&key),
+                    ActivityRef::Id(_) => replies::NO_SUCH_MENU_ACTIVITY.into(),
+                },
                 JoinOutcome::NotBound => replies::not_bound(&bind_url(state, openid)),
                 JoinOutcome::Paused { until } => replies::paused(&local_time::short(until, tz)),
                 JoinOutcome::Lottery { key } => replies::waiting_lottery(&key),

@@ -50,6 +50,9 @@ pub async fn run(config: &Config, command: MenuCommand) -> Result<(), AppError> 
                 } else {
                     menu::push(&menu::wechat_api(config, pool.clone())?, &pool, &composed).await?;
                     menu::remember_choice(&pool, &chosen).await?;
+                    // Without --activity the push follows the default rule, and so does MENU_AUTO after it.
+                    let pinned = (!activities.is_empty()).then_some(chosen.as_slice());
+                    menu::auto::remember_rule(&pool, pinned).await?;
                     let under_book = composed.button[0].sub_button.len();
                     eprintln!("menu pushed to WeChat with {under_book} activities under 抢票");
                 }
