@@ -27,6 +27,7 @@ mod live_qr;
 mod lottery;
 mod lottery_browser;
 mod lottery_trust;
+mod menu_auto;
 mod menu_page;
 mod metrics;
 mod no_show;

@@ -1,6 +1,8 @@
 //! The custom menu page: what WeChat shows now, a composer (up to five
 //! activities under "抢票", plus "查票" and the service button), a preview, and
-//! the push. WeChat's refusals are shown in words.
+//! the push. WeChat's refusals are shown in words. With `MENU_AUTO=on` it
+//! also shows the automatic menu's rule and its last push, and a push here
+//! sets that rule (`menu::auto`).
 
 use std::collections::HashMap;
 
@@ -19,7 +21,11 @@ use crate::{
     AppState, audit,
     booking::{Activity, activities},
     error::AppError,
-    menu,
+    local_time,
+    menu::{
+        self,
+        auto::{self as menu_auto, Outcome, Rule},
+    },
     wechat::menu::Menu,
 };
 
@@ -57,6 +63,60 @@ impl Bar {
     }
 }
 
+/// The automatic menu, in words.
+pub struct AutoState {
+    /// Which activities it puts under 抢票.
+    rule: String,
+    /// The last automatic push: when, and how it went.
+    last: Option<String>,
+    /// The last failure's words, while it is the latest outcome.
+    error: Option<String>,
+    /// Whether WeChat has the menu the rule composes now, or when it will.
+    next: String,
+}
+
+async fn auto_state(state: &AppState) -> Result<Option<AutoState>, AppError> {
+    let config = &state.config;
+    if !config.menu_auto {
+        return Ok(None);
+    }
+    let tz = config.timezone;
+    let at = |t| local_time::precise(t, tz);
+    let rule = match menu_auto::rule(&state.pool).await? {
+        Rule::Default => "已发布、最近开抢的活动（至多 5 个）".to_string(),
+        Rule::Pinned(ids) if ids.is_empty() => "不放活动：「抢票」发送活动列表".to_string(),
+        Rule::Pinned(_) => {
+            "上次在这里（或用 menu push --activity）推送时选的活动；它们都截止后改回最近开抢的活动".into()
+        }
+    };
+    let last = menu_auto::last_push(&state.pool).await?;
+    let up_to_date = menu::last_pushed(&state.pool).await? == Some(menu_auto::wanted(&state.pool, config).await?);
+    let next_at = last.as_ref().map(|l| l.next_at(config.menu_auto_debounce_seconds));
+    let next = match (up_to_date, next_at) {
+        (true, _) => "微信上的菜单已是最新。".to_string(),
+        (false, Some(next)) if next > time::OffsetDateTime::now_utc() => {
+            format!(
+                "菜单有变化，{} 之后推送（两次自动推送至少相隔 {} 秒）。",
+                at(next),
+                config.menu_auto_debounce_seconds
+            )
+        }
+        (false, _) => "菜单有变化，下一次时钟检查时推送。".to_string(),
+    };
+    let (last, error) = match last {
+        None => (None, None),
+        Some(l) => {
+            let when = match l.outcome {
+                Outcome::Pending => format!("{} 开始推送，还在进行", at(l.attempted_at)),
+                Outcome::Pushed => format!("{} 自动推送成功", at(l.finished_at.unwrap_or(l.attempted_at))),
+                Outcome::Failed => format!("{} 自动推送失败（连续第 {} 次）", at(l.attempted_at), l.failures),
+            };
+            (Some(when), l.error.filter(|_| l.outcome != Outcome::Pushed))
+        }
+    };
+    Ok(Some(AutoState { rule, last, error, next }))
+}
+
 struct Choice {
     activity: Activity,
     chosen: bool,
@@ -72,6 +132,7 @@ struct MenuPage {
     preview: Option<(Bar, String)>,
     notice: Option<String>,
     error: Option<String>,
+    auto: Option<AutoState>,
 }
 
 /// Published activities a student could still book, to choose from.
@@ -97,7 +158,8 @@ async fn page(State(state): State<AppState>, session: AdminSession) -> Result<Me
         .into_iter()
         .map(|a| Choice { chosen: default.contains(&a.id), activity: a })
         .collect();
-    Ok(MenuPage { session, current: current(&state).await, choices, preview: None, notice: None, error: None })
+    let auto = auto_state(&state).await?;
+    Ok(MenuPage { session, current: current(&state).await, choices, preview: None, notice: None, error: None, auto })
 }
 
 async fn compose_or_push(
@@ -106,7 +168,28 @@ async fn compose_or_push(
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, AppError> {
     session.check_csrf(form.get("csrf").map(String::as_str).unwrap_or_default())?;
-    let push = form.get("action").is_some_and(|a| a == "push");
+    let action = form.get("action").map(String::as_str).unwrap_or_default();
+    let push = action == "push";
+    if action == "auto_default" {
+        menu_auto::remember_rule(&state.pool, None).await?;
+        audit::record(&mut *state.pool.acquire().await?, &session.admin.username, "菜单改回自动选择", "").await?;
+        let mut page = MenuPage {
+            current: current(&state).await,
+            choices: Vec::new(),
+            preview: None,
+            notice: Some("自动菜单改回「最近开抢的活动」，一分钟内推送。".into()),
+            error: None,
+            auto: auto_state(&state).await?,
+            session,
+        };
+        let default: Vec<i64> = menu::current_choice(&state.pool).await?.iter().map(|a| a.id).collect();
+        page.choices = candidates(&state)
+            .await?
+            .into_iter()
+            .map(|a| Choice { chosen: default.contains(&a.id), activity: a })
+            .collect();
+        return Ok(page.into_response());
+    }
     // Checkboxes are named `activity_<id>`; their order is the list's order.
     let candidates = candidates(&state).await?;
     let chosen: Vec<Activity> =
@@ -115,7 +198,8 @@ async fn compose_or_push(
         .into_iter()
         .map(|a| Choice { chosen: chosen.iter().any(|c| c.id == a.id), activity: a })
         .collect::<Vec<_>>();
-    let mut page = MenuPage { session, current: Ok(None), choices, preview: None, notice: None, error: None };
+    let mut page =
+        MenuPage { session, current: Ok(None), choices, preview: None, notice: None, error: None, auto: None };
     let composed = match menu::compose_for(&state.config, &chosen) {
         Ok(m) => m,
         Err(e) => {
@@ -133,6 +217,8 @@ async fn compose_or_push(
         };
         match pushed {
             Ok(()) => {
+                // What an admin pushes is what the automatic menu keeps up from now on.
+                menu_auto::remember_rule(&state.pool, Some(&chosen)).await?;
                 let names: Vec<&str> = chosen.iter().map(|a| a.key.as_str()).collect();
                 audit::record(
                     &mut *state.pool.acquire().await?,
@@ -147,6 +233,7 @@ async fn compose_or_push(
         }
     }
     page.current = current(&state).await;
+    page.auto = auto_state(&state).await?;
     let status = if page.error.is_some() { StatusCode::BAD_GATEWAY } else { StatusCode::OK };
     Ok((status, page).into_response())
 }
