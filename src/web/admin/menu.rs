@@ -173,21 +173,8 @@ async fn compose_or_push(
     if action == "auto_default" {
         menu_auto::remember_rule(&state.pool, None).await?;
         audit::record(&mut *state.pool.acquire().await?, &session.admin.username, "菜单改回自动选择", "").await?;
-        let mut page = MenuPage {
-            current: current(&state).await,
-            choices: Vec::new(),
-            preview: None,
-            notice: Some("自动菜单改回「最近开抢的活动」，一分钟内推送。".into()),
-            error: None,
-            auto: auto_state(&state).await?,
-            session,
-        };
-        let default: Vec<i64> = menu::current_choice(&state.pool).await?.iter().map(|a| a.id).collect();
-        page.choices = candidates(&state)
-            .await?
-            .into_iter()
-            .map(|a| Choice { chosen: default.contains(&a.id), activity: a })
-            .collect();
+        let mut page = page(State(state), session).await?;
+        page.notice = Some("自动菜单改回「最近开抢的活动」，一分钟内推送。".into());
         return Ok(page.into_response());
     }
     // Checkboxes are named `activity_<id>`; their order is the list's order.
