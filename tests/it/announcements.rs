@@ -88,7 +88,10 @@ async fn an_admin_previews_the_text_then_announces_it_to_every_follower_once() {
     app.activity("draft", 100, Window::Open).await;
     sqlx::query("UPDATE activities SET status = 'draft' WHERE key = 'draft'").execute(&app.pool).await.unwrap();
 
+    let activity_page = app.get(&format!("/admin/activities/{}", concert.id)).await.text().await.unwrap();
+    assert!(activity_page.contains(&format!("href=\"/admin/announcements?activity={}\"", concert.id)));
     let list = app.get(&format!("/admin/announcements?activity={}", concert.id)).await.text().await.unwrap();
+    assert!(list.contains(&format!("<option value=\"{}\" selected>", concert.id)), "{list}");
     assert!(list.contains("活动 concert（concert）") && !list.contains("（draft）"), "published only: {list}");
     let id = new_announcement(&app, &csrf, concert.id).await;
     let shown = page(&app, id).await;
@@ -303,6 +306,9 @@ async fn organizers_are_refused_forms_need_their_token_and_names_are_escaped() {
 
     // Even the organizer of the activity's own team: 群发 reaches every follower.
     let (ophelia, her_csrf) = organizer(&app, "ophelia", &["话剧社"]).await;
+    let hers = ophelia.get(app.url(&format!("/admin/activities/{}", play.id))).send().await.unwrap();
+    assert_eq!(hers.status(), 200, "her team's activity");
+    assert!(!hers.text().await.unwrap().contains("announce-link"), "no 群发 link for an organizer");
     for path in ["/admin/announcements".to_string(), format!("/admin/announcements/{id}")] {
         assert_eq!(ophelia.get(app.url(&path)).send().await.unwrap().status(), 403, "{path}");
     }
