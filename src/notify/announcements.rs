@@ -27,8 +27,9 @@ use crate::{
 
 /// WeChat takes long texts in a 群发, but a chat bubble is read at a glance.
 pub const MAX_CHARS: usize = 600;
-/// A claim older than this was left by an instance that died mid-send: it may be taken over.
-const STALE_CLAIM: &str = "2 minutes";
+/// A claim older than this was left by an instance that died mid-send (a
+/// call to WeChat gives up after 10 s): it may be taken over.
+pub const STALE_CLAIM: time::Duration = time::Duration::minutes(2);
 
 /// `draft → previewed → sending → sent → finished`; a refused send goes back
 /// from `sending` to `previewed` (with the refusal kept in `error`).
@@ -82,6 +83,7 @@ pub struct Announcement {
     pub created_at: OffsetDateTime,
     pub preview_openid: Option<String>,
     pub previewed_at: Option<OffsetDateTime>,
+    pub claimed_at: Option<OffsetDateTime>,
     pub sent_by: Option<String>,
     pub sent_at: Option<OffsetDateTime>,
     pub msg_id: Option<i64>,
@@ -96,9 +98,20 @@ pub struct Announcement {
 }
 
 const SELECT: &str = "SELECT n.id, n.activity_id, a.key AS activity_key, a.name AS activity_name, n.body, n.status, \
-     n.created_by, n.created_at, n.preview_openid, n.previewed_at, n.sent_by, n.sent_at, n.msg_id, n.msg_data_id, \
+     n.created_by, n.created_at, n.preview_openid, n.previewed_at, n.claimed_at, n.sent_by, n.sent_at, n.msg_id, n.msg_data_id, \
      n.error, n.result, n.total_count, n.filter_count, n.sent_count, n.error_count, n.finished_at \
      FROM announcements n JOIN activities a ON a.id = n.activity_id";
+
+impl Announcement {
+    /// Its send may be tried (again): previewed, or claimed by a send that never finished.
+    pub fn sendable(&self) -> bool {
+        match self.status {
+            Status::Previewed => true,
+            Status::Sending => self.claimed_at.is_some_and(|at| at + STALE_CLAIM < OffsetDateTime::now_utc()),
+            _ => false,
+        }
+    }
+}
 
 /// The text an announcement starts from: what, when, where, how to book, and the activity's page.
 pub fn default_text(activity: &Activity, public_url: &str, tz: &Tz) -> String {
@@ -262,22 +275,23 @@ pub async fn send(
 ) -> Result<Outcome, AppError> {
     let text = normalized(text);
     // The claim: only one request gets the row, whichever instance it reaches.
-    let claimed: Option<i64> = sqlx::query_scalar(&format!(
+    let claimed: Option<i64> = sqlx::query_scalar(
         "UPDATE announcements SET status = 'sending', claimed_at = now(), sent_by = $3 \
          WHERE id = $1 AND body = $2 AND (status = 'previewed' \
-             OR (status = 'sending' AND claimed_at < now() - interval '{STALE_CLAIM}')) \
-         RETURNING activity_id"
-    ))
+             OR (status = 'sending' AND claimed_at < now() - make_interval(secs => $4))) \
+         RETURNING activity_id",
+    )
     .bind(id)
     .bind(&text)
     .bind(by)
+    .bind(STALE_CLAIM.as_seconds_f64())
     .fetch_optional(pool)
     .await?;
     let Some(activity_id) = claimed else {
         let current = by_id(&mut *pool.acquire().await?, id).await?.ok_or(AppError::NotFound)?;
         return Ok(match current.status {
             Status::Draft => Outcome::Refused("还没有发送预览：请先把这段内容发送预览，确认无误后再群发。".into()),
-            Status::Previewed => {
+            Status::Previewed | Status::Sending if current.sendable() => {
                 Outcome::Refused("内容在预览之后改过了：请先把改后的内容发送预览，确认无误后再群发。".into())
             }
             other => Outcome::Taken(other),

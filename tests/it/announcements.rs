@@ -216,6 +216,7 @@ async fn a_quota_refusal_reads_in_words_sends_nothing_and_may_be_retried() {
         .execute(&app.pool)
         .await
         .unwrap();
+    assert!(!page(&app, id).await.contains("id=\"send-all\" disabled"), "the stale send may be tried again");
     fake.script(MASS_SENDALL_PATH, json!({"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": 3147494441_i64}));
     let (status, body) = send(&app, &csrf, id, &text).await;
     assert_eq!(status, 200, "{body}");

@@ -61,8 +61,10 @@ impl Line {
         self.a.status
     }
 
+    /// The form shows while the text may be previewed or sent (also a send
+    /// left unfinished by an instance that died, to be tried again).
     fn editable(&self) -> bool {
-        matches!(self.a.status, Status::Draft | Status::Previewed)
+        self.a.status == Status::Draft || self.a.sendable()
     }
 
     fn count(n: &Option<i32>) -> String {
@@ -154,7 +156,7 @@ struct AnnouncementPage {
 impl AnnouncementPage {
     /// The send button works only on a previewed text (the server checks it again).
     fn can_send(&self) -> bool {
-        self.line.status() == Status::Previewed && announcements::normalized(&self.text) == self.line.a.body
+        self.line.a.sendable() && announcements::normalized(&self.text) == self.line.a.body
     }
 }
 
