@@ -2,7 +2,7 @@
 
 use crate::{
     booking::tickets::ActivityRef,
-    wechat::message::{Event, Message, MessageKind},
+    wechat::message::{Event, MassSendResult, Message, MessageKind},
 };
 
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub enum Command {
     /// `选座 <key>`: the chooser for a zone or seat activity's ticket; without a key, the one that waits.
     ChooseSeat(Option<String>),
     Welcome,
+    /// WeChat reports a 群发 done: recorded against its announcement, no answer.
+    MassSendFinished(MassSendResult),
     /// Events that need no answer (`unsubscribe`, `VIEW`, …).
     Silent,
     Unknown,
@@ -47,6 +49,7 @@ impl Command {
             Command::Withdraw(_) => "withdraw",
             Command::ChooseSeat(_) => "seat",
             Command::Welcome => "welcome",
+            Command::MassSendFinished(_) => "mass_send_finished",
             Command::Silent => "silent",
             Command::Unknown => "unknown",
         }
@@ -142,6 +145,7 @@ fn parse_text(text: &str) -> Command {
 fn parse_event(event: &Event) -> Command {
     match event {
         Event::Subscribe { .. } => Command::Welcome,
+        Event::MassSendFinished(result) => Command::MassSendFinished(result.clone()),
         Event::Click { key } => match key.as_str() {
             "HELP" => Command::Help,
             "BIND" => Command::Bind,

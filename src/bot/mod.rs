@@ -24,6 +24,7 @@ use crate::{
     error::AppError,
     links::{self, Purpose},
     local_time,
+    notify::announcements,
     wechat::{
         message::Message,
         reply::{Article, Reply},
@@ -77,6 +78,12 @@ async fn answer(
         Command::Help => text(replies::HELP.into()),
         Command::Unknown => text(replies::UNKNOWN.into()),
         Command::Silent => Ok(Reply::Success),
+        // In the message's transaction, so a retry of the event that loses
+        // the race for the reply records nothing either.
+        Command::MassSendFinished(result) => {
+            announcements::record_finished(conn, &result).await?;
+            Ok(Reply::Success)
+        }
         Command::Welcome => text(replies::welcome(&bind_url(state, openid))),
         Command::Bind => match students::bound(conn, openid).await? {
             Some(student) => text(replies::already_bound(&student.student_id)),

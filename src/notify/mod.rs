@@ -11,6 +11,7 @@
 //! request handler: handlers only enqueue. When things happen (reminders, the
 //! draws, closing lists) is the clock's business (`crate::schedule`).
 
+pub mod announcements;
 pub mod channels;
 pub mod holder_messages;
 pub mod notices;

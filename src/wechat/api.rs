@@ -173,7 +173,18 @@ fn explain(errcode: i64, errmsg: &str) -> String {
         40164 => ("本服务器的 IP 不在公众号的 IP 白名单中", "请在公众平台「基本配置」里添加"),
         45009 => ("今天调用这个接口的次数已经用完", "请明天再试，或在公众平台清零接口调用次数"),
         46003 => ("公众号现在没有自定义菜单", "推送一个菜单即可"),
-        48001 => ("公众号没有这个接口的权限", "未认证的订阅号不能用自定义菜单接口，请确认公众号类型和认证状态"),
+        48001 => {
+            ("公众号没有这个接口的权限", "未认证的公众号不能用自定义菜单接口和群发接口，请确认公众号类型和认证状态")
+        }
+        45028 => {
+            ("群发次数已经用完", "订阅号每天只能群发 1 次，服务号每月 4 次（含在公众平台上发的）；请等次数恢复后再发")
+        }
+        45065 => ("这条群发已经提交过（clientmsgid 相同）", "不会重复发送，请到公众平台查看群发记录"),
+        45066 => ("同一条群发重试太快", "请一分钟后再试"),
+        45067 => ("群发的 clientmsgid 太长", "最多 64 个字节"),
+        40130 => ("接收人不对", "预览要填一个关注了本公众号的用户的 openid；按 openid 群发至少要 2 个"),
+        45002 => ("消息内容太长", "请删短一些再发"),
+        45004 => ("消息的描述太长", "请删短一些再发"),
         40016 => ("菜单按钮个数不对", "一级按钮要有 1 到 3 个"),
         40017 => ("菜单按钮类型不对", "请检查菜单内容"),
         40018 => ("菜单按钮名字太长", "一级按钮最多 16 字节，请检查菜单内容"),
@@ -196,6 +207,21 @@ fn explain(errcode: i64, errmsg: &str) -> String {
     };
     format!("{what}（{errcode}），{todo}。微信原话：{errmsg}")
 }
+
+/// WeChat's answer to a 群发 it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MassSent {
+    /// Names the send job; the `MASSSENDJOBFINISH` event carries it back.
+    pub msg_id: i64,
+    /// The article's id in the account's history (absent for some kinds).
+    pub msg_data_id: Option<i64>,
+    /// WeChat already had a job under this `clientmsgid`: this is that job,
+    /// nothing new was sent.
+    pub repeated: bool,
+}
+
+/// `45065`: a 群发 with this `clientmsgid` was already submitted.
+const CLIENTMSGID_EXISTS: i64 = 45065;
 
 /// A client for one Official Account, sharing its token through `S`. Cheap to
 /// clone: the HTTP client is shared.
@@ -334,6 +360,42 @@ impl<S: TokenStore + Clone + 'static> ApiClient<S> {
         Ok(())
     }
 
+    /// 群发 preview: the message as followers will get it, to one follower
+    /// only (`40130`/`40003` when the openid is not a follower of this account).
+    /// Previews do not count against the 群发 quota.
+    pub async fn mass_preview_text(&self, openid: &str, content: &str) -> Result<(), ApiError> {
+        let url = self.url("cgi-bin/message/mass/preview");
+        let body = serde_json::json!({"touser": openid, "msgtype": "text", "text": {"content": content}});
+        self.call("message/mass/preview", |token| self.http.post(&url).query(&[("access_token", token)]).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// 群发 a text to every follower (`is_to_all`). `clientmsgid` (at most 64
+    /// bytes) names this send to WeChat: a second submission with it is
+    /// refused with `45065` and the first job's `msg_id`, returned here as
+    /// [`MassSent::repeated`], so a retry after a lost answer never sends twice.
+    /// WeChat rations these (`45028`: subscription accounts once a day,
+    /// service accounts four a month).
+    pub async fn mass_send_text_to_all(&self, content: &str, clientmsgid: &str) -> Result<MassSent, ApiError> {
+        let url = self.url("cgi-bin/message/mass/sendall");
+        let body = serde_json::json!({
+            "filter": {"is_to_all": true},
+            "msgtype": "text",
+            "text": {"content": content},
+            "clientmsgid": clientmsgid,
+        });
+        let reply = self
+            .call("message/mass/sendall", |token| self.http.post(&url).query(&[("access_token", token)]).json(&body))
+            .await?;
+        let number =
+            |field: &str| reply.get(field).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+        let msg_id = number("msg_id")
+            .ok_or_else(|| ApiError::BadReply("message/mass/sendall: no msg_id in the reply".into()))?;
+        let repeated = reply.get("errcode").and_then(Value::as_i64) == Some(CLIENTMSGID_EXISTS);
+        Ok(MassSent { msg_id, msg_data_id: number("msg_data_id"), repeated })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/{path}", self.base)
     }
@@ -461,6 +523,12 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::BadReply(format!("不是 JSON（{e}）")))?;
     match value.get("errcode").and_then(Value::as_i64) {
         None | Some(0) => Ok(value),
+        // The 群发 was submitted before (a retry after a lost answer): the
+        // reply names the first job, which is the answer the caller wants.
+        Some(CLIENTMSGID_EXISTS) if value.get("msg_id").is_some() => {
+            tracing::info!("WeChat already had this 群发 (45065); taking its msg_id");
+            Ok(value)
+        }
         Some(errcode) => {
             let errmsg = value.get("errmsg").and_then(Value::as_str).unwrap_or_default().to_string();
             // "No menu" is an answer, not a failure.
@@ -530,6 +598,9 @@ mod tests {
             (40125, "AppSecret 无效"),
             (45009, "次数已经用完"),
             (48001, "没有这个接口的权限"),
+            (45028, "群发次数已经用完"),
+            (45066, "一分钟后再试"),
+            (40130, "openid"),
             (40018, "名字太长"),
             (40025, "子菜单按钮名字太长"),
             (99999, "微信接口返回了错误（99999）"),

@@ -59,10 +59,27 @@ pub enum Event {
     Scan {
         key: String,
     },
+    /// A 群发 finished (`MASSSENDJOBFINISH`): how many it reached.
+    MassSendFinished(MassSendResult),
     Other {
         event: String,
         key: Option<String>,
     },
+}
+
+/// What WeChat reports when a 群发 job is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MassSendResult {
+    /// The `msg_id` the `sendall` call returned (digits, kept as WeChat wrote them).
+    pub msg_id: String,
+    /// WeChat's words: `send success`, `send fail`, `err(10012001)`, …
+    pub status: String,
+    /// Followers in the chosen group.
+    pub total: i64,
+    /// Those the send was meant for after WeChat's filtering (blocked, over their monthly four, …).
+    pub filter: i64,
+    pub sent: i64,
+    pub error: i64,
 }
 
 /// The outer body of a safe-mode or compatible-mode request. In compatible
@@ -108,12 +125,14 @@ impl Event {
             Event::Click { .. } => "CLICK",
             Event::View { .. } => "VIEW",
             Event::Scan { .. } => "SCAN",
+            Event::MassSendFinished(_) => "MASSSENDJOBFINISH",
             Event::Other { event, .. } => event,
         }
     }
 
     fn key(&self) -> Option<&str> {
         match self {
+            Event::MassSendFinished(result) => Some(&result.msg_id),
             Event::Subscribe { event_key: key } | Event::Other { key, .. } => key.as_deref(),
             Event::Unsubscribe => None,
             Event::Click { key } | Event::Scan { key } => Some(key),
@@ -138,6 +157,14 @@ struct RawXml {
     event_key: Option<String>,
     encrypt: Option<String>,
     msg_signature: Option<String>,
+    /// `MASSSENDJOBFINISH` spells its id `MsgID`, not `MsgId`.
+    #[serde(rename = "MsgID")]
+    mass_msg_id: Option<String>,
+    status: Option<String>,
+    total_count: Option<String>,
+    filter_count: Option<String>,
+    sent_count: Option<String>,
+    error_count: Option<String>,
 }
 
 /// Parses a plaintext message (a plaintext-mode body, a compatible-mode body,
@@ -158,7 +185,15 @@ pub fn parse(xml: &str) -> Result<Message, WechatError> {
         "text" => MessageKind::Text { content: raw.content.unwrap_or_default() },
         "event" => {
             let event = token(raw.event).ok_or(WechatError::MissingField("Event"))?;
-            MessageKind::Event(to_event(event, token(raw.event_key)))
+            if event.eq_ignore_ascii_case("MASSSENDJOBFINISH") {
+                MessageKind::Event(Event::MassSendFinished(mass_send_result(
+                    raw.mass_msg_id,
+                    raw.status,
+                    [raw.total_count, raw.filter_count, raw.sent_count, raw.error_count],
+                )?))
+            } else {
+                MessageKind::Event(to_event(event, token(raw.event_key)))
+            }
         }
         _ => MessageKind::Other { msg_type },
     };
@@ -175,6 +210,27 @@ pub fn parse_envelope(xml: &str) -> Result<Envelope, WechatError> {
         encrypt: token(raw.encrypt),
         msg_signature: token(raw.msg_signature),
     })
+}
+
+/// The counts of a `MASSSENDJOBFINISH`. Without a numeric `MsgID` it names
+/// no send, so it is refused as malformed; a missing count reads as 0.
+fn mass_send_result(
+    msg_id: Option<String>,
+    status: Option<String>,
+    counts: [Option<String>; 4],
+) -> Result<MassSendResult, WechatError> {
+    let msg_id = token(msg_id)
+        .filter(|id| id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or(WechatError::MissingField("MsgID"))?;
+    let names = ["TotalCount", "FilterCount", "SentCount", "ErrorCount"];
+    let mut read = [0i64; 4];
+    for ((field, name), n) in counts.into_iter().zip(names).zip(read.iter_mut()) {
+        if let Some(text) = token(field) {
+            *n = text.parse().map_err(|_| malformed(&format!("{name} is not an integer")))?;
+        }
+    }
+    let [total, filter, sent, error] = read;
+    Ok(MassSendResult { msg_id, status: token(status).unwrap_or_default(), total, filter, sent, error })
 }
 
 /// WeChat sends `CLICK`, `VIEW`, `SCAN` in upper case and `subscribe`,
@@ -316,6 +372,36 @@ mod tests {
         assert_eq!(msg.msg_id.as_deref(), Some("1234567890123456"));
         assert_eq!(msg.kind, MessageKind::Text { content: "抢票 concert".into() });
         assert_eq!(msg.dedup_key(), "msg:oUser123:1234567890123456");
+    }
+
+    #[test]
+    fn a_mass_send_result_carries_its_msg_id_and_counts() {
+        let xml = event_xml(
+            "MASSSENDJOBFINISH",
+            "<MsgID>1000001625</MsgID><Status><![CDATA[send success]]></Status><TotalCount>100</TotalCount>\
+             <FilterCount>80</FilterCount><SentCount>75</SentCount><ErrorCount>5</ErrorCount>\
+             <CopyrightCheckResult><Count>0</Count><ResultList></ResultList><CheckState>1</CheckState></CopyrightCheckResult>",
+        );
+        let expected = MassSendResult {
+            msg_id: "1000001625".into(),
+            status: "send success".into(),
+            total: 100,
+            filter: 80,
+            sent: 75,
+            error: 5,
+        };
+        assert_eq!(event_of(&xml), Event::MassSendFinished(expected));
+        let msg = parse(&xml).unwrap();
+        assert_eq!(msg.msg_id, None, "MsgID is the job's, not a message's MsgId");
+        assert_eq!(msg.dedup_key(), "evt:oU:123:MASSSENDJOBFINISH:1000001625");
+        assert!(matches!(
+            parse(&event_xml("MASSSENDJOBFINISH", "<MsgID>abc</MsgID>")),
+            Err(WechatError::MissingField("MsgID"))
+        ));
+        assert!(matches!(
+            parse(&event_xml("MASSSENDJOBFINISH", "<MsgID>1</MsgID><SentCount>many</SentCount>")),
+            Err(WechatError::MalformedXml(_))
+        ));
     }
 
     #[test]

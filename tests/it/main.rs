@@ -5,6 +5,7 @@ mod common;
 
 mod admin_console;
 mod admin_login;
+mod announcements;
 mod backups;
 mod bad_day;
 mod browser;

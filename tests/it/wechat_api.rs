@@ -315,3 +315,34 @@ async fn the_menu_commands_show_and_push_with_the_shared_token() {
     let none = run(&["menu", "show"], true);
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "no menu");
 }
+
+/// 群发 (issue 24, point 2): the preview and the send to all as WeChat takes
+/// them; a busy WeChat is retried under the same `clientmsgid`, and WeChat's
+/// "already have it" (45065) is the first job's msg_id, not an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn mass_sends_are_shaped_as_wechat_takes_them_and_a_resubmission_names_the_first_job() {
+    use crate::common::fake_wechat::{MASS_PREVIEW_PATH, MASS_SENDALL_PATH};
+    let (app, fake) = app_and_fake().await;
+    let api = api(&app);
+    api.mass_preview_text("oFollower", "你好").await.unwrap();
+    assert_eq!(
+        fake.requests(MASS_PREVIEW_PATH)[0].body.clone().unwrap(),
+        json!({"touser": "oFollower", "msgtype": "text", "text": {"content": "你好"}})
+    );
+
+    fake.script(MASS_SENDALL_PATH, json!({"errcode": -1, "errmsg": "system error"}));
+    let first = api.mass_send_text_to_all("大家好", "job-1").await.unwrap();
+    assert!(!first.repeated && first.msg_data_id.is_some());
+    let sent = fake.requests(MASS_SENDALL_PATH);
+    assert_eq!(sent.len(), 2, "busy, then accepted");
+    assert_eq!(
+        sent[1].body.clone().unwrap(),
+        json!({"filter": {"is_to_all": true}, "msgtype": "text", "text": {"content": "大家好"}, "clientmsgid": "job-1"})
+    );
+    let again = api.mass_send_text_to_all("大家好", "job-1").await.unwrap();
+    assert_eq!((again.msg_id, again.repeated), (first.msg_id, true));
+
+    fake.script(MASS_SENDALL_PATH, json!({"errcode": 48001, "errmsg": "api unauthorized"}));
+    let refused = api.mass_send_text_to_all("大家好", "job-2").await.unwrap_err().to_string();
+    assert!(refused.contains("群发接口") && refused.contains("认证"), "{refused}");
+}

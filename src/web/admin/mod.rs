@@ -5,6 +5,7 @@
 pub mod access;
 mod accounts;
 mod activities;
+mod announcements;
 mod checkin;
 mod dashboard;
 mod door_chart;
@@ -54,6 +55,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(login::router())
         .merge(accounts::router())
         .merge(activities::router())
+        .merge(announcements::router())
         .merge(crate::web::headers::with_wechat_jssdk(checkin::router()))
         .merge(wechat_scan::router())
         .merge(export::router())

@@ -27,6 +27,8 @@ pub const GET_PATH: &str = "/cgi-bin/menu/get";
 pub const TICKET_PATH: &str = "/cgi-bin/ticket/getticket";
 pub const CUSTOM_SEND_PATH: &str = "/cgi-bin/message/custom/send";
 pub const TEMPLATE_SEND_PATH: &str = "/cgi-bin/message/template/send";
+pub const MASS_PREVIEW_PATH: &str = "/cgi-bin/message/mass/preview";
+pub const MASS_SENDALL_PATH: &str = "/cgi-bin/message/mass/sendall";
 pub const AUTHORIZE_PATH: &str = "/connect/oauth2/authorize";
 pub const OAUTH_TOKEN_PATH: &str = "/sns/oauth2/access_token";
 
@@ -55,6 +57,9 @@ struct Fake {
     /// Codes issued by the authorize page, until exchanged once.
     codes: HashMap<String, String>,
     codes_issued: u32,
+    /// 群发 jobs by `clientmsgid`: a second submission names the first job (45065).
+    mass_jobs: HashMap<String, i64>,
+    next_mass_msg_id: i64,
 }
 
 #[derive(Clone)]
@@ -239,6 +244,38 @@ async fn answer(
         // Recorded above; a test scripts 45015 or -1 when it wants a refusal.
         CUSTOM_SEND_PATH => error(0, "ok"),
         TEMPLATE_SEND_PATH => Json(json!({"errcode": 0, "errmsg": "ok", "msgid": f.requests.len()})).into_response(),
+        MASS_PREVIEW_PATH => {
+            let body = body.unwrap_or_default();
+            if body["touser"].as_str().is_none_or(str::is_empty) {
+                return error(40130, "invalid openid list size, at least two openid");
+            }
+            if body["msgtype"] != "text" || body["text"]["content"].as_str().is_none_or(str::is_empty) {
+                return error(44004, "empty content");
+            }
+            f.next_mass_msg_id += 1;
+            Json(json!({"errcode": 0, "errmsg": "preview success", "msg_id": 1_000_000_000 + f.next_mass_msg_id}))
+                .into_response()
+        }
+        MASS_SENDALL_PATH => {
+            let body = body.unwrap_or_default();
+            if body["filter"]["is_to_all"] != true {
+                return error(40130, "invalid openid list size, at least two openid");
+            }
+            if body["msgtype"] != "text" || body["text"]["content"].as_str().is_none_or(str::is_empty) {
+                return error(44004, "empty content");
+            }
+            let client = body["clientmsgid"].as_str().unwrap_or_default().to_string();
+            if let Some(first) = f.mass_jobs.get(&client).filter(|_| !client.is_empty()) {
+                return Json(json!({"errcode": 45065, "errmsg": "clientmsgid exist", "msg_id": first})).into_response();
+            }
+            f.next_mass_msg_id += 1;
+            let msg_id = 1_000_000_000 + f.next_mass_msg_id;
+            f.mass_jobs.insert(client, msg_id);
+            Json(json!({
+                "errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id, "msg_data_id": 2_000_000_000 + msg_id
+            }))
+            .into_response()
+        }
         _ => (StatusCode::NOT_FOUND, "no such API").into_response(),
     }
 }
