@@ -163,3 +163,31 @@ async fn the_waiting_list_the_shell_the_daily_limit_and_what_students_see() {
     assert_eq!(status, 409);
     assert_eq!(app.count("SELECT count(*) FROM holder_messages").await, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_student_reads_the_message_in_the_simulators_chat() {
+    let app = spawn_app_with(Settings::default().set("REMINDER_HOURS", "0").with_notify_workers()).await;
+    let csrf = app.login_admin("organiser").await;
+    let play = app.activity("play", 5, Window::Open).await;
+    let student = crate::simulator::bound_test_student(&app, &csrf, "2024990001").await;
+    crate::simulator::send(&app, &csrf, &student, "", &format!("BOOK_{}", play.id)).await;
+    assert_eq!(app.live_tickets(play.id).await, 1, "the test student booked");
+
+    let (csrf, nonce) = message_form(&app, play.id).await;
+    let text = "开场前 15 分钟在东门集合。";
+    let (status, body) = post_message(&app, play.id, &[("csrf", &csrf), ("nonce", &nonce), ("text", text)]).await;
+    assert_eq!(status, 303, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let chat = crate::simulator::chat(&app, &student).await;
+        if chat.contains(text) {
+            assert!(chat.contains("【活动 play】"), "{chat}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the message never reached the chat: {chat}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = app.get(&format!("/admin/activities/{}", play.id)).await.text().await.unwrap();
+    assert!(page.contains("模拟器 1"), "{page}");
+    app.stop().await;
+}
