@@ -203,6 +203,11 @@ fn the_reader_of_imports_sees_groups_paths_and_reexports() {
 #[test]
 fn imports_run_one_way_between_top_level_modules() {
     let graph = module_graph();
+    // The picture the README shows (`-- --nocapture` prints it).
+    for (module, uses) in &graph {
+        let uses: Vec<&str> = uses.iter().map(String::as_str).collect();
+        println!("{module} → {}", if uses.is_empty() { "(nothing)".to_string() } else { uses.join(", ") });
+    }
     assert!(
         graph["booking"].iter().all(|m| !["notify", "web", "bot", "schedule"].contains(&m.as_str())),
         "booking uses {:?}",
