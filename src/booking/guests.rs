@@ -1,7 +1,7 @@
 //! Guest tickets (issue 22): tickets an organizer issues outside the booking
 //! window to performers, guests, the photographer. A guest ticket is taken
 //! from the capacity exactly as a booking is — the same statement
-//! (`tickets::take_place_and_issue`), so it is never oversold and a student ID
+//! (`tickets::take_places_and_issue`), so it is never oversold and a student ID
 //! never holds two live tickets of one activity — and is revoked by the same
 //! cancel, which gives the place to the waiting list first.
 
@@ -127,7 +127,8 @@ pub async fn issue(
         openid: None,
         guest: Some(Guest { name, note, issued_by: request.issued_by }),
     };
-    match tickets::take_place_and_issue(conn, request.activity_id, &new).await? {
+    let taken = tickets::take_places_and_issue(conn, request.activity_id, std::slice::from_ref(&new)).await?;
+    match taken.into_iter().next().unwrap_or(Taken::Busy) {
         Taken::Issued { id, .. } => {
             // Past the seat deadline nobody chooses any more: placed at once, as a late booking is.
             if check.seating != Seating::None && !check.choosing_open {
@@ -137,14 +138,12 @@ pub async fn issue(
         }
         Taken::SoldOut => Ok(IssueOutcome::SoldOut),
         Taken::Busy => Err(AppError::Busy),
-        Taken::AlreadyHeld { slot } => {
-            // The student booked (or was given one) while this ran: their ticket is the answer.
-            tickets::give_back(conn, request.activity_id, slot).await?;
-            Ok(match tickets::held(conn, request.activity_id, holder, None).await? {
-                Some(held) => IssueOutcome::AlreadyHolds(held),
-                None => IssueOutcome::SoldOut,
-            })
-        }
+        // The student booked (or was given one) while this ran: their ticket
+        // is the answer (its place went back).
+        Taken::AlreadyHeld => Ok(match tickets::held(conn, request.activity_id, holder, None).await? {
+            Some(held) => IssueOutcome::AlreadyHolds(held),
+            None => IssueOutcome::SoldOut,
+        }),
     }
 }
 
