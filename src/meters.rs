@@ -35,6 +35,10 @@ const JOBS: &str = "wechat_ticket_job_queue_depth";
 const NOTIFICATIONS: &str = "wechat_ticket_notifications_total";
 const NOTIFICATION_QUEUE: &str = "wechat_ticket_notification_queue";
 const DATABASE_RESTARTS: &str = "wechat_ticket_database_restarts_total";
+const BATCH_MESSAGES: &str = "wechat_ticket_wechat_batch_messages";
+
+/// Booking messages per batch (`web/wechat/batch.rs`): one alone, up to 256 in a rush.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Latency buckets, in seconds: a WeChat reply must come inside 5 s, most in milliseconds.
 const SECONDS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -52,6 +56,8 @@ pub fn install() -> Result<PrometheusHandle, AppError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
         .map_err(|e| AppError::Config(format!("metrics: {e}")))?
+        .set_buckets_for_metric(Matcher::Full(BATCH_MESSAGES.into()), BATCH_BUCKETS)
+        .map_err(|e| AppError::Config(format!("metrics: {e}")))?
         .install_recorder()
         .map_err(|e| AppError::Config(format!("metrics: {e}")))?;
     describe();
@@ -62,6 +68,7 @@ fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by method, route pattern and status.");
     describe_histogram!(HTTP_SECONDS, "HTTP request latency by method and route pattern.");
     describe_counter!(WECHAT_MESSAGES, "WeChat messages by command and outcome (booked, sold_out, duplicate, …).");
+    describe_histogram!(BATCH_MESSAGES, "Booking messages answered in one transaction, per batch.");
     describe_counter!(BOOKINGS, "Tickets booked, by where (wechat, web, guest).");
     describe_counter!(CANCELS, "Tickets cancelled, by where (wechat, web, admin).");
     describe_counter!(SEAT_CHOICES, "Seat or zone choices, by outcome (placed, taken, refused).");
@@ -155,6 +162,11 @@ pub fn notification(outcome: &'static str, channel: &'static str) {
 
 pub fn database_restarted() {
     counter!(DATABASE_RESTARTS).increment(1);
+}
+
+/// A batch of `size` booking messages went to the database together.
+pub fn wechat_batch(size: usize) {
+    histogram!(BATCH_MESSAGES).record(size as f64);
 }
 
 /// Counts the caller as waiting for a database connection until the guard drops.

@@ -144,6 +144,14 @@ pub enum BookOutcome {
     Lottery(lottery::EntryOutcome),
 }
 
+impl BookOutcome {
+    /// The booking wrote something that must survive a crash (a ticket, a
+    /// lottery entry); every refusal changes nothing.
+    pub fn changed(&self) -> bool {
+        matches!(self, BookOutcome::Booked(_) | BookOutcome::Lottery(lottery::EntryOutcome::Entered { .. }))
+    }
+}
+
 /// What a booking needs to know, read in one statement that takes no lock:
 /// the activity, whether the WeChat user is bound (and as whom), whether the
 /// student already holds a ticket for it (with all a reply shows), and

@@ -41,7 +41,7 @@ impl Command {
             Command::Bind => "bind",
             Command::Unbind => "unbind",
             Command::ListActivities => "list",
-            Command::Book(_) => "book",
+            Command::Book(_) => super::BOOKING,
             Command::MyTickets(_) => "tickets",
             Command::Cancel(_) => "cancel",
             Command::Wait(_) => "wait",

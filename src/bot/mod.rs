@@ -181,11 +181,66 @@ async fn book(
     openid: &str,
     counted: &mut &'static str,
 ) -> Result<Reply, AppError> {
-    let tz = state.config.timezone;
     let outcome = tickets::book(conn, &activity, openid, state.config.no_show.as_ref()).await?;
     *counted = outcomes::book(&outcome);
-    state.refusals.note(&activity, &outcome); // the rush chart's refusals (booking/refusals.rs)
-    Ok(match outcome {
+    Ok(book_reply(state, &activity, openid, outcome))
+}
+
+/// The name the operator's counts give a booking message (`Command::name`).
+pub const BOOKING: &str = "book";
+
+/// The booking a message asks for (`抢票 key` or a menu's 抢票 button), if
+/// that is what it is: such messages are answered many at once (`handle_bookings`).
+pub fn booking_of(msg: &Message) -> Option<ActivityRef> {
+    match commands::parse(msg) {
+        Command::Book(Some(activity)) => Some(activity),
+        _ => None,
+    }
+}
+
+/// Answers many booking messages at once, in the caller's transaction: the
+/// booking rules book them together (`tickets::book_many`), and each gets the
+/// reply it would have got alone. A member's `Err` is `AppError::Busy` (its
+/// places stayed held); the outer `Err` fails them all.
+pub async fn handle_bookings(
+    state: &AppState,
+    conn: &mut PgConnection,
+    bookings: &[(&Message, ActivityRef)],
+) -> Result<Bookings, AppError> {
+    let requests: Vec<tickets::BookRequest> = bookings
+        .iter()
+        .map(|(msg, activity)| tickets::BookRequest { activity, openid: msg.from_user.as_str() })
+        .collect();
+    let booked = tickets::book_many(conn, &requests, state.config.no_show.as_ref()).await?;
+    let changed = booked.iter().any(|outcome| outcome.as_ref().is_ok_and(BookOutcome::changed));
+    let handled = bookings
+        .iter()
+        .zip(booked)
+        .map(|((msg, activity), outcome)| {
+            let outcome = outcome?;
+            let counted = outcomes::book(&outcome);
+            let reply = match book_reply(state, activity, &msg.from_user, outcome) {
+                Reply::Text(text) => Reply::Text(reply_size::cut(text)),
+                other => other,
+            };
+            Ok(Handled { reply, command: BOOKING, outcome: counted })
+        })
+        .collect();
+    Ok(Bookings { handled, changed })
+}
+
+/// Many bookings' answers, in their order, and whether any of them wrote
+/// something that must survive a crash (a refusal changes nothing).
+pub struct Bookings {
+    pub handled: Vec<Result<Handled, AppError>>,
+    pub changed: bool,
+}
+
+/// The reply to a booking's outcome.
+fn book_reply(state: &AppState, activity: &ActivityRef, openid: &str, outcome: BookOutcome) -> Reply {
+    let tz = state.config.timezone;
+    state.refusals.note(activity, &outcome); // the rush chart's refusals (booking/refusals.rs)
+    match outcome {
         BookOutcome::Booked(ticket) => {
             ticket_article(state, openid, &ticket, replies::booked_title(&ticket.activity_name))
         }
@@ -193,7 +248,7 @@ async fn book(
             Reply::Text(replies::already_holds(&ticket_url(state, openid, &ticket.code)))
         }
         BookOutcome::NoSuchActivity => Reply::Text(match activity {
-            ActivityRef::Key(key) => replies::no_such_activity(&key),
+            ActivityRef::Key(key) => replies::no_such_activity(key),
             ActivityRef::Id(_) => replies::NO_SUCH_MENU_ACTIVITY.into(),
         }),
         BookOutcome::NotOpenYet { opens_at } => Reply::Text(replies::not_open_yet(&local_time::short(opens_at, tz))),
@@ -211,7 +266,7 @@ async fn book(
             EntryOutcome::Closed => replies::LOTTERY_CLOSED.into(),
             EntryOutcome::RealStudentsOnly { activity_name } => replies::lottery_real_students_only(&activity_name),
         }),
-    })
+    }
 }
 
 async fn list_activities(state: &AppState, conn: &mut PgConnection) -> Result<Reply, AppError> {

@@ -1,11 +1,12 @@
 //! `GET /wechat` (server verification) and `POST /wechat` (messages), per SPEC §2.
 
+mod batch;
 pub mod records;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
+    Extension, Router,
     body::Body,
     extract::{Query, State},
     http::{StatusCode, header},
@@ -30,7 +31,9 @@ const MAX_BODY: usize = 64 * 1024;
 const DEADLINE: Duration = Duration::from_millis(4000);
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/wechat", get(verify_server).post(receive))
+    Router::new()
+        .route("/wechat", get(verify_server).post(receive))
+        .layer(Extension(Arc::new(batch::Batches::default())))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +85,12 @@ async fn verify_server(State(state): State<AppState>, Query(q): Query<SignedQuer
     plain(StatusCode::OK, q.echostr.unwrap_or_default())
 }
 
-async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, body: Body) -> Response {
+async fn receive(
+    State(state): State<AppState>,
+    Extension(batches): Extension<Arc<batch::Batches>>,
+    Query(q): Query<SignedQuery>,
+    body: Body,
+) -> Response {
     // Refused before its command is known: counted under `none`.
     let refused = |outcome: &'static str, status: StatusCode, why: &'static str| {
         meters::wechat_message("none", outcome);
@@ -130,7 +138,13 @@ async fn receive(State(state): State<AppState>, Query(q): Query<SignedQuery>, bo
         tokio::select! {
             biased;
             () = state.database.went_down() => None,
-            answer = answer_once(&state, &msg, &signed) => Some(answer),
+            answer = async {
+                // Bookings (the rush) are answered many at once; everything else alone.
+                match bot::booking_of(&msg) {
+                    Some(activity) => batches.answer(&state, &msg, activity, &signed).await,
+                    None => answer_once(&state, &msg, &signed).await,
+                }
+            } => Some(answer),
         }
     };
     // The command's name only where no handling named it (the busy answers, a replay).

@@ -1,0 +1,254 @@
+//! Many booking messages, one transaction. In a rush nine answers in ten are
+//! "sold out", and each used to pay for its own `BEGIN`, check, records and
+//! `COMMIT`. Here the booking messages arriving on one instance wait in a
+//! queue while earlier batches are at the database; whatever has gathered
+//! when a batch's turn comes (at most `MOST`) is handled in one transaction:
+//! one statement claims every message (`records::claim_many`: its signed
+//! query, its reply's row, first or not), the booking rules check them all
+//! in one and take the places of each activity in one more
+//! (`bot::handle_bookings`), one statement stores the replies, and one
+//! `COMMIT` — six round trips for the batch, instead of five per message.
+//!
+//! Each message gets the answer it would have got alone, in the batch's
+//! order: a retry of a message in the same batch gets its original's reply,
+//! a signed query carrying a second message in the same batch is refused,
+//! two messages of one student are booked one after the other (the second
+//! holds the first's ticket). A batch that fails (a statement's error, a
+//! deadlock, a panic, the deadline) is rolled back as a whole and each of its
+//! messages is answered again alone, as before batching (`answer_once`), so a
+//! member that cannot be answered fails alone and delays the others by that
+//! one retry. Any number of instances batch at once; capacity stays exact,
+//! since the places are taken under the same constraints as one booking.
+//!
+//! Only bookings are gathered: they are the rush. Every other command is
+//! answered alone, as before.
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{
+    Answer, DUPLICATE, answer_once,
+    records::{self, Claim, Recorded, SignedPair},
+};
+use crate::{
+    AppState, booking::tickets::ActivityRef, bot, error::AppError, meters, wechat::message::Message, wechat::reply,
+};
+
+/// Batches at the database at once, per instance. While they are there, new
+/// messages gather for the next; more at once would only split the same
+/// messages into smaller batches that queue for the same two cores.
+const AT_ONCE: usize = 2;
+
+/// At most this many messages in one batch (a few kilobytes of parameters).
+const MOST: usize = 256;
+
+/// A batch that has not committed by then is abandoned (rolled back) and its
+/// messages are answered alone, well inside the 4 s `/wechat` gives each.
+const DEADLINE: Duration = Duration::from_millis(2000);
+
+/// The queue of booking messages waiting for their batch; one per router.
+#[derive(Default)]
+pub struct Batches {
+    queue: OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+struct Job {
+    state: AppState,
+    member: Member,
+    done: oneshot::Sender<Result<Answer, AppError>>,
+}
+
+/// One message of a batch: what it is, what it books, and the signed query it came under.
+struct Member {
+    msg: Message,
+    activity: ActivityRef,
+    timestamp: i64,
+    nonce: String,
+}
+
+impl Member {
+    fn signed(&self) -> SignedPair<'_> {
+        SignedPair { timestamp: self.timestamp, nonce: &self.nonce }
+    }
+}
+
+impl Batches {
+    /// Answers a booking message with the next batch; the same guarantees as `answer_once`.
+    pub async fn answer(
+        &self,
+        state: &AppState,
+        msg: &Message,
+        activity: ActivityRef,
+        signed: &SignedPair<'_>,
+    ) -> Result<Answer, AppError> {
+        // Started on first use, on the runtime that serves the requests.
+        let queue = self.queue.get_or_init(|| {
+            let (queue, waiting) = mpsc::unbounded_channel();
+            tokio::spawn(gather(waiting));
+            queue
+        });
+        let (done, answer) = oneshot::channel();
+        let member = Member { msg: msg.clone(), activity, timestamp: signed.timestamp, nonce: signed.nonce.into() };
+        if queue.send(Job { state: state.clone(), member, done }).is_err() {
+            return answer_once(state, msg, signed).await;
+        }
+        answer.await.unwrap_or_else(|_| Err(AppError::Internal("a batch ended without answering".into())))
+    }
+}
+
+/// Takes whatever has gathered each time a batch may start.
+async fn gather(mut waiting: mpsc::UnboundedReceiver<Job>) {
+    let turns = Arc::new(Semaphore::new(AT_ONCE));
+    loop {
+        let Ok(turn) = turns.clone().acquire_owned().await else { return };
+        let Some(first) = waiting.recv().await else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < MOST {
+            match waiting.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        tokio::spawn(async move {
+            run(jobs).await;
+            drop(turn);
+        });
+    }
+}
+
+async fn run(jobs: Vec<Job>) {
+    let state = jobs[0].state.clone();
+    let (members, dones): (Vec<Member>, Vec<_>) = jobs.into_iter().map(|j| (j.member, j.done)).unzip();
+    let members = Arc::new(members);
+    meters::wechat_batch(members.len());
+    // Its own task, so a panic inside is caught here; aborted at the deadline (which rolls it back).
+    let task = tokio::spawn(answer_batch(state.clone(), members.clone()));
+    let abort = task.abort_handle();
+    let answers = match tokio::time::timeout(DEADLINE, task).await {
+        Ok(Ok(Ok(answers))) => answers,
+        failed => {
+            abort.abort();
+            match failed {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, size = members.len(), "a batch failed; answering alone"),
+                Ok(Err(_)) => tracing::error!(size = members.len(), "a batch panicked; answering alone"),
+                _ => tracing::warn!(size = members.len(), "a batch missed its deadline; answering alone"),
+            }
+            for (i, done) in dones.into_iter().enumerate() {
+                let (state, members) = (state.clone(), members.clone());
+                tokio::spawn(async move {
+                    let member = &members[i];
+                    let _ = done.send(answer_once(&state, &member.msg, &member.signed()).await);
+                });
+            }
+            return;
+        }
+    };
+    for (done, answer) in dones.into_iter().zip(answers) {
+        let _ = done.send(answer);
+    }
+}
+
+/// What a member is within its batch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Claimed and handled, the `n`th claim of the batch.
+    Lead(usize),
+    /// The same message as an earlier member (a retry in the same batch): that one's answer.
+    Copy(usize),
+    /// The signed query of an earlier member, carrying another message.
+    Replayed,
+}
+
+/// One transaction for the whole batch; each member's answer in order.
+async fn answer_batch(state: AppState, members: Arc<Vec<Member>>) -> Result<Vec<Result<Answer, AppError>>, AppError> {
+    let keys: Vec<String> = members.iter().map(|m| m.msg.dedup_key()).collect();
+    let mut roles: Vec<Role> = Vec::with_capacity(members.len());
+    let mut claims: Vec<Claim> = Vec::new();
+    let mut leads: Vec<usize> = Vec::new();
+    for (i, member) in members.iter().enumerate() {
+        let earlier = |j: &usize| matches!(roles[*j], Role::Lead(_));
+        let same_pair = |j: &usize| members[*j].timestamp == member.timestamp && members[*j].nonce == member.nonce;
+        let role = if let Some(j) = (0..i).filter(earlier).find(|j| keys[*j] == keys[i]) {
+            Role::Copy(j)
+        } else if (0..i).filter(earlier).any(|j| same_pair(&j)) {
+            Role::Replayed
+        } else {
+            claims.push(Claim { dedup_key: &keys[i], openid: &member.msg.from_user, signed: member.signed() });
+            leads.push(i);
+            Role::Lead(claims.len() - 1)
+        };
+        roles.push(role);
+    }
+
+    let waiting = meters::waiting_for_pool();
+    let mut tx = state.pool.begin().await?;
+    drop(waiting);
+    let recorded = records::claim_many(&mut tx, &claims).await?;
+    let fresh: Vec<usize> =
+        leads.iter().zip(&recorded).filter(|(_, r)| **r == Recorded::First).map(|(i, _)| *i).collect();
+    let bookings: Vec<(&Message, ActivityRef)> =
+        fresh.iter().map(|&i| (&members[i].msg, members[i].activity.clone())).collect();
+    let handled = bot::handle_bookings(&state, &mut tx, &bookings).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut answers: Vec<Option<Result<Answer, AppError>>> = members.iter().map(|_| None).collect();
+    let mut replies: Vec<(&str, String)> = Vec::new();
+    let mut unanswered: Vec<Claim> = Vec::new();
+    for (&i, handled) in fresh.iter().zip(handled.handled) {
+        let member = &members[i];
+        answers[i] = Some(match handled {
+            Ok(handled) => {
+                let xml = reply::render(&handled.reply, &member.msg.from_user, &member.msg.to_user, now);
+                replies.push((&keys[i], xml.clone()));
+                Ok(Answer::Reply { xml, command: handled.command, outcome: handled.outcome })
+            }
+            Err(e) => {
+                unanswered.push(Claim { dedup_key: &keys[i], openid: &member.msg.from_user, signed: member.signed() });
+                Err(e)
+            }
+        });
+    }
+    let texts: Vec<(&str, &str)> = replies.iter().map(|(k, x)| (*k, x.as_str())).collect();
+    records::answer_many(&mut tx, &texts, &unanswered, handled.changed).await?;
+    tx.commit().await?;
+    // Counted once committed, as `answer_once` does.
+    for &i in &fresh {
+        if let Some(Ok(Answer::Reply { outcome: "booked", .. })) = answers[i] {
+            meters::booked(meters::Via::Wechat);
+        }
+    }
+
+    // Answered before (a retry that another transaction answered first): its first reply.
+    let again: Vec<&str> =
+        leads.iter().zip(&recorded).filter(|(_, r)| **r == Recorded::Again).map(|(i, _)| keys[*i].as_str()).collect();
+    let stored = if again.is_empty() {
+        Default::default()
+    } else {
+        records::stored_replies(&mut *state.pool.acquire().await?, &again).await?
+    };
+    let command = bot::BOOKING;
+    for (i, role) in roles.iter().enumerate() {
+        if answers[i].is_some() {
+            continue;
+        }
+        answers[i] = Some(match *role {
+            Role::Lead(n) if recorded[n] == Recorded::Replayed => Ok(Answer::Replayed),
+            Role::Lead(_) => stored
+                .get(&keys[i])
+                .map(|xml| Answer::Reply { xml: xml.clone(), command, outcome: DUPLICATE })
+                .ok_or_else(|| AppError::Internal("a recorded reply vanished".into())),
+            Role::Replayed => Ok(Answer::Replayed),
+            Role::Copy(j) => match &answers[j] {
+                Some(Ok(Answer::Reply { xml, .. })) => {
+                    Ok(Answer::Reply { xml: xml.clone(), command, outcome: DUPLICATE })
+                }
+                Some(Ok(Answer::Replayed)) => Ok(Answer::Replayed),
+                _ => Err(AppError::Busy),
+            },
+        });
+    }
+    Ok(answers.into_iter().map(|a| a.unwrap_or(Err(AppError::Busy))).collect())
+}
