@@ -567,7 +567,7 @@ pub(super) async fn take_places_and_issue(
         let names = column(&|n| n.guest.as_ref().map(|g| g.name.to_string()));
         let notes = column(&|n| n.guest.as_ref().and_then(|g| g.note).map(str::to_string));
         let issuers = column(&|n| n.guest.as_ref().map(|g| g.issued_by.to_string()));
-        let rows: Vec<(i64, Option<i16>, Option<i64>, Option<OffsetDateTime>, i64)> = sqlx::query_as(
+        let rows: Vec<PlacedRow> = sqlx::query_as(
             "WITH want AS ( \
                  SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[], \
                      $8::text[]) WITH ORDINALITY AS w(code, student_id, openid, simulated, guest_name, guest_note, \
@@ -688,6 +688,11 @@ pub(super) struct Guest<'a> {
     pub note: Option<&'a str>,
     pub issued_by: &'a str,
 }
+
+/// A ticket placed by the take (its number among those asked, the slot, the
+/// ticket issued if it was), and the places left in slots the take did not
+/// lock; the row numbered 0 carries only that.
+type PlacedRow = (i64, Option<i16>, Option<i64>, Option<OffsetDateTime>, i64);
 
 /// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).
 const TAKE_ATTEMPTS: u64 = 30;
