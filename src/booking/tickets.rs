@@ -556,8 +556,18 @@ pub(super) async fn take_places_and_issue(
 ) -> Result<Vec<Taken>, AppError> {
     let mut taken: Vec<Option<Taken>> = news.iter().map(|_| None).collect();
     let mut pending: Vec<usize> = (0..news.len()).collect();
-    let mut attempt = 0;
-    while !pending.is_empty() && attempt < TAKE_ATTEMPTS {
+    let give_up = std::time::Instant::now() + TAKE_FOR;
+    // Several tickets may take places from several slots, and then find the
+    // rest held by another batch in flight that is short too: each would wait
+    // for the other while holding what it took. So a take of several starts
+    // at a savepoint, and one that must wait lets go of everything it took
+    // first (a rolled-back savepoint releases its row locks) and starts over.
+    let several = news.len() > 1;
+    if several {
+        sqlx::query("SAVEPOINT take_places").execute(&mut *conn).await?;
+    }
+    let mut holding = false;
+    while !pending.is_empty() && std::time::Instant::now() < give_up {
         let these: Vec<&NewTicket> = pending.iter().map(|&i| &news[i]).collect();
         let column = |f: &dyn Fn(&NewTicket) -> Option<String>| these.iter().map(|n| f(n)).collect::<Vec<_>>();
         let codes = column(&|n| Some(n.code.to_string()));
@@ -648,6 +658,7 @@ pub(super) async fn take_places_and_issue(
             give_back(conn, activity_id, &back).await?;
         }
         let progressed = placed.iter().any(|p| *p);
+        holding |= progressed;
         pending = pending.into_iter().zip(placed).filter(|(_, p)| !p).map(|(i, _)| i).collect();
         if pending.is_empty() {
             break;
@@ -659,11 +670,19 @@ pub(super) async fn take_places_and_issue(
             pending.clear();
             break;
         }
-        // Some places went: the rest may be in slots this statement did not lock; try again at once.
+        // Some places went: the rest may be in slots this statement did not
+        // lock; try again at once. None went: the places left are held by
+        // bookings in flight, which commit (or roll back) within milliseconds
+        // — a batch's transaction is short — so look again soon.
         if !progressed {
-            attempt += 1;
-            let jitter = rand::rng().random_range(1..=5);
-            tokio::time::sleep(std::time::Duration::from_millis(attempt.min(10) * jitter)).await;
+            if holding {
+                sqlx::query("ROLLBACK TO SAVEPOINT take_places").execute(&mut *conn).await?;
+                taken.iter_mut().for_each(|t| *t = None);
+                pending = (0..news.len()).collect();
+                holding = false;
+            }
+            let pause = rand::rng().random_range(500..=2_500);
+            tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
         }
     }
     // Places exist but stayed held for the whole back-off: rather than keep a
@@ -694,8 +713,8 @@ pub(super) struct Guest<'a> {
 /// lock; the row numbered 0 carries only that.
 type PlacedRow = (i64, Option<i16>, Option<i64>, Option<OffsetDateTime>, i64);
 
-/// Bounded so a booking answers well inside WeChat's deadline (the back-off sums to about a second at most).
-const TAKE_ATTEMPTS: u64 = 30;
+/// Bounded so a booking answers well inside WeChat's deadline.
+const TAKE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Gives places back to their slots: `(slot, how many)`.
 async fn give_back(conn: &mut PgConnection, activity_id: i64, places: &[(i16, i32)]) -> Result<(), AppError> {
