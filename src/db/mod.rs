@@ -63,9 +63,19 @@ pub fn options(config: &Config, cluster: Option<&RunningCluster>) -> Result<PgCo
 const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(10);
 
 pub async fn pool(options: PgConnectOptions) -> Result<PgPool, AppError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(pool_size())
-        .min_connections(1)
+    Ok(pool_options(pool_size()).min_connections(1).connect_with(options).await?)
+}
+
+/// A pool of `size` connections opened on first use, from whichever runtime
+/// uses it first: `/wechat`'s batches run on a thread of their own, and a
+/// connection answers fastest on the runtime whose thread waits for it.
+pub fn lazy_pool(options: PgConnectOptions, size: u32) -> PgPool {
+    pool_options(size).connect_lazy_with(options)
+}
+
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size)
         // Well inside WeChat's 5-second rule: better a quick "busy" than a dropped reply.
         .acquire_timeout(Duration::from_secs(3))
         // sqlx checks every connection as it goes back into the pool; checking it
@@ -80,9 +90,6 @@ pub async fn pool(options: PgConnectOptions) -> Result<PgPool, AppError> {
                 Ok(true)
             })
         })
-        .connect_with(options)
-        .await?;
-    Ok(pool)
 }
 
 /// `DATABASE_POOL_SIZE`, else a size that keeps a small server's cores busy
