@@ -200,10 +200,12 @@ async fn answer_batch(
     for (i, member) in members.iter().enumerate() {
         let earlier = |j: &usize| matches!(roles[*j], Role::Lead(_));
         let same_pair = |j: &usize| members[*j].timestamp == member.timestamp && members[*j].nonce == member.nonce;
-        let role = if let Some(j) = (0..i).filter(earlier).find(|j| keys[*j] == keys[i]) {
-            Role::Copy(j)
-        } else if (0..i).filter(earlier).any(|j| same_pair(&j)) {
+        // As alone: a query already carrying another message refuses this one
+        // (even a copy of a third); the same message again gets its first answer.
+        let role = if (0..i).filter(earlier).any(|j| same_pair(&j) && keys[j] != keys[i]) {
             Role::Replayed
+        } else if let Some(j) = (0..i).filter(earlier).find(|j| keys[*j] == keys[i]) {
+            Role::Copy(j)
         } else {
             claims.push(Claim { dedup_key: &keys[i], openid: &member.msg.from_user, signed: member.signed() });
             leads.push(i);
