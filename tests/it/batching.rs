@@ -1,0 +1,503 @@
+//! Booking messages answered many at once (src/web/wechat/batch.rs): each
+//! member of a batch gets the answer it would have got alone.
+//!
+//! Every test forces its messages into ONE batch (`hold_every_turn`): a test
+//! transaction locks `wechat_signed_queries`, so every batch's claim waits;
+//! blockers take every batch turn of the instance; the messages under test
+//! queue meanwhile, and once the lock goes the next batch takes them all.
+//! Their `wechat_messages.created_at` (the batch transaction's start) are
+//! then equal: the proof that they shared one transaction.
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use sqlx::{Postgres, Transaction};
+use tokio::task::JoinHandle;
+use wechat_ticket::wechat::{message, signature};
+
+use crate::common::{
+    Settings, TOKEN, TestApp,
+    fixtures::Window,
+    spawn_app, spawn_app_on,
+    wx::{self, Reply},
+};
+
+type Sent = JoinHandle<(u16, String)>;
+
+/// A query signed for a chosen `timestamp` and `nonce`, as WeChat adds to a POST.
+fn query_at(timestamp: i64, nonce: &str) -> String {
+    let ts = timestamp.to_string();
+    format!("signature={}&timestamp={ts}&nonce={nonce}&openid=test", signature::sign(&[TOKEN, &ts, nonce]))
+}
+
+/// A signed query never used before.
+fn fresh_query() -> String {
+    query_at(wx::now(), &wx::next_msg_id().to_string())
+}
+
+/// The message's de-duplication key, as the app computes it.
+fn key_of(xml: &str) -> String {
+    message::parse(xml).expect("a well-formed message").dedup_key()
+}
+
+/// A menu click with a chosen CreateTime (a retry repeats it verbatim).
+fn click_at(openid: &str, activity_id: i64, create_time: i64) -> String {
+    wx::event_at(openid, "CLICK", Some(&format!("BOOK_{activity_id}")), create_time)
+}
+
+/// POSTs `xml` under `query` from a task of its own.
+fn send(app: &TestApp, query: String, xml: String) -> Sent {
+    let (http, url) = (app.http.clone(), app.url(&format!("/wechat?{query}")));
+    tokio::spawn(async move {
+        let resp = http.post(url).header("content-type", "text/xml").body(xml).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    })
+}
+
+async fn sessions_waiting_on_locks(app: &TestApp) -> i64 {
+    app.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        .await
+}
+
+/// Every batch turn of `app` taken by a blocker whose claim waits on the lock.
+struct HeldTurns {
+    lock: Transaction<'static, Postgres>,
+    blockers: Vec<Sent>,
+}
+
+/// Takes every batch turn of `app` (whatever `AT_ONCE` is): locks
+/// `wechat_signed_queries`, then sends blocker bookings one at a time until
+/// one no longer adds a session waiting on the lock (every turn taken: that
+/// one queues, harmlessly). The blockers are WeChat users bound to nobody, so
+/// their bookings are refused at the check and never take a place.
+async fn hold_every_turn(app: &TestApp) -> HeldTurns {
+    let target = app.activity("blocker", 1000, Window::Open).await;
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE wechat_signed_queries IN EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    let mut blockers = Vec::new();
+    let mut waiting = sessions_waiting_on_locks(app).await;
+    for i in 0..32 {
+        blockers.push(send(app, fresh_query(), click_at(&format!("oBlocker_{i}"), target.id, wx::now() + i)));
+        let since = Instant::now();
+        let mut grew = false;
+        while since.elapsed() < Duration::from_millis(500) {
+            let now = sessions_waiting_on_locks(app).await;
+            if now > waiting {
+                waiting = now;
+                grew = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !grew {
+            return HeldTurns { lock, blockers };
+        }
+    }
+    panic!("32 blockers and still a batch turn free");
+}
+
+impl HeldTurns {
+    /// Sends a message that queues for the next batch; in the order queued.
+    async fn queue(&self, app: &TestApp, query: String, xml: String) -> Sent {
+        let sent = send(app, query, xml);
+        // Parsed and queued long before this (no I/O before the queue): keeps the batch's order.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        sent
+    }
+
+    /// Lets the batches go once everything queued has had time to reach the
+    /// queue; the blockers' replies (each "not bound").
+    async fn release(self) -> Vec<Sent> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.lock.commit().await.unwrap();
+        self.blockers
+    }
+}
+
+async fn replies(sent: Vec<Sent>) -> Vec<(u16, String)> {
+    join_all(sent).await.into_iter().map(Result::unwrap).collect()
+}
+
+/// The blockers were answered as what they are: WeChat users not bound yet.
+async fn blockers_answered(blockers: Vec<Sent>) {
+    for (status, body) in replies(blockers).await {
+        assert_eq!(status, 200, "{body}");
+        assert!(Reply::parse(&body).text().contains("还没有绑定学号"), "{body}");
+    }
+}
+
+/// (rows, distinct created_at) of these messages' records.
+async fn records_of(app: &TestApp, keys: &[String]) -> (i64, i64) {
+    sqlx::query_as("SELECT count(*), count(DISTINCT created_at) FROM wechat_messages WHERE dedup_key = ANY($1)")
+        .bind(keys)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+/// Each of these messages was recorded, all in one transaction.
+async fn assert_one_batch(app: &TestApp, keys: &[String]) {
+    assert_eq!(records_of(app, keys).await, (keys.len() as i64, 1), "one record each, all of one transaction");
+}
+
+fn is_booked(body: &str) -> bool {
+    matches!(Reply::parse(body), Reply::News { title, .. } if title.contains("抢票成功"))
+}
+
+fn is_already(body: &str) -> bool {
+    matches!(Reply::parse(body), Reply::Text(text) if text.contains("已经有这个活动的票"))
+}
+
+async fn remaining(app: &TestApp, activity_id: i64) -> i64 {
+    app.count(&format!("SELECT coalesce(sum(remaining), 0) FROM activity_slots WHERE activity_id = {activity_id}"))
+        .await
+}
+
+async fn tickets_of(app: &TestApp, student_id: &str) -> i64 {
+    app.count(&format!("SELECT count(*) FROM tickets WHERE student_id = '{student_id}' AND status <> 'cancelled'"))
+        .await
+}
+
+/// Every place of the activity is either a live ticket or free.
+async fn assert_capacity_exact(app: &TestApp, activity_id: i64, capacity: i64) {
+    let live = app.live_tickets(activity_id).await;
+    assert_eq!(live + remaining(app, activity_id).await, capacity, "live {live}: capacity exact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_and_its_original_in_one_batch_get_one_answer() {
+    let app = spawn_app().await;
+    let a = app.activity("dup", 10, Window::Open).await;
+    let s = app.bound_students(21, 4).await;
+    let held = hold_every_turn(&app).await;
+    // A text retried under another signed query, as WeChat retries.
+    let text = wx::text_with_id(&s[0], "抢票 dup", wx::next_msg_id());
+    let t1 = held.queue(&app, fresh_query(), text.clone()).await;
+    let t2 = held.queue(&app, fresh_query(), text.clone()).await;
+    // A text delivered twice under the same signed query.
+    let same_q = fresh_query();
+    let text_b = wx::text_with_id(&s[1], "抢票 dup", wx::next_msg_id());
+    let u1 = held.queue(&app, same_q.clone(), text_b.clone()).await;
+    let u2 = held.queue(&app, same_q, text_b.clone()).await;
+    // A menu click retried (same CreateTime), under two signed queries.
+    let click = click_at(&s[2], a.id, wx::now() * 1000 + 7);
+    let c1 = held.queue(&app, fresh_query(), click.clone()).await;
+    let c2 = held.queue(&app, fresh_query(), click.clone()).await;
+    // Someone else's booking in the same batch.
+    let other = wx::text_with_id(&s[3], "抢票 dup", wx::next_msg_id());
+    let o = held.queue(&app, fresh_query(), other.clone()).await;
+    let blockers = held.release().await;
+
+    let r = replies(vec![t1, t2, u1, u2, c1, c2, o]).await;
+    for (status, body) in &r {
+        assert_eq!(*status, 200, "{body}");
+        assert!(is_booked(body), "{body}");
+    }
+    assert_eq!(r[0], r[1], "the retry gets the original's reply, byte for byte");
+    assert_eq!(r[2], r[3], "the same delivery twice: the same reply");
+    assert_eq!(r[4], r[5], "the retried click: the same reply");
+    assert_ne!(r[0], r[2], "different students, different tickets");
+    assert_eq!(app.live_tickets(a.id).await, 4, "one ticket per student, none for a retry");
+    for i in 0..4 {
+        assert_eq!(tickets_of(&app, &format!("{:05}{:05}", 21, i)).await, 1);
+    }
+    assert_capacity_exact(&app, a.id, 10).await;
+    let keys = [key_of(&text), key_of(&text_b), key_of(&click), key_of(&other)];
+    assert_one_batch(&app, &keys).await;
+    assert_eq!(app.count("SELECT count(*) FROM wechat_messages WHERE dedup_key NOT LIKE 'evt:oBlocker%'").await, 4);
+    blockers_answered(blockers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_query_replayed_in_the_batch_of_its_first_use_is_refused() {
+    let app = spawn_app().await;
+    let a = app.activity("replay", 10, Window::Open).await;
+    let s = app.bound_students(22, 3).await;
+    let held = hold_every_turn(&app).await;
+    let q = fresh_query();
+    // A: the genuine message under Q.
+    let msg_a = wx::text_with_id(&s[0], "抢票 replay", wx::next_msg_id());
+    let ra = held.queue(&app, q.clone(), msg_a.clone()).await;
+    // B: another student's booking forged under the same Q.
+    let msg_b = click_at(&s[1], a.id, wx::now() * 1000 + 1);
+    let rb = held.queue(&app, q.clone(), msg_b.clone()).await;
+    // B': the same student's other message under Q.
+    let msg_b2 = click_at(&s[0], a.id, wx::now() * 1000 + 2);
+    let rb2 = held.queue(&app, q.clone(), msg_b2.clone()).await;
+    // Someone else's genuine booking, to show the batch.
+    let msg_c = wx::text_with_id(&s[2], "抢票 replay", wx::next_msg_id());
+    let rc = held.queue(&app, fresh_query(), msg_c.clone()).await;
+    let blockers = held.release().await;
+
+    let r = replies(vec![ra, rb, rb2, rc]).await;
+    assert_eq!(r[0].0, 200, "{}", r[0].1);
+    assert!(is_booked(&r[0].1), "{}", r[0].1);
+    assert_eq!(r[1], (403, "this signature was already used for another message".to_string()));
+    assert_eq!(r[2], (403, "this signature was already used for another message".to_string()));
+    assert!(is_booked(&r[3].1), "{}", r[3].1);
+    // B changed nothing.
+    assert_eq!(tickets_of(&app, "0002200001").await, 0, "no ticket for the forger");
+    assert_eq!(tickets_of(&app, "0002200000").await, 1);
+    assert_eq!(records_of(&app, &[key_of(&msg_b), key_of(&msg_b2)]).await.0, 0, "no record of B");
+    assert_eq!(app.live_tickets(a.id).await, 2);
+    assert_capacity_exact(&app, a.id, 10).await;
+    assert_one_batch(&app, &[key_of(&msg_a), key_of(&msg_c)]).await;
+    // Q stays spent on A's message; A's retry under it is still A's answer.
+    assert_eq!(app.post_wechat_raw(&q, msg_a).await, r[0]);
+    assert_eq!(app.post_wechat_raw(&q, msg_b).await.0, 403, "and B is refused after the batch too");
+    assert_eq!(tickets_of(&app, "0002200001").await, 0);
+    blockers_answered(blockers).await;
+}
+
+/// The ticket code a booking reply points to (the news card's or the "already" text's link).
+fn ticket_code_of(body: &str) -> String {
+    use crate::common::fixtures::ticket_code;
+    match Reply::parse(body) {
+        Reply::News { url, .. } => ticket_code(&url),
+        text => ticket_code(&text.links().into_iter().next().expect("a ticket link")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_students_several_bookings_in_one_batch_book_once_each_activity() {
+    let app = spawn_app().await;
+    let a = app.activity("twice", 10, Window::Open).await;
+    let b = app.activity("forms", 10, Window::Open).await;
+    let s = app.bound_students(23, 2).await;
+    let me = &s[0];
+    let held = hold_every_turn(&app).await;
+    let msgs = [
+        wx::text_with_id(me, "抢票 twice", wx::next_msg_id()),
+        wx::text_with_id(me, "抢票 twice", wx::next_msg_id()),
+        click_at(me, a.id, wx::now() * 1000 + 1),
+        // The same student again, for another activity, once by each form.
+        click_at(me, b.id, wx::now() * 1000 + 2),
+        wx::text_with_id(me, "抢票 FORMS", wx::next_msg_id()),
+        // Someone else between them.
+        wx::text_with_id(&s[1], "抢票 twice", wx::next_msg_id()),
+    ];
+    let mut sent = Vec::new();
+    for xml in &msgs {
+        sent.push(held.queue(&app, fresh_query(), xml.clone()).await);
+    }
+    let blockers = held.release().await;
+    let r = replies(sent).await;
+    for (status, body) in &r {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert!(is_booked(&r[0].1), "the first books: {}", r[0].1);
+    assert!(is_already(&r[1].1), "the second holds the first's ticket: {}", r[1].1);
+    assert!(is_already(&r[2].1), "and so does the click: {}", r[2].1);
+    assert!(is_booked(&r[3].1), "the click books the other activity: {}", r[3].1);
+    assert!(is_already(&r[4].1), "the text after it holds that ticket: {}", r[4].1);
+    assert!(is_booked(&r[5].1), "another student books too: {}", r[5].1);
+    let (code_a, code_b) = (ticket_code_of(&r[0].1), ticket_code_of(&r[3].1));
+    assert_eq!(ticket_code_of(&r[1].1), code_a, "\"already\" shows the ticket just booked");
+    assert_eq!(ticket_code_of(&r[2].1), code_a);
+    assert_eq!(ticket_code_of(&r[4].1), code_b);
+    assert_ne!(code_a, code_b);
+
+    assert_eq!(tickets_of(&app, "0002300000").await, 2, "one ticket per activity");
+    assert_eq!(app.live_tickets(a.id).await, 2);
+    assert_eq!(app.live_tickets(b.id).await, 1);
+    assert_capacity_exact(&app, a.id, 10).await;
+    assert_capacity_exact(&app, b.id, 10).await;
+    let keys: Vec<String> = msgs.iter().map(|m| key_of(m)).collect();
+    assert_one_batch(&app, &keys).await;
+    blockers_answered(blockers).await;
+}
+
+/// Waits (up to 2 s) until some transaction of this database is at the
+/// place-taking statement of `take_places_and_issue`.
+async fn wait_for_the_take(app: &TestApp) {
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(2) {
+        let at_take = app
+            .count(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'WITH want AS%' AND state <> 'idle'",
+            )
+            .await;
+        if at_take > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("the batch never reached the take");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_unbound_while_their_batch_waits_for_places_gets_no_ticket() {
+    let app = spawn_app().await;
+    let a = app.activity("unbind", 10, Window::Open).await;
+    let s = app.bound_students(24, 4).await;
+    let victim = &s[0];
+    // The victim wrote a moment ago, so the batch's claim leaves their
+    // students row alone (it notes a user's last message at most once a
+    // minute) and their unbind need not wait for the batch.
+    sqlx::query("UPDATE students SET last_interaction_at = now() WHERE openid = $1")
+        .bind(victim)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Every place of the activity held, as by bookings in flight.
+    let mut slots = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT slot FROM activity_slots WHERE activity_id = $1 FOR UPDATE")
+        .bind(a.id)
+        .execute(&mut *slots)
+        .await
+        .unwrap();
+    let held = hold_every_turn(&app).await;
+    let msgs = [
+        wx::text_with_id(victim, "抢票 unbind", wx::next_msg_id()),
+        click_at(&s[1], a.id, wx::now() * 1000 + 1),
+        wx::text_with_id(&s[2], "抢票 unbind", wx::next_msg_id()),
+        click_at(&s[3], a.id, wx::now() * 1000 + 3),
+    ];
+    let mut sent = Vec::new();
+    for xml in &msgs {
+        sent.push(held.queue(&app, fresh_query(), xml.clone()).await);
+    }
+    let blockers = held.release().await;
+    // The batch checked the victim while bound and now waits for places: unbind then.
+    wait_for_the_take(&app).await;
+    let unbound = app.say(&wx::text(victim, "解绑")).await;
+    assert!(unbound.text().contains("已解除学号 0002400000"), "{unbound:?}");
+    slots.rollback().await.unwrap();
+
+    let r = replies(sent).await;
+    for (status, body) in &r {
+        assert_eq!(*status, 200, "{body}");
+    }
+    assert!(!is_booked(&r[0].1), "no ticket for an account no longer bound: {}", r[0].1);
+    assert!(Reply::parse(&r[0].1).text().contains("还没有绑定学号"), "told to bind: {}", r[0].1);
+    for (status, body) in &r[1..] {
+        assert!(is_booked(body), "HTTP {status}: {body}");
+    }
+    assert_eq!(tickets_of(&app, "0002400000").await, 0, "the unbound student holds nothing");
+    assert_eq!(app.count(&format!("SELECT count(*) FROM tickets WHERE openid = '{victim}'")).await, 0);
+    assert_eq!(app.live_tickets(a.id).await, 3);
+    assert_capacity_exact(&app, a.id, 10).await;
+    let keys: Vec<String> = msgs.iter().map(|m| key_of(m)).collect();
+    assert_one_batch(&app, &keys).await;
+    blockers_answered(blockers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_fails_is_answered_alone_and_only_the_failing_member_fails() {
+    let app = spawn_app().await;
+    let a = app.activity("plenty", 10, Window::Open).await;
+    let b = app.activity("scarce", 2, Window::Open).await;
+    let s = app.bound_students(25, 9).await;
+    // A test-only trigger: the victim's ticket can never be inserted.
+    sqlx::query(
+        "CREATE FUNCTION refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.student_id = '0002500000' THEN RAISE EXCEPTION 'test: no ticket for the victim'; END IF; \
+         RETURN NEW; END $$",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query("CREATE TRIGGER refuse_victim BEFORE INSERT ON tickets FOR EACH ROW EXECUTE FUNCTION refuse_victim()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let held = hold_every_turn(&app).await;
+    // Four for the scarce activity first (its places taken before the failure), then the rest.
+    let mut msgs: Vec<String> = (5..9).map(|i| click_at(&s[i], b.id, wx::now() * 1000 + i as i64)).collect();
+    msgs.push(wx::text_with_id(&s[0], "抢票 plenty", wx::next_msg_id()));
+    msgs.extend((1..5).map(|i| wx::text_with_id(&s[i], "抢票 plenty", wx::next_msg_id())));
+    let mut sent = Vec::new();
+    for xml in &msgs {
+        sent.push(held.queue(&app, fresh_query(), xml.clone()).await);
+    }
+    let blockers = held.release().await;
+    let released = Instant::now();
+    let r = replies(sent).await;
+    assert!(released.elapsed() < Duration::from_secs(5), "inside WeChat's 5 s: {:?}", released.elapsed());
+    for (status, body) in &r {
+        assert_eq!(*status, 200, "{body}");
+    }
+    // The scarce activity: two booked, two sold out.
+    let booked = r[..4].iter().filter(|(_, body)| is_booked(body)).count();
+    let sold_out = r[..4]
+        .iter()
+        .filter(|(_, body)| matches!(Reply::parse(body), Reply::Text(t) if t.contains("票已经抢完")))
+        .count();
+    assert_eq!((booked, sold_out), (2, 2), "{:?}", &r[..4]);
+    // The victim: busy, nothing booked, nothing recorded (WeChat's retry gets a real chance).
+    let victim = Reply::parse(&r[4].1);
+    assert!(matches!(&victim, Reply::Text(t) if t.contains("请稍后再试")), "{victim:?}");
+    assert_eq!(tickets_of(&app, "0002500000").await, 0);
+    assert_eq!(records_of(&app, &[key_of(&msgs[4])]).await.0, 0);
+    // The plenty activity: every other student booked.
+    for (status, body) in &r[5..] {
+        assert!(is_booked(body), "HTTP {status}: {body}");
+    }
+    assert_eq!(app.live_tickets(a.id).await, 4);
+    assert_eq!(app.live_tickets(b.id).await, 2);
+    assert_capacity_exact(&app, a.id, 10).await;
+    assert_capacity_exact(&app, b.id, 2).await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM (SELECT student_id FROM tickets GROUP BY student_id HAVING count(*) > 1) d")
+            .await,
+        0,
+        "nobody holds two tickets"
+    );
+    // The batch's transaction failed as a whole: its members were answered (and recorded) alone.
+    let others: Vec<String> = msgs.iter().enumerate().filter(|(i, _)| *i != 4).map(|(_, m)| key_of(m)).collect();
+    let (rows, transactions) = records_of(&app, &others).await;
+    assert_eq!(rows, 8);
+    assert!(transactions > 1, "recorded by the failed batch's single transaction?");
+    blockers_answered(blockers).await;
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    booked: usize,
+    sold_out: usize,
+    other: Vec<String>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_on_two_instances_keep_capacity_exact() {
+    let one = spawn_app().await;
+    let two = spawn_app_on(one.db.clone(), Settings::default()).await;
+    let a = one.activity("pair", 100, Window::Open).await;
+    let students = one.bound_students(26, 600).await;
+    let sends = students.iter().enumerate().map(|(i, openid)| {
+        let app = if i % 2 == 0 { &one } else { &two };
+        let xml = wx::click(openid, &format!("BOOK_{}", a.id));
+        async move { app.post_wechat(&xml).await }
+    });
+    let mut t = Tally::default();
+    for (status, body) in join_all(sends).await {
+        match (status, Reply::parse(&body)) {
+            (200, Reply::News { title, .. }) if title.contains("抢票成功") => t.booked += 1,
+            (200, Reply::Text(text)) if text.contains("票已经抢完") => t.sold_out += 1,
+            (status, other) => t.other.push(format!("HTTP {status}: {other:?}")),
+        }
+    }
+    assert!(t.other.is_empty(), "{:?}", &t.other[..t.other.len().min(5)]);
+    assert_eq!((t.booked, t.sold_out), (100, 500));
+    assert_eq!(one.live_tickets(a.id).await, 100);
+    assert_capacity_exact(&one, a.id, 100).await;
+    let per_student: HashMap<String, i64> =
+        sqlx::query_as("SELECT student_id, count(*) FROM tickets WHERE status <> 'cancelled' GROUP BY student_id")
+            .fetch_all(&one.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert_eq!(per_student.len(), 100);
+    assert!(per_student.values().all(|n| *n == 1), "no student with two tickets");
+    // And they were batched: some transaction recorded several messages.
+    let largest = one
+        .count("SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM wechat_messages GROUP BY created_at) b")
+        .await;
+    assert!(largest > 1, "no batch of more than one message in a rush of 600");
+}
