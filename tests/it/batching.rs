@@ -393,19 +393,19 @@ async fn a_batch_that_fails_is_answered_alone_and_only_the_failing_member_fails(
     let a = app.activity("plenty", 10, Window::Open).await;
     let b = app.activity("scarce", 2, Window::Open).await;
     let s = app.bound_students(25, 9).await;
-    // A test-only trigger: the victim's ticket can never be inserted.
-    sqlx::query(
+    // A test-only trigger: the victim's ticket can never be inserted. Sequences
+    // (which no rollback undoes) count the rows tried: the victim's, everyone else's.
+    for sql in [
+        "CREATE SEQUENCE victim_tried",
+        "CREATE SEQUENCE others_tried",
         "CREATE FUNCTION refuse_victim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-         IF NEW.student_id = '0002500000' THEN RAISE EXCEPTION 'test: no ticket for the victim'; END IF; \
-         RETURN NEW; END $$",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    sqlx::query("CREATE TRIGGER refuse_victim BEFORE INSERT ON tickets FOR EACH ROW EXECUTE FUNCTION refuse_victim()")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+         IF NEW.student_id = '0002500000' THEN \
+             PERFORM nextval('victim_tried'); RAISE EXCEPTION 'test: no ticket for the victim'; END IF; \
+         PERFORM nextval('others_tried'); RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_victim BEFORE INSERT ON tickets FOR EACH ROW EXECUTE FUNCTION refuse_victim()",
+    ] {
+        sqlx::query(sql).execute(&app.pool).await.unwrap();
+    }
     let held = hold_every_turn(&app).await;
     // Four for the scarce activity first (its places taken before the failure), then the rest.
     let mut msgs: Vec<String> = (5..9).map(|i| click_at(&s[i], b.id, wx::now() * 1000 + i as i64)).collect();
@@ -453,6 +453,11 @@ async fn a_batch_that_fails_is_answered_alone_and_only_the_failing_member_fails(
     let (rows, transactions) = records_of(&app, &others).await;
     assert_eq!(rows, 8);
     assert!(transactions > 1, "recorded by the failed batch's single transaction?");
+    let tried = |seq: &str| format!("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {seq}");
+    assert_eq!(app.count(&tried("victim_tried")).await, 2, "the victim's ticket tried in the batch, then alone");
+    // The scarce activity's places were taken (its two tickets inserted) in the
+    // batch before the victim's failed: rolled back, and issued again alone.
+    assert!(app.count(&tried("others_tried")).await > 6, "no ticket was issued in the failed batch");
     blockers_answered(blockers).await;
 }
 
