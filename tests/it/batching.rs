@@ -506,3 +506,82 @@ async fn batches_on_two_instances_keep_capacity_exact() {
         .await;
     assert!(largest > 1, "no batch of more than one message in a rush of 600");
 }
+
+const REPLAY_REFUSED: &str = "this signature was already used for another message";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: batch.rs answer_batch checks Copy (same key as an earlier lead) before Replayed (same pair as an earlier lead), so a message under a signed query that an earlier member spent on another message gets 200 and the copied reply instead of 403"]
+async fn a_retry_under_a_query_spent_on_another_message_of_the_batch_is_refused() {
+    let app = spawn_app().await;
+    let a = app.activity("spent", 10, Window::Open).await;
+    let s = app.bound_students(27, 2).await;
+    let held = hold_every_turn(&app).await;
+    let (q1, q2) = (fresh_query(), fresh_query());
+    let k1 = wx::text_with_id(&s[0], "抢票 spent", wx::next_msg_id());
+    let k2 = wx::text_with_id(&s[1], "抢票 spent", wx::next_msg_id());
+    let first = held.queue(&app, q1, k1.clone()).await;
+    let other = held.queue(&app, q2.clone(), k2.clone()).await;
+    // K1 again, under the query that just carried K2: a second message on Q2.
+    let forged = held.queue(&app, q2.clone(), k1.clone()).await;
+    let blockers = held.release().await;
+    let r = replies(vec![first, other, forged]).await;
+    assert!(is_booked(&r[0].1) && is_booked(&r[1].1), "{r:?}");
+    assert_one_batch(&app, &[key_of(&k1), key_of(&k2)]).await;
+    blockers_answered(blockers).await;
+    // Alone (after the batch), the same request is refused:
+    assert_eq!(app.post_wechat_raw(&q2, k1.clone()).await, (403, REPLAY_REFUSED.to_string()));
+    // …and inside the batch it must be too (it got K1's reply, ticket link included).
+    assert_eq!(r[2], (403, REPLAY_REFUSED.to_string()), "Q2 carried a second message inside the batch");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: batch.rs answer_batch marks a member Replayed when an earlier lead has its pair, even when that lead was itself refused by claim_many (the pair belongs to this member's own message): WeChat's retry gets 403 instead of its stored reply"]
+async fn a_retry_behind_a_replay_of_its_own_query_gets_its_first_answer() {
+    let app = spawn_app().await;
+    let a = app.activity("behind", 10, Window::Open).await;
+    let s = app.bound_students(28, 2).await;
+    // K2 answered under Q before the batch.
+    let q = fresh_query();
+    let k2 = wx::text_with_id(&s[0], "抢票 behind", wx::next_msg_id());
+    let first = app.post_wechat_raw(&q, k2.clone()).await;
+    assert!(is_booked(&first.1), "{first:?}");
+    let held = hold_every_turn(&app).await;
+    // A forger replays Q with another booking, just ahead of WeChat's retry of K2 under Q.
+    let forged = held.queue(&app, q.clone(), click_at(&s[1], a.id, wx::now() * 1000 + 1)).await;
+    let retry = held.queue(&app, q.clone(), k2.clone()).await;
+    let blockers = held.release().await;
+    let r = replies(vec![forged, retry]).await;
+    blockers_answered(blockers).await;
+    assert_eq!(r[0], (403, REPLAY_REFUSED.to_string()));
+    assert_eq!(tickets_of(&app, "0002800001").await, 0, "nothing for the forger");
+    assert_eq!(app.live_tickets(a.id).await, 1);
+    // Alone, the retry gets its first answer:
+    assert_eq!(app.post_wechat_raw(&q, k2.clone()).await, first);
+    // …and in the batch too: Q carried only K2, the forger's message was refused.
+    assert_eq!(r[1], first, "WeChat's retry was refused as a replay because a forgery came just before it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: batch.rs answer_batch makes a member a Copy of an earlier lead with its key even when claim_many refused that lead as Replayed: the genuine delivery gets 403 and nothing is booked"]
+async fn a_message_behind_its_forged_copy_under_a_spent_query_is_still_answered() {
+    let app = spawn_app().await;
+    let a = app.activity("copied", 10, Window::Open).await;
+    let s = app.bound_students(29, 2).await;
+    // Q spent on someone else's message before the batch.
+    let q = fresh_query();
+    assert!(is_booked(&app.post_wechat_raw(&q, wx::text(&s[1], "抢票 copied")).await.1));
+    let held = hold_every_turn(&app).await;
+    // A forger sends the student's message under spent Q just ahead of WeChat's own delivery.
+    let mine = click_at(&s[0], a.id, wx::now() * 1000 + 1);
+    let forged = held.queue(&app, q.clone(), mine.clone()).await;
+    let genuine = held.queue(&app, fresh_query(), mine.clone()).await;
+    let blockers = held.release().await;
+    let r = replies(vec![forged, genuine]).await;
+    blockers_answered(blockers).await;
+    assert_eq!(r[0], (403, REPLAY_REFUSED.to_string()));
+    // Alone the genuine delivery books; in the batch it must too.
+    assert_eq!(r[1].0, 200, "WeChat's genuine delivery was refused because its forged copy came first: {}", r[1].1);
+    assert!(is_booked(&r[1].1), "{}", r[1].1);
+    assert_eq!(tickets_of(&app, "0002900000").await, 1);
+    assert_capacity_exact(&app, a.id, 10).await;
+}
