@@ -527,6 +527,7 @@ async fn a_retry_under_a_query_spent_on_another_message_of_the_batch_is_refused(
     let r = replies(vec![first, other, forged]).await;
     assert!(is_booked(&r[0].1) && is_booked(&r[1].1), "{r:?}");
     assert_one_batch(&app, &[key_of(&k1), key_of(&k2)]).await;
+    assert_eq!(app.live_tickets(a.id).await, 2);
     blockers_answered(blockers).await;
     // Alone (after the batch), the same request is refused:
     assert_eq!(app.post_wechat_raw(&q2, k1.clone()).await, (403, REPLAY_REFUSED.to_string()));
