@@ -586,3 +586,39 @@ async fn a_message_behind_its_forged_copy_under_a_spent_query_is_still_answered(
     assert_eq!(tickets_of(&app, "0002900000").await, 1);
     assert_capacity_exact(&app, a.id, 10).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: batch.rs run() aborts the batch task at DEADLINE, but the claim statement keeps running on the server (no cancel, no rollback until it ends), holding every member's claim rows: the members answered alone (answer_once) wait behind it for the one stuck member's lock, and get busy replies if it outlasts 4 s"]
+async fn a_batch_past_its_deadline_answers_its_other_members_alone_at_once() {
+    let app = spawn_app().await;
+    let a = app.activity("late", 10, Window::Open).await;
+    let s = app.bound_students(30, 4).await;
+    // The first student's row is locked (say, by a slow admin change): the
+    // batch's claim, which notes each student's last message, waits for it.
+    let mut row = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM students WHERE openid = $1 FOR UPDATE").bind(&s[0]).execute(&mut *row).await.unwrap();
+    let held = hold_every_turn(&app).await;
+    let msgs: Vec<String> = s.iter().map(|o| wx::text_with_id(o, "抢票 late", wx::next_msg_id())).collect();
+    let mut sent = Vec::new();
+    for xml in &msgs {
+        sent.push(held.queue(&app, fresh_query(), xml.clone()).await);
+    }
+    let blockers = held.release().await;
+    // Past the batch's deadline (2 s), well inside the 4 s each message has.
+    tokio::time::sleep(Duration::from_millis(2700)).await;
+    let answered_before_release: Vec<bool> = sent.iter().map(JoinHandle::is_finished).collect();
+    row.rollback().await.unwrap();
+    let r = replies(sent).await;
+    blockers_answered(blockers).await;
+    for (status, body) in &r {
+        assert_eq!(*status, 200, "{body}");
+        assert!(is_booked(body), "{body}");
+    }
+    assert_eq!(app.live_tickets(a.id).await, 4);
+    assert_capacity_exact(&app, a.id, 10).await;
+    assert_eq!(
+        answered_before_release,
+        [false, true, true, true],
+        "the abandoned batch's members, answered alone, did not wait for the one locked student"
+    );
+}
