@@ -622,3 +622,34 @@ async fn a_batch_past_its_deadline_answers_its_other_members_alone_at_once() {
         "the abandoned batch's members, answered alone, did not wait for the one locked student"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: as a_batch_past_its_deadline_answers_its_other_members_alone_at_once: the abandoned batch's claim statement keeps every member's claim until the stuck member's lock goes, so every member gets the busy reply"]
+async fn a_member_stuck_past_every_deadline_fails_alone() {
+    let app = spawn_app().await;
+    let a = app.activity("stuck", 10, Window::Open).await;
+    let s = app.bound_students(31, 4).await;
+    let mut row = app.pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM students WHERE openid = $1 FOR UPDATE").bind(&s[0]).execute(&mut *row).await.unwrap();
+    let held = hold_every_turn(&app).await;
+    let msgs: Vec<String> = s.iter().map(|o| wx::text_with_id(o, "抢票 stuck", wx::next_msg_id())).collect();
+    let mut sent = Vec::new();
+    for xml in &msgs {
+        sent.push(held.queue(&app, fresh_query(), xml.clone()).await);
+    }
+    let blockers = held.release().await;
+    // Locked past the 4 s every message has.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    row.rollback().await.unwrap();
+    let r = replies(sent).await;
+    // (One blocker shared the stuck batch: it is no member under test.)
+    replies(blockers).await;
+    assert!(matches!(Reply::parse(&r[0].1), Reply::Text(t) if t.contains("请稍后再试")), "{}", r[0].1);
+    for (status, body) in &r[1..] {
+        assert_eq!(*status, 200, "{body}");
+        assert!(is_booked(body), "a member not stuck was answered busy with its stuck batch-mate: {body}");
+    }
+    assert_eq!(app.live_tickets(a.id).await, 3);
+    assert_eq!(tickets_of(&app, "0003100000").await, 0);
+    assert_capacity_exact(&app, a.id, 10).await;
+}
