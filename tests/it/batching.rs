@@ -480,11 +480,22 @@ async fn batches_on_two_instances_keep_capacity_exact() {
         async move { app.post_wechat(&xml).await }
     });
     let mut t = Tally::default();
-    for (status, body) in join_all(sends).await {
+    let mut busy = Vec::new();
+    for (i, (status, body)) in join_all(sends).await.into_iter().enumerate() {
         match (status, Reply::parse(&body)) {
             (200, Reply::News { title, .. }) if title.contains("抢票成功") => t.booked += 1,
             (200, Reply::Text(text)) if text.contains("票已经抢完") => t.sold_out += 1,
+            // Told to try again (a machine overloaded by other tests): the student does.
+            (200, Reply::Text(text)) if text.contains("请稍后再试") => busy.push(i),
             (status, other) => t.other.push(format!("HTTP {status}: {other:?}")),
+        }
+    }
+    for i in busy {
+        let reply = one.say(&wx::click(&students[i], &format!("BOOK_{}", a.id))).await;
+        match reply {
+            Reply::News { title, .. } if title.contains("抢票成功") => t.booked += 1,
+            Reply::Text(text) if text.contains("票已经抢完") => t.sold_out += 1,
+            other => t.other.push(format!("retry: {other:?}")),
         }
     }
     assert!(t.other.is_empty(), "{:?}", &t.other[..t.other.len().min(5)]);
