@@ -8,6 +8,7 @@ mod admin_login;
 mod announcements;
 mod backups;
 mod bad_day;
+mod batching;
 mod browser;
 mod cas_binding;
 mod checkin_export;
