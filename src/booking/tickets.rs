@@ -322,7 +322,10 @@ pub async fn book_many(
         outcomes[i] = Some(Ok(decided));
     }
 
-    // One take per activity, its members in the order they came.
+    // One take per activity, its members in the order they came; the
+    // activities in id order, so two batches that book the same students
+    // for two activities take their rows in one order and never wait for
+    // each other in a circle.
     let mut activities: Vec<i64> = Vec::new();
     for (_, place) in &places {
         if let Wants::Wanted { activity_id, .. } = place
@@ -331,6 +334,7 @@ pub async fn book_many(
             activities.push(*activity_id);
         }
     }
+    activities.sort_unstable();
     for activity_id in activities {
         let members: Vec<(usize, &str)> = places
             .iter()

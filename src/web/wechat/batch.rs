@@ -48,8 +48,16 @@ const AT_ONCE: usize = 2;
 const MOST: usize = 256;
 
 /// A batch that has not committed by then is abandoned (rolled back) and its
-/// messages are answered alone, well inside the 4 s `/wechat` gives each.
-const DEADLINE: Duration = Duration::from_millis(2000);
+/// messages are answered alone, inside the 4 s `/wechat` gives each.
+const DEADLINE: Duration = Duration::from_millis(2500);
+
+/// No statement of a batch runs longer (milliseconds; a batch's statements
+/// take a few, and `DEADLINE` is a little longer). Aborting a batch at its deadline drops its connection but
+/// cannot stop a statement PostgreSQL is running — one waiting for a lock,
+/// say — which would keep every member's claim, and the members answered
+/// alone would wait behind it. With this, such a statement fails within a
+/// couple of seconds and the batch's claims go with its transaction.
+const STATEMENT_TIMEOUT_MS: &str = "2000";
 
 /// The queue of booking messages waiting for their batch; one per router.
 #[derive(Default)]
@@ -126,7 +134,10 @@ async fn gather(mut waiting: mpsc::UnboundedReceiver<Job>, server: tokio::runtim
         let Ok(turn) = turns.clone().acquire_owned().await else { return };
         let Some(first) = waiting.recv().await else { return };
         let pool = pool
-            .get_or_insert_with(|| db::lazy_pool(first.state.pool.connect_options().as_ref().clone(), AT_ONCE as u32))
+            .get_or_insert_with(|| {
+                let options = first.state.pool.connect_options().as_ref().clone();
+                db::lazy_pool(options.options([("statement_timeout", STATEMENT_TIMEOUT_MS)]), AT_ONCE as u32)
+            })
             .clone();
         let mut jobs = vec![first];
         while jobs.len() < MOST {
@@ -165,7 +176,15 @@ async fn run(jobs: Vec<Job>, pool: PgPool, server: tokio::runtime::Handle) {
                 let (state, members) = (state.clone(), members.clone());
                 server.spawn(async move {
                     let member = &members[i];
-                    let _ = done.send(answer_once(&state, &member.msg, &member.signed()).await);
+                    let mut done = done;
+                    // Given up when `/wechat` has answered busy at its own
+                    // deadline: rolled back then, as a message answered alone is.
+                    let signed = member.signed();
+                    let answer = tokio::select! {
+                        () = done.closed() => return,
+                        answer = answer_once(&state, &member.msg, &signed) => answer,
+                    };
+                    let _ = done.send(answer);
                 });
             }
             return;
@@ -179,12 +198,35 @@ async fn run(jobs: Vec<Job>, pool: PgPool, server: tokio::runtime::Handle) {
 /// What a member is within its batch.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
-    /// Claimed and handled, the `n`th claim of the batch.
-    Lead(usize),
-    /// The same message as an earlier member (a retry in the same batch): that one's answer.
+    /// Claimed in the database (how it went: `recorded`).
+    Lead,
+    /// The same message as an earlier lead (a retry in the same batch): that one's answer.
     Copy(usize),
-    /// The signed query of an earlier member, carrying another message.
+    /// The signed query of an earlier lead, carrying another message.
     Replayed,
+}
+
+/// Each member's role, in order, as answering them one after the other
+/// would decide it: only earlier leads the database did not refuse count
+/// (`refused`: a forged message under a spent query must neither spend that
+/// query for a later genuine retry nor stand for a later genuine delivery).
+fn roles(members: &[Member], keys: &[String], refused: &[bool]) -> Vec<Role> {
+    let mut roles: Vec<Role> = Vec::with_capacity(members.len());
+    for (i, member) in members.iter().enumerate() {
+        let counts = |j: &usize| roles[*j] == Role::Lead && !refused[*j];
+        let same_pair = |j: &usize| members[*j].timestamp == member.timestamp && members[*j].nonce == member.nonce;
+        // A query already carrying another message refuses this one (even a
+        // copy of a third); the same message again gets its first answer.
+        let role = if (0..i).filter(counts).any(|j| same_pair(&j) && keys[j] != keys[i]) {
+            Role::Replayed
+        } else if let Some(j) = (0..i).filter(counts).find(|j| keys[*j] == keys[i]) {
+            Role::Copy(j)
+        } else {
+            Role::Lead
+        };
+        roles.push(role);
+    }
+    roles
 }
 
 /// One transaction for the whole batch; each member's answer in order.
@@ -194,32 +236,32 @@ async fn answer_batch(
     members: Arc<Vec<Member>>,
 ) -> Result<Vec<Result<Answer, AppError>>, AppError> {
     let keys: Vec<String> = members.iter().map(|m| m.msg.dedup_key()).collect();
-    let mut roles: Vec<Role> = Vec::with_capacity(members.len());
-    let mut claims: Vec<Claim> = Vec::new();
-    let mut leads: Vec<usize> = Vec::new();
-    for (i, member) in members.iter().enumerate() {
-        let earlier = |j: &usize| matches!(roles[*j], Role::Lead(_));
-        let same_pair = |j: &usize| members[*j].timestamp == member.timestamp && members[*j].nonce == member.nonce;
-        // As alone: a query already carrying another message refuses this one
-        // (even a copy of a third); the same message again gets its first answer.
-        let role = if (0..i).filter(earlier).any(|j| same_pair(&j) && keys[j] != keys[i]) {
-            Role::Replayed
-        } else if let Some(j) = (0..i).filter(earlier).find(|j| keys[*j] == keys[i]) {
-            Role::Copy(j)
-        } else {
-            claims.push(Claim { dedup_key: &keys[i], openid: &member.msg.from_user, signed: member.signed() });
-            leads.push(i);
-            Role::Lead(claims.len() - 1)
-        };
-        roles.push(role);
-    }
-
     let waiting = meters::waiting_for_pool();
     let mut tx = pool.begin().await?;
     drop(waiting);
-    let recorded = records::claim_many(&mut tx, &claims).await?;
-    let fresh: Vec<usize> =
-        leads.iter().zip(&recorded).filter(|(_, r)| **r == Recorded::First).map(|(i, _)| *i).collect();
+    // Claimed in rounds: a lead the database refuses as a replay no longer
+    // counts, so the members it decided are decided again and the new leads
+    // claimed. Leads stay leads (fewer leads count, never more), so this ends;
+    // a second round needs a forged message in the batch.
+    let mut recorded: Vec<Option<Recorded>> = members.iter().map(|_| None).collect();
+    let mut refused = vec![false; members.len()];
+    let roles = loop {
+        let roles = roles(&members, &keys, &refused);
+        let new: Vec<usize> = (0..members.len()).filter(|&i| roles[i] == Role::Lead && recorded[i].is_none()).collect();
+        if new.is_empty() {
+            break roles;
+        }
+        let claims: Vec<Claim> = new
+            .iter()
+            .map(|&i| Claim { dedup_key: &keys[i], openid: &members[i].msg.from_user, signed: members[i].signed() })
+            .collect();
+        for (&i, r) in new.iter().zip(records::claim_many(&mut tx, &claims).await?) {
+            refused[i] = r == Recorded::Replayed;
+            recorded[i] = Some(r);
+        }
+    };
+    let leads: Vec<usize> = (0..members.len()).filter(|&i| roles[i] == Role::Lead).collect();
+    let fresh: Vec<usize> = leads.iter().copied().filter(|&i| recorded[i] == Some(Recorded::First)).collect();
     let bookings: Vec<(&Message, ActivityRef)> =
         fresh.iter().map(|&i| (&members[i].msg, members[i].activity.clone())).collect();
     let handled = bot::handle_bookings(&state, &mut tx, &bookings).await?;
@@ -253,7 +295,7 @@ async fn answer_batch(
 
     // Answered before (a retry that another transaction answered first): its first reply.
     let again: Vec<&str> =
-        leads.iter().zip(&recorded).filter(|(_, r)| **r == Recorded::Again).map(|(i, _)| keys[*i].as_str()).collect();
+        leads.iter().filter(|&&i| recorded[i] == Some(Recorded::Again)).map(|&i| keys[i].as_str()).collect();
     let stored = if again.is_empty() {
         Default::default()
     } else {
@@ -265,8 +307,8 @@ async fn answer_batch(
             continue;
         }
         answers[i] = Some(match *role {
-            Role::Lead(n) if recorded[n] == Recorded::Replayed => Ok(Answer::Replayed),
-            Role::Lead(_) => stored
+            Role::Lead if recorded[i] == Some(Recorded::Replayed) => Ok(Answer::Replayed),
+            Role::Lead => stored
                 .get(&keys[i])
                 .map(|xml| Answer::Reply { xml: xml.clone(), command, outcome: DUPLICATE })
                 .ok_or_else(|| AppError::Internal("a recorded reply vanished".into())),
