@@ -242,6 +242,11 @@ async fn metrics_count_a_small_rush_by_command_and_outcome_on_their_own_listener
     assert_eq!(after.value(MESSAGES, &[("command", "wait"), ("outcome", "joined")]), 1.0);
     assert_eq!(after.value(MESSAGES, &[("command", "cancel"), ("outcome", "cancelled")]), 1.0);
     assert_eq!(after.value(MESSAGES, &[]), 50.0, "every message counted once");
+    // The booking messages went to the database in batches: the 43 clicks, the
+    // retried text's two deliveries and the replayed one (refused in its batch).
+    assert_eq!(after.value("wechat_ticket_wechat_batch_messages_sum", &[]), 46.0);
+    let batches = after.value("wechat_ticket_wechat_batch_messages_count", &[]);
+    assert!((1.0..=46.0).contains(&batches), "{batches} batches");
 
     assert_eq!(after.value("wechat_ticket_bookings_total", &[("via", "wechat")]), 10.0);
     assert_eq!(after.value("wechat_ticket_cancels_total", &[("via", "wechat")]), 1.0);
