@@ -268,9 +268,9 @@ pub async fn book(
     outcomes.pop().unwrap_or(Err(AppError::Busy))
 }
 
-/// What became of a member whose check found a place to take.
+/// A member whose check found a place to take.
 enum Wants {
-    /// Takes one of the places asked for the activity (index into its requests).
+    /// Takes one of the activity's places, in the batch's order.
     Wanted { activity_id: i64, student_id: String },
     /// An earlier member of the batch wants a place of the same activity for
     /// the same student ID or WeChat account: taken alone one after the

@@ -54,11 +54,16 @@ pub async fn handle(state: &AppState, conn: &mut PgConnection, msg: &Message) ->
     let command = commands::parse(msg);
     let name = command.name();
     let mut outcome = outcomes::ANSWERED;
-    let reply = match answer(state, conn, msg, command, &mut outcome).await? {
+    let reply = fitted(answer(state, conn, msg, command, &mut outcome).await?);
+    Ok(Handled { reply, command: name, outcome })
+}
+
+/// A text reply cut to what WeChat shows (`reply_size`).
+fn fitted(reply: Reply) -> Reply {
+    match reply {
         Reply::Text(text) => Reply::Text(reply_size::cut(text)),
         other => other,
-    };
-    Ok(Handled { reply, command: name, outcome })
+    }
 }
 
 async fn answer(
@@ -219,10 +224,7 @@ pub async fn handle_bookings(
         .map(|((msg, activity), outcome)| {
             let outcome = outcome?;
             let counted = outcomes::book(&outcome);
-            let reply = match book_reply(state, activity, &msg.from_user, outcome) {
-                Reply::Text(text) => Reply::Text(reply_size::cut(text)),
-                other => other,
-            };
+            let reply = fitted(book_reply(state, activity, &msg.from_user, outcome));
             Ok(Handled { reply, command: BOOKING, outcome: counted })
         })
         .collect();

@@ -749,3 +749,34 @@ async fn two_batches_booking_two_activities_in_opposite_orders_never_deadlock() 
     let deadlocks = one.count("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").await;
     assert_eq!(deadlocks - deadlocks_before, 0, "no lock cycle between the two batches");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_delivered_to_two_instances_at_once_is_answered_once_by_both() {
+    // WeChat retrying through a load balancer: every student's one message
+    // reaches both instances at the same moment, under two signed queries.
+    // Each instance batches it; one batch's claim waits for the other's and
+    // then answers with the stored reply.
+    let one = spawn_app().await;
+    let two = spawn_app_on(one.db.clone(), Settings::default()).await;
+    let a = one.activity("twice", 15, Window::Open).await;
+    let students = one.bound_students(33, 40).await;
+    let msgs: Vec<String> = students.iter().map(|o| wx::text_with_id(o, "抢票 twice", wx::next_msg_id())).collect();
+    let sends =
+        msgs.iter().flat_map(|xml| [send(&one, fresh_query(), xml.clone()), send(&two, fresh_query(), xml.clone())]);
+    let r = replies(sends.collect()).await;
+    let mut booked = 0;
+    for pair in r.chunks(2) {
+        assert_eq!(pair[0], pair[1], "both instances gave the same answer");
+        assert_eq!(pair[0].0, 200, "{}", pair[0].1);
+        if is_booked(&pair[0].1) {
+            booked += 1;
+        } else {
+            assert!(Reply::parse(&pair[0].1).text().contains("票已经抢完"), "{}", pair[0].1);
+        }
+    }
+    assert_eq!(booked, 15);
+    assert_eq!(one.live_tickets(a.id).await, 15);
+    let keys: Vec<String> = msgs.iter().map(|m| key_of(m)).collect();
+    assert_eq!(records_of(&one, &keys).await.0, 40, "one record per message");
+    assert_capacity_exact(&one, a.id, 15).await;
+}

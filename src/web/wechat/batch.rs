@@ -236,9 +236,7 @@ async fn answer_batch(
     members: Arc<Vec<Member>>,
 ) -> Result<Vec<Result<Answer, AppError>>, AppError> {
     let keys: Vec<String> = members.iter().map(|m| m.msg.dedup_key()).collect();
-    let waiting = meters::waiting_for_pool();
     let mut tx = pool.begin().await?;
-    drop(waiting);
     // Claimed in rounds: a lead the database refuses as a replay no longer
     // counts, so the members it decided are decided again and the new leads
     // claimed. Leads stay leads (fewer leads count, never more), so this ends;
